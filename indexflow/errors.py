@@ -1,0 +1,26 @@
+"""Exceptions a user can cause. Their text is one sentence naming the input at fault.
+
+Anything that is not an IndexflowError is a bug and may show a traceback.
+"""
+
+
+class IndexflowError(Exception):
+    """Base of every error caused by input or by a remote service, shown to users as-is."""
+
+    exit_code = 1
+
+
+class RegistryError(IndexflowError):
+    """A registry refused, lost, or does not have what was asked for."""
+
+
+class CatalogError(IndexflowError):
+    """The catalog engine rejected a bundle, a database or an FBC directory (opm's message)."""
+
+
+class ValidationError(IndexflowError):
+    """A merge parameter is invalid (IIB's API message)."""
+
+
+class PublishError(IndexflowError):
+    """Git, GitLab or Konflux failed while publishing the merged catalog."""
