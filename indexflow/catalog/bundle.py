@@ -1,0 +1,229 @@
+"""Parse an unpacked operator bundle (manifests/ + metadata/) into the rows opm writes.
+
+All JSON text is produced here, once, in Go's encoding so that `add` only has to insert it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from indexflow.catalog.gojson import compact_raw, go_json
+from indexflow.errors import CatalogError
+
+PKG_KEY = "operators.operatorframework.io.bundle.package.v1"
+CHANNELS_KEY = "operators.operatorframework.io.bundle.channels.v1"
+DEFAULT_KEY = "operators.operatorframework.io.bundle.channel.default.v1"
+
+GVK = tuple[str, str, str, str]  # group, version, kind, plural
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 like go-yaml v2, except timestamps stay strings (as they do when Go decodes to interface{})."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass
+class Bundle:
+    """One bundle as opm stores it (texts already Go-encoded)."""
+
+    name: str
+    package: str
+    channels: list[str]
+    default_channel: str
+    version: str
+    replaces: str
+    skips: list[str]
+    skiprange: str
+    substitutesfor: str
+    bundlepath: str
+    csv_json: bytes
+    bundle_json: bytes
+    related_images: list[str] = field(default_factory=list)
+    properties: list[tuple[str, str]] = field(default_factory=list)
+    dependencies: list[tuple[str, str]] = field(default_factory=list)
+    provided: list[GVK] = field(default_factory=list)
+    required: list[GVK] = field(default_factory=list)
+
+
+def _decode(path: Path) -> Any:
+    """First YAML/JSON document of a file, or None when it does not decode (opm skips it)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("{"):
+            return json.loads(text)
+        for doc in yaml.load_all(text, Loader=_Loader):
+            return doc
+    except (yaml.YAMLError, ValueError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _normalise_numbers(obj: Any) -> Any:
+    """Go round-trips YAML through JSON into int64/float64: integral floats become ints."""
+    if isinstance(obj, dict):
+        return {k: _normalise_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_normalise_numbers(v) for v in obj]
+    if isinstance(obj, float) and obj == obj and abs(obj) < 2**63 and obj == int(obj):
+        return int(obj)
+    return obj
+
+
+def _read_manifests(bundle_dir: Path) -> list[dict]:
+    mdir = bundle_dir / "manifests"
+    files = sorted(p for p in mdir.iterdir() if not p.name.startswith(".") and not p.is_dir()) \
+        if mdir.is_dir() else []
+    objs = [_normalise_numbers(o) for o in map(_decode, files) if isinstance(o, dict)]
+    if not objs:
+        raise CatalogError("no bundle objects found")
+    return objs
+
+
+def _read_metadata(bundle_dir: Path) -> tuple[dict, list, list]:
+    """(annotations, dependencies, properties) — the first metadata file matching each role wins."""
+    annotations: dict | None = None
+    deps: list | None = None
+    props: list | None = None
+    mdir = bundle_dir / "metadata"
+    for path in sorted(mdir.iterdir()) if mdir.is_dir() else []:
+        if path.is_dir():
+            continue
+        doc = _decode(path)
+        if not isinstance(doc, dict):
+            continue
+        ann = doc.get("annotations")
+        if annotations is None and isinstance(ann, dict) and \
+                any(k in ann for k in (PKG_KEY, CHANNELS_KEY, DEFAULT_KEY)):
+            annotations = ann
+        if deps is None and isinstance(doc.get("dependencies"), list) and doc["dependencies"]:
+            deps = doc["dependencies"]
+        if props is None and isinstance(doc.get("properties"), list) and doc["properties"]:
+            props = doc["properties"]
+    if annotations is None:
+        raise CatalogError("Could not find annotations file")
+    return annotations, deps or [], props or []
+
+
+def _crd_apis(obj: dict) -> list[GVK]:
+    spec = obj.get("spec") or {}
+    names = spec.get("names") or {}
+    versions = [v.get("name", "") for v in spec.get("versions") or [] if isinstance(v, dict)]
+    if obj.get("apiVersion", "").endswith("/v1beta1") and spec.get("version"):
+        versions.append(spec["version"])
+    return [(spec.get("group", ""), v, names.get("kind", ""), names.get("plural", "")) for v in versions]
+
+
+def _csv_apis(csv: dict, role: str) -> tuple[list[GVK], list[GVK]]:
+    """(CRDs, APIServices) of `spec.*definitions.<role>` as (group, version, kind, plural)."""
+    spec = csv.get("spec") or {}
+    crds = []
+    for d in (spec.get("customresourcedefinitions") or {}).get(role) or []:
+        plural, _, group = str(d.get("name", "")).partition(".")
+        crds.append((group, str(d.get("version", "")), str(d.get("kind", "")), plural))
+    apis = [(str(d.get("group", "")), str(d.get("version", "")), str(d.get("kind", "")), str(d.get("name", "")))
+            for d in (spec.get("apiservicedefinitions") or {}).get(role) or []]
+    return crds, apis
+
+
+def _go_map(keys: list[GVK]) -> str:
+    """Go's %v of map[APIKey]struct{} (fmt sorts map keys)."""
+    return "map[" + " ".join(f"{{{g} {v} {k} {p}}}:{{}}" for g, v, k, p in sorted(set(keys))) + "]"
+
+
+def _provided(name: str, csv: dict, objs: list[dict]) -> list[GVK]:
+    provided: list[GVK] = []
+    for obj in objs:
+        if obj.get("kind") == "CustomResourceDefinition":
+            provided.extend(_crd_apis(obj))
+    owned_crds, owned_apis = _csv_apis(csv, "owned")
+    have = {(g, v, k) for g, v, k, _ in provided}
+    for g, v, k, p in owned_crds:
+        if (g, v, k) not in have:
+            raise CatalogError(f"error checking provided apis in bundle {name}: couldn't find "
+                               f"{g}/{v}/{k} ({p}) in bundle. found: {_go_map(provided)}")
+    return list(dict.fromkeys(provided + owned_apis))
+
+
+def _images(csv: dict, bundlepath: str) -> list[str]:
+    spec = csv.get("spec") or {}
+    images = [bundlepath] if bundlepath else []
+    install = spec.get("install") or {}
+    if install.get("strategy") == "deployment":
+        for dep in (install.get("spec") or {}).get("deployments") or []:
+            pod = (((dep or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+            for c in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+                images.append(str((c or {}).get("image", "")))
+    images += [str((r or {}).get("image", "")) for r in spec.get("relatedImages") or []]
+    return list(dict.fromkeys(images))
+
+
+def _gvk_value(g: str, v: str, k: str) -> str:
+    return go_json({"group": g, "kind": k, "version": v})  # struct order happens to be sorted
+
+
+def _properties(name: str, package: str, version: str, csv: dict, props_file: list,
+                provided: list[GVK]) -> list[tuple[str, str]]:
+    out = [(str(p.get("type", "")), go_json(p.get("value"))) for p in props_file if isinstance(p, dict)]
+    out.append(("olm.package", go_json({"packageName": package, "version": version}, sort_keys=False)))
+    raw = ((csv.get("metadata") or {}).get("annotations") or {}).get("olm.properties")
+    if raw:
+        try:
+            entries = json.loads(raw)
+        except ValueError as exc:
+            raise CatalogError(f"error parsing olm.properties annotation of bundle {name}: {exc}") from exc
+        for entry in entries if isinstance(entries, list) else []:
+            value = json.dumps((entry or {}).get("value"), ensure_ascii=False)
+            out.append((str((entry or {}).get("type", "")), compact_raw(value)))
+    out += [("olm.gvk", _gvk_value(g, v, k)) for g, v, k, _ in provided]
+    return list(dict.fromkeys(out))
+
+
+def _dependencies(deps_file: list, required: list[GVK]) -> list[tuple[str, str]]:
+    out = [(str(d.get("type", "")), go_json(d.get("value"))) for d in deps_file if isinstance(d, dict)]
+    out += [("olm.gvk", _gvk_value(g, v, k)) for g, v, k, _ in required]
+    return list(dict.fromkeys(out))
+
+
+def load_bundle_dir(path: Path | str, bundle_path_ref: str) -> Bundle:
+    """Read an unpacked bundle directory; `bundle_path_ref` is the image ref stored as bundlepath."""
+    bundle_dir = Path(path)
+    objs = _read_manifests(bundle_dir)
+    csv = next((o for o in objs if o.get("kind") == "ClusterServiceVersion"), None)
+    if csv is None:
+        raise CatalogError("no csv in bundle")
+    annotations, deps_file, props_file = _read_metadata(bundle_dir)
+    meta = csv.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    if not name:
+        raise CatalogError("csv name not found")
+    ann = meta.get("annotations") or {}
+    spec = csv.get("spec") or {}
+    version = "" if spec.get("version") is None else str(spec.get("version"))
+    package = str(annotations.get(PKG_KEY) or "")
+    provided = _provided(name, csv, objs)
+    crds, apis = _csv_apis(csv, "required")
+    return Bundle(
+        name=name, package=package,
+        channels=str(annotations.get(CHANNELS_KEY) or "").split(",") if annotations.get(CHANNELS_KEY) else [],
+        default_channel=str(annotations.get(DEFAULT_KEY) or ""),
+        version=version, replaces=str(spec.get("replaces") or ""),
+        skips=[str(s) for s in spec.get("skips") or []],
+        skiprange=str(ann.get("olm.skipRange") or ""), substitutesfor=str(ann.get("olm.substitutesFor") or ""),
+        bundlepath=bundle_path_ref,
+        csv_json=(go_json(csv) + "\n").encode(),
+        bundle_json="".join(go_json(o) + "\n" for o in objs).encode(),
+        related_images=_images(csv, bundle_path_ref),
+        properties=_properties(name, package, version, csv, props_file, provided),
+        dependencies=_dependencies(deps_file, crds + apis),
+        provided=provided, required=list(dict.fromkeys(crds + apis)),
+    )

@@ -1,0 +1,192 @@
+"""The sqlite index.db: schema (opm migration 13), opening with opm's pragmas, upgrades, listing.
+
+Every connection runs with foreign keys ON because opm's semantics live in the cascades (a bundle
+delete drops the channels it heads, and with the default channel the package). Older databases
+are upgraded on a copy only: opm upgrades in place, which silently rewrites a user's input.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import NullPool
+
+from indexflow.errors import CatalogError
+
+SCHEMA_VERSION = 13
+OLDEST_UPGRADABLE = 5
+
+_BUNDLE_FK = ("FOREIGN KEY(operatorbundle_name, operatorbundle_version, operatorbundle_path) "
+              "REFERENCES operatorbundle(name, version, bundlepath) ON DELETE CASCADE")
+_API_COLS = ("group_name TEXT, version TEXT, kind TEXT, operatorbundle_name TEXT, "
+             "operatorbundle_version TEXT, operatorbundle_path TEXT")
+_API_LINK = (f"CREATE TABLE IF NOT EXISTS \"{{t}}\" ({_API_COLS}, {_BUNDLE_FK} DEFERRABLE INITIALLY DEFERRED, "
+             "FOREIGN KEY(group_name, version, kind) REFERENCES api(group_name, version, kind) ON DELETE CASCADE)")
+_CLEANUP = """CREATE TRIGGER {t}_cleanup AFTER DELETE ON {t}
+WHEN NOT EXISTS (SELECT 1 FROM api_provider JOIN api_requirer WHERE
+    (api_provider.group_name = OLD.group_name AND api_provider.version = OLD.version AND api_provider.kind = OLD.kind) OR
+    (api_requirer.group_name = OLD.group_name AND api_requirer.version = OLD.version AND api_requirer.kind = OLD.kind))
+BEGIN
+    DELETE FROM api WHERE group_name = OLD.group_name AND version = OLD.version AND kind = OLD.kind;
+END"""
+TRIGGERS = {t: _CLEANUP.format(t=t) for t in ("api_provider", "api_requirer")}
+
+SCHEMA = [
+    "CREATE TABLE schema_migrations (version bigint NOT NULL, timestamp DATETIME DEFAULT CURRENT_TIMESTAMP)",
+    "CREATE TABLE api (group_name TEXT, version TEXT, kind TEXT, plural TEXT NOT NULL, "
+    "PRIMARY KEY(group_name, version, kind))",
+    "CREATE TABLE operatorbundle (name TEXT PRIMARY KEY, csv TEXT, bundle TEXT, bundlepath TEXT, "
+    "skiprange TEXT, version TEXT, replaces TEXT, skips TEXT, substitutesfor TEXT)",
+    "CREATE TABLE package (name TEXT PRIMARY KEY, default_channel TEXT, "
+    "FOREIGN KEY(name, default_channel) REFERENCES channel(package_name,name) ON DELETE CASCADE)",
+    "CREATE TABLE channel (name TEXT, package_name TEXT, head_operatorbundle_name TEXT, "
+    "PRIMARY KEY(name, package_name), "
+    "FOREIGN KEY(head_operatorbundle_name) REFERENCES operatorbundle(name) ON DELETE CASCADE)",
+    "CREATE TABLE channel_entry (entry_id INTEGER PRIMARY KEY, channel_name TEXT, package_name TEXT, "
+    "operatorbundle_name TEXT, replaces INTEGER, depth INTEGER, "
+    "FOREIGN KEY(replaces) REFERENCES channel_entry(entry_id) DEFERRABLE INITIALLY DEFERRED, "
+    "FOREIGN KEY(channel_name, package_name) REFERENCES channel(name, package_name) ON DELETE CASCADE)",
+    "CREATE TABLE related_image (image TEXT, operatorbundle_name TEXT, "
+    "FOREIGN KEY(operatorbundle_name) REFERENCES operatorbundle(name) ON DELETE CASCADE)",
+    _API_LINK.format(t="api_provider"),
+    _API_LINK.format(t="api_requirer"),
+    "CREATE UNIQUE INDEX pk ON operatorbundle(name, version, bundlepath)",
+    TRIGGERS["api_provider"],
+    TRIGGERS["api_requirer"],
+    "CREATE TABLE dependencies (type TEXT, value TEXT, operatorbundle_name TEXT, "
+    f"operatorbundle_version TEXT, operatorbundle_path TEXT, {_BUNDLE_FK})",
+    "CREATE TABLE properties (type TEXT, value TEXT, operatorbundle_name TEXT, "
+    f"operatorbundle_version TEXT, operatorbundle_path TEXT, {_BUNDLE_FK})",
+    "CREATE TABLE deprecated (operatorbundle_name TEXT PRIMARY KEY)",
+]
+
+
+@dataclass(frozen=True)
+class BundleRecord:
+    """One bundle as `opm render <db>` lists it (field names follow opm's JSON)."""
+
+    packageName: str
+    csvName: str
+    version: str
+    bundlePath: str
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """Raw connection in autocommit mode (transactions are explicit) with foreign keys on."""
+    con = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA foreign_keys = ON")
+    return con
+
+
+def create_db(path: Path | str) -> None:
+    """Write a new, empty index.db at the current schema (refuses to overwrite a file)."""
+    path = Path(path)
+    if path.exists():
+        raise CatalogError(f"cannot create database {path}: file exists")
+    con = connect(path)
+    try:
+        con.execute("BEGIN")
+        for ddl in SCHEMA:
+            con.execute(ddl)
+        con.execute("INSERT INTO schema_migrations(version) VALUES (?)", (SCHEMA_VERSION,))
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+def schema_version(path: Path | str) -> int:
+    """opm's notion: max(schema_migrations.version), -1 when the table or row is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"database {path} does not exist")
+    with open(path, "rb") as fh:
+        if fh.read(16) not in (b"SQLite format 3\x00", b""):
+            raise CatalogError(f"{path} is not an sqlite database")
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    except sqlite3.DatabaseError:
+        return -1
+    finally:
+        con.close()
+    return -1 if row is None or row[0] is None else int(row[0])
+
+
+def require_current(path: Path | str) -> None:
+    """Writers refuse old schemas instead of upgrading the user's file in place."""
+    version = schema_version(path)
+    if version != SCHEMA_VERSION:
+        raise CatalogError(
+            f"database {path} has schema version {version}, expected {SCHEMA_VERSION}; "
+            f"upgrade a copy first (indexflow.catalog.db.upgrade_copy)")
+
+
+def open_db(path: Path | str) -> Engine:
+    """SQLAlchemy engine on a current-schema db (FKs on, explicit transactions).
+
+    An older db is upgraded in a temporary copy and the engine points at that copy, so the
+    caller's file is never changed silently.
+    """
+    path = Path(path)
+    if schema_version(path) != SCHEMA_VERSION:
+        tmp = Path(tempfile.mkdtemp(prefix="indexflow-db-")) / path.name
+        path = upgrade_copy(path, tmp)
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_con, _record):  # noqa: ANN001 - SQLAlchemy hook signature
+        dbapi_con.isolation_level = None
+        dbapi_con.execute("PRAGMA foreign_keys = ON")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def upgrade_copy(src: Path | str, dest: Path | str) -> Path:
+    """Copy `src` to `dest` and bring the copy to schema 13 (opm's migrations 6..13)."""
+    src, dest = Path(src), Path(dest)
+    version = schema_version(src)
+    if version < OLDEST_UPGRADABLE:
+        raise CatalogError(f"database {src} has schema version {version}; "
+                           f"only versions {OLDEST_UPGRADABLE}..{SCHEMA_VERSION} can be opened")
+    shutil.copyfile(src, dest)
+    if version < SCHEMA_VERSION:
+        from indexflow.catalog.upgrade import upgrade
+
+        con = connect(dest)
+        try:
+            upgrade(con, version)
+        finally:
+            con.close()
+    return dest
+
+
+_LIST_SQL = """
+SELECT DISTINCT ce.package_name, ob.name, ob.version, ob.bundlepath
+FROM channel_entry ce JOIN operatorbundle ob ON ob.name = ce.operatorbundle_name
+WHERE ob.version IS NOT NULL AND ob.bundlepath IS NOT NULL AND ce.channel_name IS NOT NULL
+  AND ob.name NOT IN (SELECT operatorbundle_name FROM properties WHERE type = 'olm.deprecated')
+ORDER BY ce.package_name, ob.name
+"""
+
+
+def list_bundles(path: Path | str) -> list[BundleRecord]:
+    """Bundles as `opm render <db>` shows them: in a channel, not deprecated; sorted by package, name."""
+    with tempfile.TemporaryDirectory(prefix="indexflow-list-") as tmp:
+        path = Path(path)
+        if schema_version(path) != SCHEMA_VERSION:
+            path = upgrade_copy(path, Path(tmp) / "index.db")
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = con.execute(_LIST_SQL).fetchall()
+        finally:
+            con.close()
+    return [BundleRecord(p, n, v or "", b or "") for p, n, v, b in rows]

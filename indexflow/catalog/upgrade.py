@@ -1,0 +1,100 @@
+"""opm's sqlite schema migrations 6..13, applied to a copy of an old index.db.
+
+Only the steps a schema-5+ db needs are implemented (production dbs are at 13; operator-registry's
+own fixture is at 5). All steps run in one transaction, like opm.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+
+from indexflow.catalog.db import SCHEMA, TRIGGERS
+from indexflow.catalog.gojson import go_json
+
+
+def _ddl(prefix: str) -> str:
+    return next(s for s in SCHEMA if s.startswith(prefix))
+
+
+def _m6_apis_by_bundle(con: sqlite3.Connection) -> None:
+    """api_provider/api_requirer rows move from channel_entry ids to (bundle, version, path)."""
+    for table in ("api_provider", "api_requirer"):
+        rows = con.execute(
+            f"SELECT DISTINCT t.group_name, t.version, t.kind, ob.name, ob.version, ob.bundlepath "
+            f"FROM {table} t JOIN channel_entry ce ON ce.entry_id = t.channel_entry_id "
+            f"JOIN operatorbundle ob ON ob.name = ce.operatorbundle_name").fetchall()
+        con.execute(f"DROP TABLE {table}")
+        con.execute(_ddl(f'CREATE TABLE IF NOT EXISTS "{table}"'))
+        con.executemany(f"INSERT INTO {table} VALUES (?,?,?,?,?,?)", rows)
+    con.execute(_ddl("CREATE UNIQUE INDEX pk"))
+
+
+def _m7_replaces_skips(con: sqlite3.Connection) -> None:
+    """replaces = the shallowest replaced entry, skips = the other replaced names."""
+    con.execute("ALTER TABLE operatorbundle ADD COLUMN replaces TEXT")
+    con.execute("ALTER TABLE operatorbundle ADD COLUMN skips TEXT")
+    targets: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for name, depth, target in con.execute(
+            "SELECT ce.operatorbundle_name, r.depth, r.operatorbundle_name FROM channel_entry ce "
+            "JOIN channel_entry r ON r.entry_id = ce.replaces"):
+        targets[name].append((depth, target))
+    updates = []
+    for name, found in targets.items():
+        found.sort()
+        replaces = found[0][1]
+        skips = list(dict.fromkeys(t for _, t in found if t != replaces))
+        updates.append((replaces, ",".join(skips), name))
+    con.executemany("UPDATE operatorbundle SET replaces = ?, skips = ? WHERE name = ?", updates)
+    for ddl in TRIGGERS.values():
+        con.execute(ddl)
+
+
+def _m8_m9_dependencies_properties(con: sqlite3.Connection) -> None:
+    con.execute(_ddl("CREATE TABLE dependencies"))
+    con.execute(_ddl("CREATE TABLE properties"))
+    gvk = "INSERT INTO {t} SELECT 'olm.gvk', ?, ?, ?, ? "
+    for table, target in (("api_requirer", "dependencies"), ("api_provider", "properties")):
+        rows = con.execute(f"SELECT DISTINCT group_name, version, kind, operatorbundle_name, "
+                           f"operatorbundle_version, operatorbundle_path FROM {table}").fetchall()
+        con.executemany(gvk.format(t=target), [
+            (go_json({"group": g, "kind": k, "version": v}), n, bv, bp) for g, v, k, n, bv, bp in rows])
+    rows = con.execute("SELECT DISTINCT ce.package_name, ob.name, ob.version, ob.bundlepath FROM channel_entry ce "
+                       "JOIN operatorbundle ob ON ob.name = ce.operatorbundle_name").fetchall()
+    con.executemany("INSERT INTO properties VALUES ('olm.package', ?, ?, ?, ?)", [
+        (go_json({"packageName": p, "version": v or ""}, sort_keys=False), n, v, bp) for p, n, v, bp in rows])
+
+
+def _m10_to_13(con: sqlite3.Connection, version: int) -> None:
+    if version < 10:
+        con.execute("UPDATE properties SET operatorbundle_path = (SELECT bundlepath FROM operatorbundle "
+                    "WHERE operatorbundle.name = properties.operatorbundle_name)")
+    if version < 11:
+        con.execute("ALTER TABLE operatorbundle ADD COLUMN substitutesfor TEXT")
+    if version < 12:
+        con.execute(_ddl("CREATE TABLE deprecated"))
+        con.execute("INSERT OR IGNORE INTO deprecated SELECT DISTINCT operatorbundle_name FROM properties "
+                    "WHERE type = 'olm.deprecated'")
+    con.execute("DELETE FROM deprecated WHERE operatorbundle_name NOT IN (SELECT name FROM operatorbundle)")
+
+
+def upgrade(con: sqlite3.Connection, version: int) -> None:
+    """Run migrations version+1 .. 13 in one transaction and record 13."""
+    con.execute("PRAGMA foreign_keys = OFF")  # tables are rebuilt; FKs are re-checked by opm's cascades later
+    con.execute("BEGIN")
+    try:
+        if version < 6:
+            _m6_apis_by_bundle(con)
+        if version < 7:
+            _m7_replaces_skips(con)
+        if version < 9:
+            _m8_m9_dependencies_properties(con)
+        _m10_to_13(con, version)
+        con.execute("DELETE FROM schema_migrations")
+        con.execute("INSERT INTO schema_migrations(version) VALUES (13)")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute("PRAGMA foreign_keys = ON")
