@@ -22,7 +22,7 @@ DEFAULT_KEY = "operators.operatorframework.io.bundle.channel.default.v1"
 GVK = tuple[str, str, str, str]  # group, version, kind, plural
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when present: 10x faster
     """YAML 1.1 like go-yaml v2, except timestamps stay strings (as they do when Go decodes to interface{})."""
 
 

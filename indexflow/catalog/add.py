@@ -1,0 +1,462 @@
+"""`opm registry add` in one transaction: sanity checks, bundle rows, graph rebuild, prune check.
+
+Unlike opm (which commits bundle rows before building the graph and leaves them stranded when
+the graph step fails), a failed call leaves the db exactly as it was.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from indexflow.catalog.bundle import Bundle, load_bundle_dir
+from indexflow.catalog.db import connect, create_db, require_current
+from indexflow.catalog.graph import DbState, Entry, aggregate, write_entries
+from indexflow.catalog.semver_go import SemverError, Version, compare_with_build
+from indexflow.errors import CatalogError
+
+MODES = ("replaces", "semver", "semver-skippatch")
+_DIGEST = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$")
+
+
+class SanityError(CatalogError):
+    """Pre-write check failed (opm exits 2 for these)."""
+
+    exit_code = 2
+
+
+def fetch_bundles(refs: list[str], fetch: Callable[[str], Path], concurrency: int = 16) -> list[Bundle]:
+    """Unpack and parse every ref concurrently; results keep the order of `refs`."""
+    def one(ref: str) -> Bundle:
+        try:
+            return load_bundle_dir(fetch(ref), ref)
+        except CatalogError as exc:
+            raise CatalogError(f"error loading bundle {ref}: {exc}") from exc
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return list(pool.map(one, refs))
+
+
+def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, Path] | None = None,
+                    mode: str = "replaces", concurrency: int = 16) -> None:
+    """What `indexflow db add` runs: refs in `local_dirs` load from disk, others are pulled."""
+    local_dirs = local_dirs or {}
+    pulled = [r for r in refs if r not in local_dirs]
+    with tempfile.TemporaryDirectory(prefix="indexflow-bundles-") as tmp:
+        dirs = dict(local_dirs)
+        if pulled:
+            dirs.update(_pull_all(pulled, Path(tmp), concurrency))
+        bundles = fetch_bundles(refs, lambda ref: dirs[ref], concurrency)
+        add_bundles(db_path, bundles, mode)
+
+
+def _pull_all(refs: list[str], tmp: Path, concurrency: int) -> dict[str, Path]:
+    from indexflow.registry.client import RegistryClient  # owned by the registry layer
+
+    loopback = tuple({r.split("/", 1)[0] for r in refs if r.startswith(("127.0.0.1", "localhost"))})
+    with RegistryClient(insecure=loopback) as client:
+        def pull(item: tuple[int, str]) -> tuple[str, Path]:
+            idx, ref = item
+            return ref, Path(client.pull_bundle(ref, tmp / f"bundle_{idx}"))
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            return dict(pool.map(pull, enumerate(refs)))
+
+
+def add_bundles(db_path: Path | str, bundles: list[Bundle], mode: str = "replaces") -> None:
+    """Add parsed bundles to the db in ONE transaction (all or nothing)."""
+    if mode not in MODES:
+        raise CatalogError(f"unknown add mode {mode!r}, expected one of {', '.join(MODES)}")
+    if not Path(db_path).exists():  # like opm: a missing db is created empty
+        create_db(db_path)
+    require_current(db_path)
+    _check_inputs(bundles)
+    con = connect(db_path)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            _add(con, bundles, mode)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
+
+
+def _add(con: sqlite3.Connection, bundles: list[Bundle], mode: str) -> None:
+    state = DbState.load(con)
+    _sanity_check(state, bundles)
+    _insert_bundles(con, state, bundles)
+    if mode == "replaces":
+        errors = [err for pkg in dict.fromkeys(b.package for b in bundles)
+                  for err in _rebuild_replaces(con, state, pkg, bundles)]
+        if errors:
+            raise CatalogError(aggregate(errors))
+    else:
+        for bundle in bundles:
+            _add_semver(con, state, bundle, skippatch=mode == "semver-skippatch")
+        con.execute("UPDATE operatorbundle SET bundle = NULL, csv = NULL WHERE bundlepath != '' AND bundlepath "
+                    "IS NOT NULL AND name NOT IN (SELECT head_operatorbundle_name FROM channel)")
+    _post_check(state, bundles)
+    _check_defaults(con, {b.package for b in bundles})
+
+
+# --- input checks (item 7: refuse what opm would write but cannot read back) -------------------
+
+def _check_inputs(bundles: list[Bundle]) -> None:
+    errors = []
+    for b in bundles:
+        if b.substitutesfor:
+            errors.append("SubstitutesFor is an alpha-only feature. You must enable alpha features with the "
+                          "flag --enable-alpha in order to use this feature.")
+        for image in b.related_images:
+            digest = image.partition("@")[2]
+            if digest and not _DIGEST.match(digest):
+                errors.append(f"bundle {b.name} of package {b.package} has an invalid related image "
+                              f"{image!r}: bad digest {digest!r}")
+        for part in b.skiprange.replace("||", " ").split():
+            if part.lstrip("<>=!~^").startswith(("v", "V")):
+                errors.append(f"bundle {b.name} of package {b.package} has invalid skipRange "
+                              f"{b.skiprange!r}: version {part!r} must not start with 'v'")
+    if errors:
+        raise CatalogError(aggregate(list(dict.fromkeys(errors))))
+
+
+def _sanity_check(state: DbState, bundles: list[Bundle]) -> None:
+    errors: list[str] = []
+    for b in bundles:
+        existing = state.package_bundles(b.package)
+        if not existing:
+            continue
+        paths = [state.bundles[n].bundlepath for n in existing]
+        if any(not p for p in paths):  # opm quirk: "Index malformed" makes the whole check pass
+            return
+        if b.bundlepath in paths:
+            errors.append(f"Bundle {b.bundlepath} already exists")
+        if b.name in existing:
+            errors.append("Bundle already added that provides package and csv")
+    owners: dict[str, list[str]] = {}
+    for b in bundles:
+        for name in [b.name, b.replaces, *b.skips]:
+            if name and b.package not in owners.setdefault(name, []):
+                owners[name].append(b.package)
+    for name, pkgs in owners.items():
+        if len(pkgs) > 1:
+            errors.append(f"bundle {name} must belong to exactly one package, found on: [{' '.join(sorted(pkgs))}]")
+            continue
+        for other in sorted(state.entry_packages.get(name, set()) - {pkgs[0]}):
+            errors.append(f"bundle {name} belongs to package {other} on index, "
+                          f"cannot be added as an edge for package {pkgs[0]}")
+    if errors:
+        raise SanityError(aggregate(errors))
+
+
+# --- bundle rows (AddOperatorBundle, in bulk) ------------------------------------------------
+
+def _null(text: str | None) -> str | None:
+    return text or None
+
+
+def _insert_bundles(con: sqlite3.Connection, state: DbState, bundles: list[Bundle]) -> None:
+    seen: set[str] = set()
+    for b in bundles:
+        if b.name in state.bundles or b.name in seen:
+            raise CatalogError(f'failed to add bundle "{b.name}": UNIQUE constraint failed: operatorbundle.name')
+        seen.add(b.name)
+    con.executemany(
+        "INSERT INTO operatorbundle(name, csv, bundle, bundlepath, version, skiprange, replaces, skips, "
+        "substitutesfor) VALUES (?,?,?,?,?,?,?,?,?)",
+        [(b.name, b.csv_json, b.bundle_json, b.bundlepath, b.version, b.skiprange, b.replaces,
+          ",".join(b.skips), b.substitutesfor) for b in bundles])
+    con.executemany("INSERT INTO related_image(image, operatorbundle_name) VALUES (?,?)",
+                    [(img, b.name) for b in bundles for img in b.related_images])
+    key = [(b, b.name, _null(b.version), _null(b.bundlepath)) for b in bundles]
+    con.executemany("INSERT INTO dependencies VALUES (?,?,?,?,?)",
+                    [(t, v.encode(), n, ver, p) for b, n, ver, p in key for t, v in b.dependencies])
+    props = [(t, v, n, ver, p) for b, n, ver, p in key for t, v in b.properties]
+    props += [("olm.deprecated", "{}", n, ver, p) for b, n, ver, p in key if n in state.deprecated]
+    con.executemany("INSERT INTO properties VALUES (?,?,?,?,?)", props)
+    con.executemany("INSERT OR IGNORE INTO api(group_name, version, kind, plural) VALUES (?,?,?,?)",
+                    [api for b in bundles for api in b.provided + b.required])
+    for table, attr in (("api_provider", "provided"), ("api_requirer", "required")):
+        con.executemany(f"INSERT INTO {table} VALUES (?,?,?,?,?,?)",
+                        [(g, v, k, n, ver, p) for b, n, ver, p in key for g, v, k, _ in getattr(b, attr)])
+    for b in bundles:
+        state.bundles[b.name] = _meta(b)
+
+
+def _meta(b: Bundle):
+    from indexflow.catalog.graph import BundleMeta
+
+    return BundleMeta(b.version, b.replaces, list(b.skips), b.bundlepath)
+
+
+def _add_package_properties(con: sqlite3.Connection, state: DbState, pkg: str, names: set[str]) -> None:
+    """opm inserts an olm.package property for every bundle a channel walk visits; add missing ones."""
+    from indexflow.catalog.gojson import go_json
+
+    have = {(n, v) for n, v in con.execute(
+        "SELECT operatorbundle_name, value FROM properties WHERE type = 'olm.package'")}
+    rows = []
+    for name in sorted(names):
+        meta = state.bundles[name]
+        value = go_json({"packageName": pkg, "version": meta.version}, sort_keys=False)
+        if (name, value) not in have:
+            rows.append(("olm.package", value, name, _null(meta.version), _null(meta.bundlepath)))
+    con.executemany("INSERT INTO properties VALUES (?,?,?,?,?)", rows)
+
+
+# --- replaces mode ---------------------------------------------------------------------------
+
+def _parse_version(name: str, text: str) -> Version:
+    try:
+        return Version.parse(text or "0.0.0-z")
+    except SemverError as exc:
+        raise CatalogError(f"error parsing bundle {name} version {text}: {exc}") from exc
+
+
+def _manifest(pkg: str, items: list[tuple[str, list[str], str, Version]]) -> tuple[dict[str, str], str]:
+    """opm's semver package manifest: channel heads by version, and the default channel."""
+    heads: dict[str, list] = {}
+    best: Version | None = None
+    best_count = 0
+    default = ""
+    for name, channels, declared, version in items:
+        for ch in channels:
+            head = heads.get(ch)
+            cmp = 1 if head is None else compare_with_build(version, head[1])
+            if cmp > 0:
+                heads[ch] = [name, version, 1]
+            elif cmp == 0:
+                head[2] += 1
+        cmp = 1 if best is None else compare_with_build(version, best)
+        if cmp >= 0:
+            best_count = 1 if cmp > 0 else best_count + 1
+            best = version
+            default = declared or default
+    for ch, (_, _, count) in sorted(heads.items()):
+        if count > 1:
+            raise CatalogError(f"more than one potential channel head for {ch}")
+    if best_count > 1 and best is not None:
+        raise CatalogError(f"more than one bundle with maximum version {_go_version(best)}")
+    if default not in heads:
+        if len(heads) == 1 and not default:
+            default = next(iter(heads))
+        else:
+            shown = " ".join(f"{ch}:{{name:{n} version:{v.go_repr()} count:{c}}}"
+                             for ch, (n, v, c) in sorted(heads.items()))
+            raise CatalogError(f"unable to determine default channel among channel heads: map[{shown}]")
+    return {ch: h[0] for ch, h in heads.items()}, default
+
+
+def _go_version(v: Version) -> str:
+    text = f"{v.major}.{v.minor}.{v.patch}"
+    if v.pre:
+        text += "-" + ".".join(map(str, v.pre))
+    return text + ("+" + ".".join(v.build) if v.build else "")
+
+
+def _rebuild_replaces(con: sqlite3.Connection, state: DbState, pkg: str, new: list[Bundle]) -> list[str]:
+    """Recompute the whole package from the semver manifest and the replaces chains."""
+    try:
+        items = [(n, chans, state.defaults.get(pkg) or "", _parse_version(n, state.bundles[n].version))
+                 for n, chans in state.package_bundles(pkg).items()]
+        items += [(b.name, b.channels, b.default_channel, _parse_version(b.name, b.version))
+                  for b in new if b.package == pkg]
+        heads, default = _manifest(pkg, items)
+    except CatalogError as exc:
+        return [str(exc)]
+    con.execute("DELETE FROM channel_entry WHERE package_name = ?", (pkg,))
+    con.execute("DELETE FROM channel WHERE package_name = ?", (pkg,))
+    con.execute("DELETE FROM package WHERE name = ?", (pkg,))
+    con.execute("INSERT INTO package(name) VALUES (?)", (pkg,))
+    errors: list[str] = []
+    rows: list[Entry] = []
+    visited: set[str] = set()
+    default_set = False
+    for ch, head in sorted(heads.items()):
+        if head in state.deprecated:
+            continue
+        con.execute("INSERT INTO channel(name, package_name, head_operatorbundle_name) VALUES (?,?,?)",
+                    (ch, pkg, head))
+        if ch == default or len(heads) == 1:
+            con.execute("UPDATE package SET default_channel = ? WHERE name = ?", (ch, pkg))
+            default_set = True
+        err = _walk_replaces(state, pkg, ch, head, rows, visited)
+        if err:
+            errors.append(err)
+    if not default_set:
+        errors.append(f"no default channel specified for {pkg}")
+    write_entries(con, pkg, rows)
+    state.entries[pkg] = rows
+    for e in rows:
+        state.entry_packages.setdefault(e.bundle, set()).add(pkg)
+    _add_package_properties(con, state, pkg, visited)
+    state.defaults[pkg] = default if default_set else None
+    return errors
+
+
+def _walk_replaces(state: DbState, pkg: str, ch: str, head: str, rows: list[Entry],
+                   visited_all: set[str]) -> str | None:
+    """Entries of one channel from its head down the replaces chain; skips become synthetic pairs."""
+    rows.append(Entry(ch, pkg, head, None, 0))
+    main, cur, depth, seen = len(rows) - 1, head, 1, {head}
+    while True:
+        meta = state.bundles.get(cur)
+        if meta is None:
+            return f"no bundle found for bundlename {cur}"
+        visited_all.add(cur)
+        if cur in state.deprecated:
+            return None
+        for skip in meta.skips:
+            rows.append(Entry(ch, pkg, skip, None, depth))
+            rows.append(Entry(ch, pkg, cur, len(rows) - 1, depth))
+            depth += 1
+        if not meta.replaces:
+            return None
+        rows.append(Entry(ch, pkg, meta.replaces, None, depth))
+        rows[main].replaces = main = len(rows) - 1
+        if meta.replaces in seen:
+            return f"Cycle detected, {cur} replaces {meta.replaces}"
+        if meta.replaces not in state.bundles:
+            return f"Invalid bundle {head}, replaces nonexistent bundle {meta.replaces}"
+        seen.add(meta.replaces)
+        cur = meta.replaces
+        depth += 1
+
+
+# --- semver modes ----------------------------------------------------------------------------
+
+def _semver_of(state: DbState, name: str) -> Version:
+    return Version.parse(state.bundles[name].version)
+
+
+def _add_semver(con: sqlite3.Connection, state: DbState, b: Bundle, skippatch: bool) -> None:
+    """Insert one bundle into each of its channels by version order and re-walk the package."""
+    pkg = b.package
+    default = b.default_channel or state.defaults.get(pkg) or (min(b.channels) if b.channels else "")
+    if not default:
+        raise CatalogError("Default channel is missing and can't be inferred")
+    try:
+        version = Version.parse(b.version)
+    except SemverError as exc:
+        raise CatalogError(f"Bundle version {b.version} is not valid") from exc
+    graph = state.channel_edges(pkg)
+    heads = {ch: _find_head(ch, nodes) for ch, nodes in graph.items()}
+    for ch in b.channels:
+        nodes = graph.setdefault(ch, {})
+        if not nodes:
+            nodes[b.name], heads[ch] = set(), b.name
+            continue
+        heads[ch] = _insert_node(nodes, heads[ch], b.name, version, state, skippatch)
+    prefix = f"error loading bundle {b.name} into db: "
+    if default not in graph:
+        raise CatalogError(f"{prefix}the default channel ({default}) does not exist: channel not found")
+    if pkg not in state.defaults:
+        con.execute("INSERT INTO package(name) VALUES (?)", (pkg,))
+    rows: list[Entry] = []
+    for ch in sorted(graph):
+        con.execute("INSERT INTO channel(name, package_name, head_operatorbundle_name) VALUES (?,?,?) "
+                    "ON CONFLICT(name, package_name) DO UPDATE SET head_operatorbundle_name = excluded."
+                    "head_operatorbundle_name", (ch, pkg, heads[ch]))
+        expected, found = _walk_semver(pkg, ch, heads[ch], graph[ch], rows)
+        if expected != found:
+            raise CatalogError(f"{prefix}Invalid graph: some (non-bottom) nodes defined in the graph were not "
+                               f"mentioned as replacements of any node ({expected} != {found})")
+    con.execute("UPDATE package SET default_channel = ? WHERE name = ?", (default, pkg))
+    state.defaults[pkg] = default
+    write_entries(con, pkg, rows)
+    state.entries[pkg] = rows
+    for e in rows:
+        state.entry_packages.setdefault(e.bundle, set()).add(pkg)
+    _add_package_properties(con, state, pkg, {e.bundle for e in rows if e.bundle in state.bundles})
+
+
+def _find_head(ch: str, nodes: dict[str, set[str]]) -> str:
+    replaced = set().union(*nodes.values()) if nodes else set()
+    heads = sorted(n for n in nodes if n not in replaced)
+    if not heads:
+        raise CatalogError(f"no channel head found for {ch}")
+    if len(heads) > 1:
+        raise CatalogError(f"multiple candidate channel heads found for {ch}: [{' '.join(heads)}]")
+    return heads[0]
+
+
+def _insert_node(nodes: dict[str, set[str]], head: str, name: str, version: Version, state: DbState,
+                 skippatch: bool) -> str:
+    """Place `name` between its semver neighbours; returns the channel head afterwards."""
+    versions = {n: _semver_of(state, n) for n in nodes}
+    if any(v == version for v in versions.values()):
+        raise CatalogError(f"Bundle version {state.bundles[name].version} already added to index")
+    lower = max((n for n, v in versions.items() if v < version), key=versions.get, default=None)
+    higher = min((n for n, v in versions.items() if v > version), key=versions.get, default=None)
+    nodes[name] = {lower} if lower else set()
+    if skippatch:
+        for n, v in versions.items():
+            if (v.major, v.minor) == (version.major, version.minor) and v < version:
+                nodes[name].add(n)
+                nodes.pop(n, None)
+    if higher is None:
+        return name
+    nodes[higher] = {name}
+    return head
+
+
+def _walk_semver(pkg: str, ch: str, head: str, nodes: dict[str, set[str]], rows: list[Entry]) -> tuple[int, int]:
+    """Entries from the head; replaced names outside the node set become synthetic pairs."""
+    rows.append(Entry(ch, pkg, head, None, 0))
+    main, cur, depth, found, seen = len(rows) - 1, head, 1, 0, {head}
+    while True:
+        targets = sorted(nodes.get(cur, set()))
+        for skip in (t for t in targets if t not in nodes):
+            rows.append(Entry(ch, pkg, skip, None, depth))
+            rows.append(Entry(ch, pkg, cur, len(rows) - 1, depth))
+            depth += 1
+        real = [t for t in targets if t in nodes and t not in seen]
+        if not real:
+            return len(nodes) - 1, found
+        cur = real[0]
+        seen.add(cur)
+        rows.append(Entry(ch, pkg, cur, None, depth))
+        rows[main].replaces = main = len(rows) - 1
+        found += 1
+        depth += 1
+
+
+# --- post checks -----------------------------------------------------------------------------
+
+def _post_check(state: DbState, bundles: list[Bundle]) -> None:
+    """Every added bundle must be reachable in each channel it declares (opm's prune check)."""
+    errors = []
+    for b in bundles:
+        graph = state.channel_edges(b.package)
+        for ch in b.channels:
+            nodes = graph.get(ch, {})
+            if any(state.bundles[n].bundlepath == b.bundlepath for n in nodes):
+                continue
+            head = next((e.bundle for e in state.entries.get(b.package, [])
+                         if e.channel == ch and e.depth == 0), "")
+            errors.append(
+                f"add prunes bundle {b.name} ({b.bundlepath}) from package {b.package}, channel {ch}: this may be "
+                f"due to incorrect channel head ({head}, skips/replaces [{' '.join(sorted(nodes.get(head, ())))}]). "
+                f"Be aware that the head of the channel {ch} where you are trying to add the {b.name} is {head}. "
+                f"Upgrade graphs follows the Semantic Versioning 2.0.0 (https://semver.org/) which means that is "
+                f"not possible add new versions lower then the head of the channel")
+    if errors:
+        raise CatalogError(aggregate(errors))
+
+
+def _check_defaults(con: sqlite3.Connection, packages: set[str]) -> None:
+    """Never leave a package whose default channel does not exist (opm's migrate crashes on it)."""
+    for pkg in sorted(packages):
+        row = con.execute("SELECT p.default_channel, (SELECT count(*) FROM channel c WHERE c.package_name = p.name "
+                          "AND c.name = p.default_channel) FROM package p WHERE p.name = ?", (pkg,)).fetchone()
+        if row is not None and not row[1]:
+            raise CatalogError(f"package {pkg} would be left without a valid default channel "
+                               f"({row[0] or 'none'}) after this add")
