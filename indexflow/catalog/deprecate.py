@@ -1,0 +1,247 @@
+"""`opm registry deprecatetruncate`: deprecate bundles and cut the upgrade graph below them.
+
+Works on an in-memory copy of channel_entry and issues set-based deletes. opm's api cleanup
+triggers do a cross join per deleted row (most of opm's 71 s); they are dropped for the
+duration of the transaction, their effect is applied once at the end, and they are restored.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexflow.catalog.db import TRIGGERS, connect, require_current
+from indexflow.catalog.graph import aggregate
+from indexflow.errors import CatalogError
+
+DEFAULT_HEAD_ERROR = "Bundle deprecation causing default channel removal"
+
+
+@dataclass
+class _Row:
+    entry_id: int
+    channel: str
+    package: str
+    bundle: str
+    replaces: int | None
+
+
+@dataclass
+class _Graph:
+    """channel_entry rows indexed by id and by bundle name."""
+
+    rows: dict[int, _Row]
+    by_name: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    def load(cls, con: sqlite3.Connection) -> "_Graph":
+        graph = cls({eid: _Row(eid, ch, pkg, n, r) for eid, ch, pkg, n, r in con.execute(
+            "SELECT entry_id, channel_name, package_name, operatorbundle_name, replaces FROM channel_entry")})
+        for row in graph.rows.values():
+            graph.by_name[row.bundle].append(row.entry_id)
+        return graph
+
+    def channels(self, name: str) -> set[str]:
+        return {self.rows[i].channel for i in self.by_name.get(name, ())}
+
+    def replaced(self, name: str) -> set[str]:
+        return {self.rows[self.rows[i].replaces].bundle for i in self.by_name.get(name, ())
+                if self.rows[i].replaces in self.rows}
+
+
+def deprecate_truncate(db_path: Path | str, refs: list[str], allow_package_removal: bool = False) -> None:
+    """Deprecate the bundles whose bundlepath is in `refs`, in one transaction, then VACUUM."""
+    require_current(db_path)
+    con = connect(db_path)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for name in TRIGGERS:
+                con.execute(f"DROP TRIGGER IF EXISTS {name}_cleanup")
+            touched = _deprecate(con, refs, allow_package_removal)
+            _api_cleanup(con, touched)
+            for ddl in TRIGGERS.values():
+                con.execute(ddl)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("VACUUM")
+    finally:
+        con.close()
+
+
+def _deprecate(con: sqlite3.Connection, refs: list[str], allow_removal: bool) -> set[tuple]:
+    listed = dict(con.execute(
+        "SELECT DISTINCT ob.bundlepath, ob.name FROM operatorbundle ob JOIN channel_entry ce "
+        "ON ce.operatorbundle_name = ob.name WHERE ob.version IS NOT NULL AND ob.bundlepath IS NOT NULL "
+        "AND ce.channel_name IS NOT NULL").fetchall())
+    missing = [r for r in refs if r not in listed]
+    if missing:
+        raise CatalogError(f"target bundlepaths for deprecation missing from registry: [{' '.join(missing)}]")
+    touched: set[tuple] = set()
+    if allow_removal:
+        refs = _remove_whole_packages(con, refs, listed, touched)
+    errors: list[str] = []
+    for ref in refs:
+        try:
+            _deprecate_one(con, listed[ref], ref, touched)
+        except CatalogError as exc:
+            errors.append(f"error deprecating bundle {ref}: {exc}")
+            if str(exc) != DEFAULT_HEAD_ERROR:
+                break
+    if errors:
+        raise CatalogError(aggregate(errors))
+    return touched
+
+
+def _heads(con: sqlite3.Connection, pkg: str) -> dict[str, str]:
+    return dict(con.execute("SELECT name, head_operatorbundle_name FROM channel WHERE package_name = ?", (pkg,)))
+
+
+def _package_of(con: sqlite3.Connection, name: str) -> str | None:
+    row = con.execute("SELECT package_name FROM channel_entry WHERE operatorbundle_name = ? LIMIT 1",
+                      (name,)).fetchone()
+    return row[0] if row else None
+
+
+def _remove_whole_packages(con: sqlite3.Connection, refs: list[str], listed: dict[str, str],
+                           touched: set[tuple]) -> list[str]:
+    """Packages whose default head is requested go entirely, if every channel head is requested."""
+    wanted = set(refs)
+    paths = {name: path for path, name in listed.items()}
+    removed: set[str] = set()
+    for ref in refs:
+        pkg = _package_of(con, listed[ref])
+        if pkg is None or pkg in removed:
+            continue
+        default = con.execute("SELECT default_channel FROM package WHERE name = ?", (pkg,)).fetchone()
+        heads = _heads(con, pkg)
+        if not default or heads.get(default[0]) != listed[ref]:
+            continue
+        for ch, head in sorted(heads.items()):
+            if paths.get(head) not in wanted:
+                raise CatalogError(
+                    "cannot deprecate default channel head from package without removing all other channel heads "
+                    f"in package {pkg}: must deprecate {paths.get(head, head)}, head of channel {ch}")
+        removed.add(pkg)
+    for pkg in sorted(removed):
+        _remove_package(con, pkg, touched)
+    left = {n for (n,) in con.execute("SELECT name FROM operatorbundle")}
+    return [r for r in refs if listed[r] in left]
+
+
+def _delete_bundles(con: sqlite3.Connection, names: list[str], touched: set[tuple]) -> None:
+    """Remove bundles with their api links (by name) and every channel entry of theirs."""
+    params = [(n,) for n in names]
+    for table in ("api_provider", "api_requirer"):
+        touched.update(_gvks(con, table, names))
+        con.executemany(f"DELETE FROM {table} WHERE operatorbundle_name = ?", params)
+    con.executemany("UPDATE channel_entry SET replaces = NULL WHERE replaces IN "
+                    "(SELECT entry_id FROM channel_entry WHERE operatorbundle_name = ?)", params)
+    con.executemany("DELETE FROM channel_entry WHERE operatorbundle_name = ?", params)
+    con.executemany("DELETE FROM operatorbundle WHERE name = ?", params)
+
+
+def _gvks(con: sqlite3.Connection, table: str, names: list[str]) -> set[tuple]:
+    out: set[tuple] = set()
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        out.update(con.execute(f"SELECT group_name, version, kind FROM {table} WHERE operatorbundle_name IN "
+                               f"({','.join('?' * len(chunk))})", chunk).fetchall())
+    return out
+
+
+def _remove_package(con: sqlite3.Connection, pkg: str, touched: set[tuple]) -> None:
+    """`opm registry rm` of one package: its bundles, channels, deprecations; then stranded bundles."""
+    names = sorted({n for (n,) in con.execute(
+        "SELECT DISTINCT operatorbundle_name FROM channel_entry WHERE package_name = ?", (pkg,))})
+    params = [(n,) for n in names]
+    con.executemany("DELETE FROM deprecated WHERE operatorbundle_name = ?", params)
+    for table in ("properties", "dependencies", "related_image"):
+        con.executemany(f"DELETE FROM {table} WHERE operatorbundle_name = ?", params)
+    _delete_bundles(con, names, touched)
+    con.execute("DELETE FROM channel_entry WHERE package_name = ?", (pkg,))
+    con.execute("DELETE FROM channel WHERE package_name = ?", (pkg,))
+    con.execute("DELETE FROM package WHERE name = ?", (pkg,))
+    stranded = [n for (n,) in con.execute(
+        "SELECT name FROM operatorbundle WHERE name NOT IN (SELECT operatorbundle_name FROM channel_entry) "
+        "AND name NOT IN (SELECT operatorbundle_name FROM deprecated)")]
+    _delete_bundles(con, stranded, touched)
+
+
+def _tail(graph: _Graph, start: str) -> dict[str, set[str]]:
+    """D and everything reachable through replaces links, name -> names it replaces."""
+    tail: dict[str, set[str]] = {}
+    queue = deque([start])
+    while queue:
+        name = queue.popleft()
+        if name in tail:
+            continue
+        tail[name] = graph.replaced(name)
+        queue.extend(tail[name])
+    return tail
+
+
+def _deprecate_one(con: sqlite3.Connection, name: str, ref: str, touched: set[tuple]) -> None:
+    """opm's DeprecateBundle for one bundle (spec §3.2)."""
+    graph = _Graph.load(con)
+    pkg = _package_of(con, name)
+    default = con.execute("SELECT default_channel FROM package WHERE name = ?", (pkg,)).fetchone()
+    head = _heads(con, pkg).get(default[0]) if default else None
+    tail = _tail(graph, name)
+    if head in tail:
+        raise CatalogError(DEFAULT_HEAD_ERROR)
+    d_channels = graph.channels(name)
+    replaced_by: dict[str, set[str]] = defaultdict(set)
+    for row in graph.rows.values():
+        if row.replaces in graph.rows:
+            replaced_by[graph.rows[row.replaces].bundle].add(row.bundle)
+    doomed = []
+    for b in (n for n in tail if n != name):
+        ids = [i for i in graph.by_name.get(b, ()) if graph.rows[i].channel in d_channels]
+        con.executemany("UPDATE channel_entry SET replaces = NULL WHERE replaces = ?", [(i,) for i in ids])
+        con.executemany("DELETE FROM channel_entry WHERE entry_id = ?", [(i,) for i in ids])
+        if graph.channels(b) <= d_channels and replaced_by[b] <= tail.keys():
+            doomed.append(b)
+    _delete_bundles(con, doomed, touched)
+    con.execute("UPDATE channel_entry SET replaces = NULL WHERE operatorbundle_name = ?", (name,))
+    con.execute("DELETE FROM channel WHERE head_operatorbundle_name = ?", (name,))
+    version = con.execute("SELECT version FROM operatorbundle WHERE name = ?", (name,)).fetchone()[0]
+    con.execute("INSERT INTO properties VALUES ('olm.deprecated', '{}', ?, ?, ?)", (name, version or None, ref))
+    con.execute("INSERT OR REPLACE INTO deprecated(operatorbundle_name) VALUES (?)", (name,))
+    _strand_cleanup(con, touched)
+
+
+def _strand_cleanup(con: sqlite3.Connection, touched: set[tuple]) -> None:
+    """Drop bundles whose package no longer exists, and deprecations of vanished bundles."""
+    gone = [n for (n,) in con.execute(
+        "SELECT DISTINCT operatorbundle_name FROM properties WHERE type = 'olm.package' AND "
+        "json_extract(value, '$.packageName') NOT IN (SELECT name FROM package)")]
+    for table in ("api_provider", "api_requirer"):  # what the FK cascade would remove
+        for i in range(0, len(gone), 500):
+            chunk = gone[i:i + 500]
+            where = (f"FROM {table} t JOIN operatorbundle ob ON ob.name = t.operatorbundle_name AND "
+                     f"ob.version = t.operatorbundle_version AND ob.bundlepath = t.operatorbundle_path "
+                     f"WHERE ob.name IN ({','.join('?' * len(chunk))})")
+            touched.update(con.execute(f"SELECT t.group_name, t.version, t.kind {where}", chunk).fetchall())
+    con.executemany("DELETE FROM operatorbundle WHERE name = ?", [(n,) for n in gone])
+    con.execute("DELETE FROM deprecated WHERE operatorbundle_name NOT IN (SELECT name FROM operatorbundle)")
+
+
+def _api_cleanup(con: sqlite3.Connection, touched: set[tuple]) -> None:
+    """The cleanup triggers' effect, evaluated once on the final state.
+
+    A gvk survives when a (provider, requirer) pair still mentions it — including opm's quirk that
+    an empty api_requirer table makes every touched gvk go.
+    """
+    if not touched:
+        return
+    providers = {tuple(r) for r in con.execute("SELECT DISTINCT group_name, version, kind FROM api_provider")}
+    requirers = {tuple(r) for r in con.execute("SELECT DISTINCT group_name, version, kind FROM api_requirer")}
+    has_p = con.execute("SELECT EXISTS(SELECT 1 FROM api_provider)").fetchone()[0]
+    has_r = con.execute("SELECT EXISTS(SELECT 1 FROM api_requirer)").fetchone()[0]
+    dead = [g for g in touched if not ((g in providers and has_r) or (g in requirers and has_p))]
+    con.executemany("DELETE FROM api WHERE group_name = ? AND version = ? AND kind = ?", dead)
