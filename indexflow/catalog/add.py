@@ -101,6 +101,8 @@ def _add(con: sqlite3.Connection, bundles: list[Bundle], mode: str) -> None:
     else:
         for bundle in bundles:
             _add_semver(con, state, bundle, skippatch=mode == "semver-skippatch")
+    _write_packages(con, state, list(dict.fromkeys(b.package for b in bundles)))
+    if mode != "replaces":
         con.execute("UPDATE operatorbundle SET bundle = NULL, csv = NULL WHERE bundlepath != '' AND bundlepath "
                     "IS NOT NULL AND name NOT IN (SELECT head_operatorbundle_name FROM channel)")
     _post_check(state, bundles)
@@ -197,18 +199,26 @@ def _meta(b: Bundle):
     return BundleMeta(b.version, b.replaces, list(b.skips), b.bundlepath)
 
 
-def _add_package_properties(con: sqlite3.Connection, state: DbState, pkg: str, names: set[str]) -> None:
-    """opm inserts an olm.package property for every bundle a channel walk visits; add missing ones."""
+def _set_entries(state: DbState, pkg: str, rows: list[Entry]) -> None:
+    state.entries[pkg] = rows
+    for e in rows:
+        state.entry_packages.setdefault(e.bundle, set()).add(pkg)
+
+
+def _write_packages(con: sqlite3.Connection, state: DbState, packages: list[str]) -> None:
+    """Write the rebuilt channel entries, plus the olm.package property opm adds for walked bundles."""
     from indexflow.catalog.gojson import go_json
 
-    have = {(n, v) for n, v in con.execute(
-        "SELECT operatorbundle_name, value FROM properties WHERE type = 'olm.package'")}
+    have = set(con.execute("SELECT operatorbundle_name, value FROM properties WHERE type = 'olm.package'"))
     rows = []
-    for name in sorted(names):
-        meta = state.bundles[name]
-        value = go_json({"packageName": pkg, "version": meta.version}, sort_keys=False)
-        if (name, value) not in have:
-            rows.append(("olm.package", value, name, _null(meta.version), _null(meta.bundlepath)))
+    for pkg in packages:
+        entries = state.entries.get(pkg, [])
+        write_entries(con, pkg, entries)
+        for name in sorted({e.bundle for e in entries if e.bundle in state.bundles}):
+            meta = state.bundles[name]
+            value = go_json({"packageName": pkg, "version": meta.version}, sort_keys=False)
+            if (name, value) not in have:
+                rows.append(("olm.package", value, name, _null(meta.version), _null(meta.bundlepath)))
     con.executemany("INSERT INTO properties VALUES (?,?,?,?,?)", rows)
 
 
@@ -278,7 +288,6 @@ def _rebuild_replaces(con: sqlite3.Connection, state: DbState, pkg: str, new: li
     con.execute("INSERT INTO package(name) VALUES (?)", (pkg,))
     errors: list[str] = []
     rows: list[Entry] = []
-    visited: set[str] = set()
     default_set = False
     for ch, head in sorted(heads.items()):
         if head in state.deprecated:
@@ -288,22 +297,17 @@ def _rebuild_replaces(con: sqlite3.Connection, state: DbState, pkg: str, new: li
         if ch == default or len(heads) == 1:
             con.execute("UPDATE package SET default_channel = ? WHERE name = ?", (ch, pkg))
             default_set = True
-        err = _walk_replaces(state, pkg, ch, head, rows, visited)
+        err = _walk_replaces(state, pkg, ch, head, rows)
         if err:
             errors.append(err)
     if not default_set:
         errors.append(f"no default channel specified for {pkg}")
-    write_entries(con, pkg, rows)
-    state.entries[pkg] = rows
-    for e in rows:
-        state.entry_packages.setdefault(e.bundle, set()).add(pkg)
-    _add_package_properties(con, state, pkg, visited)
+    _set_entries(state, pkg, rows)
     state.defaults[pkg] = default if default_set else None
     return errors
 
 
-def _walk_replaces(state: DbState, pkg: str, ch: str, head: str, rows: list[Entry],
-                   visited_all: set[str]) -> str | None:
+def _walk_replaces(state: DbState, pkg: str, ch: str, head: str, rows: list[Entry]) -> str | None:
     """Entries of one channel from its head down the replaces chain; skips become synthetic pairs."""
     rows.append(Entry(ch, pkg, head, None, 0))
     main, cur, depth, seen = len(rows) - 1, head, 1, {head}
@@ -311,7 +315,6 @@ def _walk_replaces(state: DbState, pkg: str, ch: str, head: str, rows: list[Entr
         meta = state.bundles.get(cur)
         if meta is None:
             return f"no bundle found for bundlename {cur}"
-        visited_all.add(cur)
         if cur in state.deprecated:
             return None
         for skip in meta.skips:
@@ -371,11 +374,7 @@ def _add_semver(con: sqlite3.Connection, state: DbState, b: Bundle, skippatch: b
                                f"mentioned as replacements of any node ({expected} != {found})")
     con.execute("UPDATE package SET default_channel = ? WHERE name = ?", (default, pkg))
     state.defaults[pkg] = default
-    write_entries(con, pkg, rows)
-    state.entries[pkg] = rows
-    for e in rows:
-        state.entry_packages.setdefault(e.bundle, set()).add(pkg)
-    _add_package_properties(con, state, pkg, {e.bundle for e in rows if e.bundle in state.bundles})
+    _set_entries(state, pkg, rows)
 
 
 def _find_head(ch: str, nodes: dict[str, set[str]]) -> str:

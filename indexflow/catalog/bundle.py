@@ -162,8 +162,8 @@ def _images(csv: dict, bundlepath: str) -> list[str]:
         for dep in (install.get("spec") or {}).get("deployments") or []:
             pod = (((dep or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
             for c in (pod.get("containers") or []) + (pod.get("initContainers") or []):
-                images.append(str((c or {}).get("image", "")))
-    images += [str((r or {}).get("image", "")) for r in spec.get("relatedImages") or []]
+                images.append(str((c or {}).get("image") or ""))
+    images += [str((r or {}).get("image") or "") for r in spec.get("relatedImages") or []]
     return list(dict.fromkeys(images))
 
 
