@@ -121,11 +121,11 @@ def _check_inputs(bundles: list[Bundle]) -> None:
             digest = image.partition("@")[2]
             if digest and not _DIGEST.match(digest):
                 errors.append(f"bundle {b.name} of package {b.package} has an invalid related image "
-                              f"{image!r}: bad digest {digest!r}")
+                              f'"{image}": bad digest "{digest}"')
         for part in b.skiprange.replace("||", " ").split():
             if part.lstrip("<>=!~^").startswith(("v", "V")):
-                errors.append(f"bundle {b.name} of package {b.package} has invalid skipRange "
-                              f"{b.skiprange!r}: version {part!r} must not start with 'v'")
+                errors.append(f'bundle {b.name} of package {b.package} has invalid skipRange "{b.skiprange}": '
+                              f'version "{part}" must not start with "v"')
     if errors:
         raise CatalogError(aggregate(list(dict.fromkeys(errors))))
 

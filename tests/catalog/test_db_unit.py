@@ -1,0 +1,173 @@
+"""Catalog db engine on small local fixtures (opm v1.73.0 golden dumps in tests/fixtures/catalog)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from indexflow.catalog.add import add_bundle_refs
+from indexflow.catalog.bundle import load_bundle_dir
+from indexflow.catalog.db import SCHEMA_VERSION, create_db, list_bundles, open_db, schema_version
+from indexflow.catalog.deprecate import deprecate_truncate
+from indexflow.catalog.gojson import compact_raw, go_json
+from indexflow.cli import main
+from indexflow.errors import CatalogError
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
+ETCD = ["0.6.1", "0.9.0", "0.9.2", "0.9.2-clusterwide", "0.9.4", "0.9.4-clusterwide"]
+
+
+def _ref(pkg: str, version: str) -> str:
+    return f"quay.io/conformance/{pkg}-bundle:{version}"
+
+
+def _dirs(pkg: str, versions: list[str]) -> dict[str, Path]:
+    return {_ref(pkg, v): FIX / "bundles" / pkg / v for v in versions}
+
+
+def _dump(db: Path) -> dict:
+    spec = importlib.util.spec_from_file_location("normalize_db", FIX / "normalize_db.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = module.dump(str(db))
+    data["api"] = sorted({(a["group"], a["version"], a["kind"]) for a in data["api"]})
+    return data
+
+
+def _golden(case: str) -> dict:
+    data = json.loads((FIX / "expected" / f"{case}.json").read_text())
+    data["api"] = sorted({(a["group"], a["version"], a["kind"]) for a in data["api"]})
+    return data
+
+
+@pytest.fixture
+def etcd_db(tmp_path: Path) -> Path:
+    db = tmp_path / "index.db"
+    shutil.copyfile(FIX / "etcd-full.db", db)
+    return db
+
+
+def test_go_json_matches_go_encoding() -> None:
+    assert go_json({"b": 1.0, "a": "x<y&z", "c": [1.5, 1e-7, 1e22]}) == \
+        '{"a":"x\\u003cy\\u0026z","b":1,"c":[1.5,1e-7,1e+22]}'
+    assert compact_raw('{"b": 1, "a": "x <y"}') == '{"b":1,"a":"x \\u003cy"}'
+
+
+def test_create_db_is_current_schema_with_foreign_keys(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    create_db(db)
+    assert schema_version(db) == SCHEMA_VERSION
+    con = sqlite3.connect(db)
+    tables = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"operatorbundle", "channel_entry", "properties", "deprecated", "api_provider"} <= tables
+    engine = open_db(db)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+    with pytest.raises(CatalogError, match="file exists"):
+        create_db(db)
+
+
+def test_bundle_parse_is_byte_identical_to_opm() -> None:
+    bundle = load_bundle_dir(FIX / "bundles" / "etcd" / "0.9.2", _ref("etcd", "0.9.2"))
+    assert (bundle.name, bundle.replaces, bundle.package) == ("etcdoperator.v0.9.2", "etcdoperator.v0.9.0", "etcd")
+    want = next(b for b in _golden("add-replaces-etcd-full")["bundles"] if b["name"] == bundle.name)
+    assert hashlib.sha256(bundle.csv_json).hexdigest() == want["csv_sha256"]
+    assert hashlib.sha256(bundle.bundle_json).hexdigest() == want["bundle_sha256"]
+
+
+def test_add_replaces_matches_opm(tmp_path: Path) -> None:
+    db = tmp_path / "index.db"
+    dirs = _dirs("etcd", ETCD)
+    add_bundle_refs(db, list(dirs), dirs, mode="replaces")
+    assert _dump(db) == _golden("add-replaces-etcd-full")
+
+
+def test_add_semver_matches_opm(tmp_path: Path) -> None:
+    db = tmp_path / "index.db"
+    dirs = _dirs("dotvirt-operator", ["0.0.27", "0.0.28", "0.0.29", "0.0.32"])
+    add_bundle_refs(db, list(dirs), dirs, mode="semver")
+    assert _dump(db) == _golden("add-semver-dotvirt")
+
+
+def test_failed_add_leaves_db_untouched(etcd_db: Path, tmp_path: Path) -> None:
+    before = _dump(etcd_db)
+    dirs = _dirs("dotvirt-operator", ["0.0.27"])
+    dirs[_ref("etcd", "0.9.2")] = FIX / "bundles" / "etcd" / "0.9.2"  # duplicate -> sanity failure
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["db", "add", str(etcd_db), *[f"-b{r}={d}" for r, d in dirs.items()]])
+    assert rc == 2
+    assert "Bundle quay.io/conformance/etcd-bundle:0.9.2 already exists" in err.getvalue()
+    assert _dump(etcd_db) == before
+
+    fresh = tmp_path / "fresh.db"
+    with pytest.raises(CatalogError, match="replaces nonexistent bundle etcdoperator.v0.9.0"):
+        add_bundle_refs(fresh, [_ref("etcd", "0.9.2")], _dirs("etcd", ["0.9.2"]))
+    assert _dump(fresh)["bundles"] == []
+
+
+def test_deprecatetruncate_matches_opm(etcd_db: Path) -> None:
+    deprecate_truncate(etcd_db, [_ref("etcd", "0.9.2-clusterwide")])
+    assert _dump(etcd_db) == _golden("dt-etcd-shared-tail")
+    names = {r.csvName for r in list_bundles(etcd_db)}
+    assert "etcdoperator.v0.9.2-clusterwide" not in names and "etcdoperator.v0.9.4" in names
+
+
+def test_deprecatetruncate_errors_change_nothing(etcd_db: Path) -> None:
+    before = _dump(etcd_db)
+    with pytest.raises(CatalogError, match=r"missing from registry: \[quay.io/x:1\]"):
+        deprecate_truncate(etcd_db, [_ref("etcd", "0.9.0"), "quay.io/x:1"])
+    with pytest.raises(CatalogError, match="causing default channel removal"):
+        deprecate_truncate(etcd_db, [_ref("etcd", "0.9.4")])
+    assert _dump(etcd_db) == before
+
+
+def test_list_bundles(etcd_db: Path) -> None:
+    records = list_bundles(etcd_db)
+    assert len(records) == 6
+    assert {r.packageName for r in records} == {"etcd"}
+    assert all(r.bundlePath.startswith("quay.io/conformance/etcd-bundle:") for r in records)
+
+
+def _edited_bundle(tmp_path: Path, old: str, new: str) -> Path:
+    dest = tmp_path / "bundle"
+    shutil.copytree(FIX / "bundles" / "etcd" / "0.9.0", dest)
+    csv = dest / "manifests" / "etcdoperator.v0.9.0.clusterserviceversion.yaml"
+    text = csv.read_text()
+    assert old in text
+    csv.write_text(text.replace(old, new, 1))
+    return dest
+
+
+def test_bad_digest_is_a_clear_error(tmp_path: Path) -> None:
+    bundle = _edited_bundle(tmp_path, "@sha256:", "@sha256:sha256:")
+    with pytest.raises(CatalogError, match=r"bundle etcdoperator.v0.9.0 of package etcd has an invalid related image"):
+        add_bundle_refs(tmp_path / "x.db", ["r/etcd:1"], {"r/etcd:1": bundle})
+
+
+def test_v_prefixed_skiprange_is_a_clear_error(tmp_path: Path) -> None:
+    bundle = _edited_bundle(tmp_path, "  annotations:\n", "  annotations:\n    olm.skipRange: '<v0.9.0'\n")
+    with pytest.raises(CatalogError, match=r"bundle etcdoperator.v0.9.0 of package etcd has invalid skipRange"):
+        add_bundle_refs(tmp_path / "x.db", ["r/etcd:1"], {"r/etcd:1": bundle})
+
+
+def test_old_schema_is_refused_for_writes(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    create_db(db)
+    con = sqlite3.connect(db)
+    con.execute("UPDATE schema_migrations SET version = 12")
+    con.commit()
+    con.close()
+    with pytest.raises(CatalogError, match="schema version 12"):
+        deprecate_truncate(db, ["x"])
+    assert list_bundles(db) == []  # readers upgrade a copy
+    assert schema_version(db) == 12
