@@ -17,6 +17,14 @@ from indexflow.catalog.graph import aggregate
 from indexflow.errors import CatalogError
 
 DEFAULT_HEAD_ERROR = "Bundle deprecation causing default channel removal"
+# opm's schema has no index on the columns cascades and truncation search by; these live only
+# inside the transaction (dropped before COMMIT) so the stored schema stays opm's.
+_SCRATCH_INDEXES = {
+    "ix_ce_replaces": "channel_entry(replaces)", "ix_ce_name": "channel_entry(operatorbundle_name)",
+    "ix_ch_head": "channel(head_operatorbundle_name)", "ix_prop_name": "properties(operatorbundle_name)",
+    "ix_dep_name": "dependencies(operatorbundle_name)", "ix_ri_name": "related_image(operatorbundle_name)",
+    "ix_ap_name": "api_provider(operatorbundle_name)", "ix_ar_name": "api_requirer(operatorbundle_name)",
+}
 
 
 @dataclass
@@ -60,8 +68,12 @@ def deprecate_truncate(db_path: Path | str, refs: list[str], allow_package_remov
         try:
             for name in TRIGGERS:
                 con.execute(f"DROP TRIGGER IF EXISTS {name}_cleanup")
+            for name, target in _SCRATCH_INDEXES.items():
+                con.execute(f"CREATE INDEX {name} ON {target}")
             touched = _deprecate(con, refs, allow_package_removal)
             _api_cleanup(con, touched)
+            for name in _SCRATCH_INDEXES:
+                con.execute(f"DROP INDEX {name}")
             for ddl in TRIGGERS.values():
                 con.execute(ddl)
             con.execute("COMMIT")
