@@ -43,7 +43,7 @@ def fetch_bundles(refs: list[str], fetch: Callable[[str], Path], concurrency: in
 
 
 def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, Path] | None = None,
-                    mode: str = "replaces", concurrency: int = 16) -> None:
+                    mode: str = "replaces", concurrency: int = 16, enable_alpha: bool = False) -> None:
     """What `indexflow db add` runs: refs in `local_dirs` load from disk, others are pulled."""
     local_dirs = local_dirs or {}
     pulled = [r for r in refs if r not in local_dirs]
@@ -52,7 +52,7 @@ def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, 
         if pulled:
             dirs.update(_pull_all(pulled, Path(tmp), concurrency))
         bundles = fetch_bundles(refs, lambda ref: dirs[ref], concurrency)
-        add_bundles(db_path, bundles, mode)
+        add_bundles(db_path, bundles, mode, enable_alpha=enable_alpha)
 
 
 def _pull_all(refs: list[str], tmp: Path, concurrency: int) -> dict[str, Path]:
@@ -68,19 +68,23 @@ def _pull_all(refs: list[str], tmp: Path, concurrency: int) -> dict[str, Path]:
             return dict(pool.map(pull, enumerate(refs)))
 
 
-def add_bundles(db_path: Path | str, bundles: list[Bundle], mode: str = "replaces") -> None:
-    """Add parsed bundles to the db in ONE transaction (all or nothing)."""
+def add_bundles(db_path: Path | str, bundles: list[Bundle], mode: str = "replaces",
+                enable_alpha: bool = False) -> None:
+    """Add parsed bundles to the db in ONE transaction (all or nothing).
+
+    `enable_alpha` is opm's --enable-alpha: it allows `olm.substitutesFor` bundles.
+    """
     if mode not in MODES:
         raise CatalogError(f"unknown add mode {mode!r}, expected one of {', '.join(MODES)}")
     if not Path(db_path).exists():  # like opm: a missing db is created empty
         create_db(db_path)
     require_current(db_path)
-    _check_inputs(bundles)
+    _check_inputs(bundles, enable_alpha)
     con = connect(db_path)
     try:
         con.execute("BEGIN IMMEDIATE")
         try:
-            _add(con, bundles, mode)
+            _add(con, bundles, mode, enable_alpha)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -89,10 +93,14 @@ def add_bundles(db_path: Path | str, bundles: list[Bundle], mode: str = "replace
         con.close()
 
 
-def _add(con: sqlite3.Connection, bundles: list[Bundle], mode: str) -> None:
+def _add(con: sqlite3.Connection, bundles: list[Bundle], mode: str, enable_alpha: bool) -> None:
     state = DbState.load(con)
     _sanity_check(state, bundles)
     _insert_bundles(con, state, bundles)
+    if enable_alpha:
+        from indexflow.catalog.substitutes import apply_substitutions
+
+        apply_substitutions(con, state, bundles)
     if mode == "replaces":
         errors = [err for pkg in dict.fromkeys(b.package for b in bundles)
                   for err in _rebuild_replaces(con, state, pkg, bundles)]
@@ -111,10 +119,10 @@ def _add(con: sqlite3.Connection, bundles: list[Bundle], mode: str) -> None:
 
 # --- input checks (item 7: refuse what opm would write but cannot read back) -------------------
 
-def _check_inputs(bundles: list[Bundle]) -> None:
+def _check_inputs(bundles: list[Bundle], enable_alpha: bool) -> None:
     errors = []
     for b in bundles:
-        if b.substitutesfor:
+        if b.substitutesfor and not enable_alpha:
             errors.append("SubstitutesFor is an alpha-only feature. You must enable alpha features with the "
                           "flag --enable-alpha in order to use this feature.")
         for image in b.related_images:
@@ -196,7 +204,7 @@ def _insert_bundles(con: sqlite3.Connection, state: DbState, bundles: list[Bundl
 def _meta(b: Bundle):
     from indexflow.catalog.graph import BundleMeta
 
-    return BundleMeta(b.version, b.replaces, list(b.skips), b.bundlepath)
+    return BundleMeta(b.version, b.replaces, list(b.skips), b.bundlepath, b.substitutesfor)
 
 
 def _set_entries(state: DbState, pkg: str, rows: list[Entry]) -> None:

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", "-b", action="append", required=True, metavar="REF[=DIR]",
                    help="bundle image; REF=DIR takes the content from a local bundle directory")
     p.add_argument("--concurrency", type=int, default=16, help="parallel bundle pulls")
+    p.add_argument("--enable-alpha", action="store_true", help="allow olm.substitutesFor bundles (opm alpha)")
     p.set_defaults(func=_db_add)
 
     p = dbs.add_parser("deprecatetruncate", help="deprecate bundles and truncate their graph")
@@ -80,7 +81,8 @@ def _db_add(args: argparse.Namespace) -> int:
     from indexflow.catalog.add import add_bundle_refs
 
     refs, dirs = _split_bundle_args(args.bundle)
-    add_bundle_refs(args.db, refs, local_dirs=dirs, mode=args.mode, concurrency=args.concurrency)
+    add_bundle_refs(args.db, refs, local_dirs=dirs, mode=args.mode, concurrency=args.concurrency,
+                    enable_alpha=args.enable_alpha)
     return 0
 
 

@@ -19,6 +19,7 @@ class BundleMeta:
     replaces: str
     skips: list[str]
     bundlepath: str | None
+    substitutesfor: str = ""
 
 
 @dataclass
@@ -44,9 +45,9 @@ class DbState:
 
     @classmethod
     def load(cls, con: sqlite3.Connection) -> "DbState":
-        bundles = {n: BundleMeta(v or "", r or "", [s for s in (sk or "").split(",") if s], p)
-                   for n, v, r, sk, p in con.execute(
-                       "SELECT name, version, replaces, skips, bundlepath FROM operatorbundle")}
+        bundles = {n: BundleMeta(v or "", r or "", [s for s in (sk or "").split(",") if s], p, sf or "")
+                   for n, v, r, sk, p, sf in con.execute(
+                       "SELECT name, version, replaces, skips, bundlepath, substitutesfor FROM operatorbundle")}
         raw = con.execute("SELECT entry_id, channel_name, package_name, operatorbundle_name, replaces, depth "
                           "FROM channel_entry ORDER BY entry_id").fetchall()
         entries: dict[str, list[Entry]] = defaultdict(list)

@@ -171,3 +171,20 @@ def test_old_schema_is_refused_for_writes(tmp_path: Path) -> None:
         deprecate_truncate(db, ["x"])
     assert list_bundles(db) == []  # readers upgrade a copy
     assert schema_version(db) == 12
+
+
+def test_substitutes_for_rewires_the_graph(tmp_path: Path) -> None:
+    rebuild = _edited_bundle(tmp_path, "  name: etcdoperator.v0.9.0\n",
+                             "  name: etcdoperator.v0.9.0-rebuild\n")
+    csv = rebuild / "manifests" / "etcdoperator.v0.9.0.clusterserviceversion.yaml"
+    csv.write_text(csv.read_text().replace("  version: 0.9.0\n", "  version: 0.9.0+1\n").replace(
+        "  annotations:\n", "  annotations:\n    olm.substitutesFor: etcdoperator.v0.9.0\n", 1))
+    db = tmp_path / "sub.db"
+    dirs = {**_dirs("etcd", ["0.9.0", "0.9.2"]), "quay.io/x/etcd:rebuild": rebuild}
+    with pytest.raises(CatalogError, match="alpha-only feature"):
+        add_bundle_refs(db, list(dirs), dirs)
+    add_bundle_refs(db, list(dirs), dirs, enable_alpha=True)
+    rows = {b["name"]: b for b in _dump(db)["bundles"]}
+    assert rows["etcdoperator.v0.9.2"]["replaces"] == "etcdoperator.v0.9.0-rebuild"
+    assert rows["etcdoperator.v0.9.0-rebuild"]["skips"] == "etcdoperator.v0.9.0"
+    assert {r.csvName for r in list_bundles(db)} == set(rows)
