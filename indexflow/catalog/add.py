@@ -56,7 +56,10 @@ def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, 
 
 
 def _pull_all(refs: list[str], tmp: Path, concurrency: int) -> dict[str, Path]:
-    from indexflow.registry.client import RegistryClient  # owned by the registry layer
+    try:
+        from indexflow.registry.client import RegistryClient  # owned by the registry layer
+    except ImportError as exc:
+        raise CatalogError(f"cannot pull {refs[0]}: the registry client is not available ({exc})") from exc
 
     loopback = tuple({r.split("/", 1)[0] for r in refs if r.startswith(("127.0.0.1", "localhost"))})
     with RegistryClient(insecure=loopback) as client:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from indexflow.catalog.db import create_db
 from indexflow.cli import main
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
@@ -61,42 +62,41 @@ def _bundle_args(refs: list[str]) -> list[str]:
     return [a for ref in refs for a in ("-b", f"{ref}={index[ref]}")]
 
 
-def _prepare(case_dir: Path, case: dict, tmp_path: Path) -> tuple[Path, dict | None]:
+def _prepare(case_id: str, tmp_path: Path) -> tuple[Path, dict, Path, dict]:
+    """Case dir, case, a scratch db (copy of start_db, or absent) and the dump it starts from."""
+    case_dir = SHARED / "cases" / case_id
+    case = json.loads((case_dir / "case.json").read_text())
     db = tmp_path / "index.db"
     if case.get("start_db"):
         shutil.copyfile(case_dir / case["start_db"], db)
-        return db, _dump(db)
-    return db, None
+        return case_dir, case, db, _dump(db)
+    empty = tmp_path / "empty.db"
+    create_db(empty)  # what a failed add into a new db must leave behind
+    return case_dir, case, db, _dump(empty)
 
 
-def _check(case: dict, case_dir: Path, db: Path, before: dict | None, rc: int, stderr: str) -> None:
+def _check(case: dict, case_dir: Path, db: Path, before: dict, rc: int, stderr: str) -> None:
     expect = case["expect"]
     assert rc == expect["exit_code"], stderr
     if rc:
         assert stderr.strip() == f"Error: {expect['error']}"
         if case["op"] == "add":  # indexflow: a failed add changes nothing
-            assert (_dump(db) if db.exists() else None) == before
+            assert _dump(db) == before
             return
     assert _dump(db) == _expected(case_dir / expect["db"])
 
 
 @pytest.mark.parametrize("case_id", _cases("add"))
 def test_add(case_id: str, tmp_path: Path) -> None:
-    case_dir = SHARED / "cases" / case_id
-    case = json.loads((case_dir / "case.json").read_text())
-    db, before = _prepare(case_dir, case, tmp_path)
+    case_dir, case, db, before = _prepare(case_id, tmp_path)
     mode = ["--mode", case["mode"]] if case.get("mode") not in (None, "replaces") else []
     rc, err = _run(["db", "add", str(db), *mode, *_bundle_args(case["bundles"])])
-    if rc and before is None and db.exists():  # a new db stays empty
-        before = _dump(db) if not _dump(db)["bundles"] else None
     _check(case, case_dir, db, before, rc, err)
 
 
 @pytest.mark.parametrize("case_id", _cases("deprecatetruncate"))
 def test_deprecatetruncate(case_id: str, tmp_path: Path) -> None:
-    case_dir = SHARED / "cases" / case_id
-    case = json.loads((case_dir / "case.json").read_text())
-    db, before = _prepare(case_dir, case, tmp_path)
+    case_dir, case, db, before = _prepare(case_id, tmp_path)
     extra = ["--allow-package-removal"] if case.get("allow_package_removal") else []
     args = [a for ref in case["bundles"] for a in ("-b", ref)]
     rc, err = _run(["db", "deprecatetruncate", str(db), *extra, *args])
@@ -105,9 +105,7 @@ def test_deprecatetruncate(case_id: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case_id", _cases("list"))
 def test_list(case_id: str, tmp_path: Path) -> None:
-    case_dir = SHARED / "cases" / case_id
-    case = json.loads((case_dir / "case.json").read_text())
-    db, _ = _prepare(case_dir, case, tmp_path)
+    case_dir, case, db, _ = _prepare(case_id, tmp_path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["db", "list", str(db)]) == 0
