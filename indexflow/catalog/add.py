@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from indexflow.catalog.bundle import Bundle, load_bundle_dir
-from indexflow.catalog.db import connect, create_db, require_current
+from indexflow.catalog.db import create_db, require_current, write_transaction
 from indexflow.catalog.graph import DbState, Entry, aggregate, write_entries
 from indexflow.catalog.semver_go import SemverError, Version, compare_with_build
 from indexflow.errors import CatalogError
@@ -79,21 +79,14 @@ def add_bundles(db_path: Path | str, bundles: list[Bundle], mode: str = "replace
     """
     if mode not in MODES:
         raise CatalogError(f"unknown add mode {mode!r}, expected one of {', '.join(MODES)}")
-    if not Path(db_path).exists():  # like opm: a missing db is created empty
-        create_db(db_path)
-    require_current(db_path)
+    path = Path(db_path)
+    if not path.exists() or path.stat().st_size == 0:  # like opm: a missing db is created empty
+        path.unlink(missing_ok=True)
+        create_db(path)
+    require_current(path)
     _check_inputs(bundles, enable_alpha)
-    con = connect(db_path)
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            _add(con, bundles, mode, enable_alpha)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    finally:
-        con.close()
+    with write_transaction(path) as con:
+        _add(con, bundles, mode, enable_alpha)
 
 
 def _add(con: sqlite3.Connection, bundles: list[Bundle], mode: str, enable_alpha: bool) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
@@ -81,6 +83,27 @@ def connect(path: Path | str) -> sqlite3.Connection:
     con = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA foreign_keys = ON")
     return con
+
+
+@contextmanager
+def write_transaction(path: Path | str) -> Iterator[sqlite3.Connection]:
+    """One IMMEDIATE transaction: committed on success, rolled back on any error.
+
+    sqlite errors (locked, corrupt file, ...) become a CatalogError naming the db.
+    """
+    con = connect(path)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise CatalogError(f"database {path}: {exc}") from exc
+    finally:
+        con.close()
 
 
 def create_db(path: Path | str) -> None:

@@ -12,7 +12,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexflow.catalog.db import TRIGGERS, connect, require_current
+from indexflow.catalog.db import TRIGGERS, connect, require_current, write_transaction
 from indexflow.catalog.graph import aggregate
 from indexflow.errors import CatalogError
 
@@ -62,25 +62,20 @@ class _Graph:
 def deprecate_truncate(db_path: Path | str, refs: list[str], allow_package_removal: bool = False) -> None:
     """Deprecate the bundles whose bundlepath is in `refs`, in one transaction, then VACUUM."""
     require_current(db_path)
+    with write_transaction(db_path) as con:
+        for name in TRIGGERS:
+            con.execute(f"DROP TRIGGER IF EXISTS {name}_cleanup")
+        for name, target in _SCRATCH_INDEXES.items():
+            con.execute(f"CREATE INDEX {name} ON {target}")
+        touched = _deprecate(con, refs, allow_package_removal)
+        _api_cleanup(con, touched)
+        for name in _SCRATCH_INDEXES:
+            con.execute(f"DROP INDEX {name}")
+        for ddl in TRIGGERS.values():
+            con.execute(ddl)
     con = connect(db_path)
     try:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            for name in TRIGGERS:
-                con.execute(f"DROP TRIGGER IF EXISTS {name}_cleanup")
-            for name, target in _SCRATCH_INDEXES.items():
-                con.execute(f"CREATE INDEX {name} ON {target}")
-            touched = _deprecate(con, refs, allow_package_removal)
-            _api_cleanup(con, touched)
-            for name in _SCRATCH_INDEXES:
-                con.execute(f"DROP INDEX {name}")
-            for ddl in TRIGGERS.values():
-                con.execute(ddl)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("VACUUM")
+        con.execute("VACUUM")  # opm compacts after deprecating
     finally:
         con.close()
 
