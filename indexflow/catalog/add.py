@@ -7,10 +7,10 @@ the graph step fails), a failed call leaves the db exactly as it was.
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
 
@@ -44,31 +44,32 @@ def fetch_bundles(refs: list[str], fetch: Callable[[str], Path], concurrency: in
 
 def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, Path] | None = None,
                     mode: str = "replaces", concurrency: int = 16, enable_alpha: bool = False) -> None:
-    """What `indexflow db add` runs: refs in `local_dirs` load from disk, others are pulled."""
+    """What `indexflow db add` runs: refs in `local_dirs` load from disk, others are pulled.
+
+    Each worker pulls and then parses its bundle, so parsing overlaps the other pulls.
+    """
     local_dirs = local_dirs or {}
     pulled = [r for r in refs if r not in local_dirs]
-    with tempfile.TemporaryDirectory(prefix="indexflow-bundles-") as tmp:
-        dirs = dict(local_dirs)
-        if pulled:
-            dirs.update(_pull_all(pulled, Path(tmp), concurrency))
-        bundles = fetch_bundles(refs, lambda ref: dirs[ref], concurrency)
+    with tempfile.TemporaryDirectory(prefix="indexflow-bundles-") as tmp, ExitStack() as stack:
+        client = stack.enter_context(_registry_client(pulled)) if pulled else None
+        slots = {ref: Path(tmp) / f"bundle_{i}" for i, ref in enumerate(pulled)}
+
+        def fetch(ref: str) -> Path:
+            if ref in local_dirs:
+                return local_dirs[ref]
+            return Path(client.pull_bundle(ref, slots[ref]))
+
+        bundles = fetch_bundles(refs, fetch, concurrency)
         add_bundles(db_path, bundles, mode, enable_alpha=enable_alpha)
 
 
-def _pull_all(refs: list[str], tmp: Path, concurrency: int) -> dict[str, Path]:
+def _registry_client(refs: list[str]):  # -> RegistryClient (imported lazily: another layer)
     try:
-        from indexflow.registry.client import RegistryClient  # owned by the registry layer
+        from indexflow.registry.client import RegistryClient
     except ImportError as exc:
         raise CatalogError(f"cannot pull {refs[0]}: the registry client is not available ({exc})") from exc
-
     loopback = tuple({r.split("/", 1)[0] for r in refs if r.startswith(("127.0.0.1", "localhost"))})
-    with RegistryClient(insecure=loopback) as client:
-        def pull(item: tuple[int, str]) -> tuple[str, Path]:
-            idx, ref = item
-            return ref, Path(client.pull_bundle(ref, tmp / f"bundle_{idx}"))
-
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            return dict(pool.map(pull, enumerate(refs)))
+    return RegistryClient(insecure=loopback)
 
 
 def add_bundles(db_path: Path | str, bundles: list[Bundle], mode: str = "replaces",
