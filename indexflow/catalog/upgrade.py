@@ -31,19 +31,19 @@ def _m6_apis_by_bundle(con: sqlite3.Connection) -> None:
 
 
 def _m7_replaces_skips(con: sqlite3.Connection) -> None:
-    """replaces = the shallowest replaced entry, skips = the other replaced names."""
+    """replaces = what the bundle's shallowest entry points at, skips = the other targets."""
     con.execute("ALTER TABLE operatorbundle ADD COLUMN replaces TEXT")
     con.execute("ALTER TABLE operatorbundle ADD COLUMN skips TEXT")
-    targets: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    targets: dict[str, list[tuple[int, str | None]]] = defaultdict(list)
     for name, depth, target in con.execute(
-            "SELECT ce.operatorbundle_name, r.depth, r.operatorbundle_name FROM channel_entry ce "
-            "JOIN channel_entry r ON r.entry_id = ce.replaces"):
+            "SELECT ce.operatorbundle_name, ce.depth, r.operatorbundle_name FROM channel_entry ce "
+            "LEFT JOIN channel_entry r ON r.entry_id = ce.replaces"):
         targets[name].append((depth, target))
     updates = []
     for name, found in targets.items():
-        found.sort()
-        replaces = found[0][1]
-        skips = list(dict.fromkeys(t for _, t in found if t != replaces))
+        ordered = list(dict.fromkeys(t for _, t in sorted(found, key=lambda x: x[0])))
+        replaces = ordered[0] or ""
+        skips = [t for t in ordered[1:] if t]
         updates.append((replaces, ",".join(skips), name))
     con.executemany("UPDATE operatorbundle SET replaces = ?, skips = ? WHERE name = ?", updates)
     for ddl in TRIGGERS.values():

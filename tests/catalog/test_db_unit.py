@@ -188,3 +188,56 @@ def test_substitutes_for_rewires_the_graph(tmp_path: Path) -> None:
     assert rows["etcdoperator.v0.9.2"]["replaces"] == "etcdoperator.v0.9.0-rebuild"
     assert rows["etcdoperator.v0.9.0-rebuild"]["skips"] == "etcdoperator.v0.9.0"
     assert {r.csvName for r in list_bundles(db)} == set(rows)
+
+
+_V5 = [
+    "CREATE TABLE schema_migrations (version bigint NOT NULL, timestamp DATETIME DEFAULT CURRENT_TIMESTAMP)",
+    "CREATE TABLE api (group_name TEXT, version TEXT, kind TEXT, plural TEXT NOT NULL, "
+    "PRIMARY KEY(group_name, version, kind))",
+    "CREATE TABLE operatorbundle (name TEXT PRIMARY KEY, csv TEXT, bundle TEXT, bundlepath TEXT, skiprange TEXT, "
+    "version TEXT)",
+    "CREATE TABLE package (name TEXT PRIMARY KEY, default_channel TEXT)",
+    "CREATE TABLE channel (name TEXT, package_name TEXT, head_operatorbundle_name TEXT, "
+    "PRIMARY KEY(name, package_name))",
+    "CREATE TABLE channel_entry (entry_id INTEGER PRIMARY KEY, channel_name TEXT, package_name TEXT, "
+    "operatorbundle_name TEXT, replaces INTEGER, depth INTEGER)",
+    "CREATE TABLE api_provider (group_name TEXT, version TEXT, kind TEXT, channel_entry_id INTEGER)",
+    "CREATE TABLE api_requirer (group_name TEXT, version TEXT, kind TEXT, channel_entry_id INTEGER)",
+    "CREATE TABLE related_image (image TEXT, operatorbundle_name TEXT)",
+]
+
+
+def test_schema_5_db_is_upgraded_on_a_copy_only(tmp_path: Path) -> None:
+    """A db at opm schema 5 (like operator-registry's fixture) is read through an upgraded copy."""
+    db = tmp_path / "v5.db"
+    con = sqlite3.connect(db)
+    for ddl in _V5:
+        con.execute(ddl)
+    con.executescript("""
+        INSERT INTO schema_migrations(version) VALUES (5);
+        INSERT INTO operatorbundle VALUES ('foo.v2', '{}', '{}', 'q/foo:2', '', '2.0.0'),
+                                          ('foo.v1', '{}', '{}', '', '', '1.0.0');
+        INSERT INTO package VALUES ('foo', 'stable');
+        INSERT INTO channel VALUES ('stable', 'foo', 'foo.v2');
+        INSERT INTO channel_entry VALUES (1, 'stable', 'foo', 'foo.v2', 3, 0), (2, 'stable', 'foo', 'foo.v1x', NULL, 1),
+                                         (3, 'stable', 'foo', 'foo.v1', NULL, 1), (4, 'stable', 'foo', 'foo.v2', 2, 1);
+        INSERT INTO api VALUES ('g.io', 'v1', 'Foo', 'foos');
+        INSERT INTO api_provider VALUES ('g.io', 'v1', 'Foo', 1);
+    """)
+    con.commit()
+    con.close()
+    assert [(r.csvName, r.bundlePath) for r in list_bundles(db)] == [("foo.v1", ""), ("foo.v2", "q/foo:2")]
+    assert schema_version(db) == 5
+
+    from indexflow.catalog.db import upgrade_copy
+
+    up = upgrade_copy(db, tmp_path / "v13.db")
+    assert schema_version(up) == SCHEMA_VERSION
+    data = _dump(up)
+    props = {(p["bundle"], p["type"], p["value_raw"]) for p in data["properties"]}
+    assert ("foo.v2", "olm.gvk", '{"group":"g.io","kind":"Foo","version":"v1"}') in props
+    assert ("foo.v1", "olm.package", '{"packageName":"foo","version":"1.0.0"}') in props
+    assert data["api_provider"] == [{"bundle": "foo.v2", "bundle_path": "q/foo:2", "bundle_version": "2.0.0",
+                                     "group": "g.io", "kind": "Foo", "version": "v1"}]
+    with pytest.raises(CatalogError, match="schema version 5"):
+        add_bundle_refs(db, [], {})
