@@ -1,0 +1,100 @@
+"""FBC text exactly as opm writes it: Go's JSON encoder (4-space indent, no HTML escaping) or YAML.
+
+Property values reach opm's writer as raw JSON (json.RawMessage): they are compacted and
+re-indented but never decoded, so escapes already in them (`\\u003c` from the db) survive while
+typed fields (names, images) are written with literal `<`. Everything is therefore produced as
+compact JSON first, with raw values spliced in verbatim, and then indented token by token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import yaml
+
+from indexflow.catalog.gojson import go_float
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]|[^\s"{}\[\],:]+')
+
+
+class Raw(str):
+    """JSON text that must be emitted verbatim (only whitespace between tokens changes)."""
+
+
+def compact_raw(text: str) -> str:
+    """Go json.Compact without HTML escaping: drop whitespace outside strings."""
+    return "".join(_TOKEN.findall(text))
+
+
+def go_string(text: str) -> str:
+    """A JSON string as Go's encoder writes it with SetEscapeHTML(false)."""
+    return json.dumps(text, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def compact(obj: Any) -> str:
+    """Compact JSON of dicts (insertion order), lists, strings, ints, bools and Raw values."""
+    if isinstance(obj, Raw):
+        return compact_raw(obj)
+    if isinstance(obj, str):
+        return go_string(obj)
+    if isinstance(obj, dict):
+        return "{" + ",".join(go_string(k) + ":" + compact(v) for k, v in obj.items()) + "}"
+    if isinstance(obj, (list, tuple)):
+        return "[" + ",".join(compact(v) for v in obj) + "]"
+    if obj is True:
+        return "true"
+    if obj is False:
+        return "false"
+    if obj is None:
+        return "null"
+    if isinstance(obj, float):
+        return go_float(obj)
+    return str(obj)
+
+
+def indent(text: str, unit: str = "    ") -> str:
+    """Go json.Indent of compact JSON: empty objects/arrays stay `{}` / `[]`."""
+    tokens = _TOKEN.findall(text)
+    out: list[str] = []
+    depth = 0
+    for i, tok in enumerate(tokens):
+        if tok == "{" or tok == "[":
+            if tokens[i + 1] in ("}", "]"):
+                out.append(tok)
+            else:
+                depth += 1
+                out.append(tok + "\n" + unit * depth)
+        elif tok == "}" or tok == "]":
+            if tokens[i - 1] in ("{", "["):
+                out.append(tok)
+            else:
+                depth -= 1
+                out.append("\n" + unit * depth + tok)
+        elif tok == ",":
+            out.append(",\n" + unit * depth)
+        elif tok == ":":
+            out.append(": ")
+        else:
+            out.append(tok)
+    return "".join(out)
+
+
+def blob_json(obj: dict) -> str:
+    """One blob of a streamable catalog.json (Go Encoder.Encode: value plus newline)."""
+    return indent(compact(obj)) + "\n"
+
+
+class _GoYamlDumper(yaml.SafeDumper):
+    """Close to go-yaml v2 as used by sigs.k8s.io/yaml: block style, lists not indented."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        return super().increase_indent(flow, True)
+
+
+def blob_yaml(obj: dict) -> str:
+    """One YAML document (`---` first), keys sorted at every level like sigs.k8s.io/yaml."""
+    data = json.loads(compact(obj))
+    return "---\n" + yaml.dump(data, Dumper=_GoYamlDumper, sort_keys=True, default_flow_style=False,
+                               allow_unicode=True, width=80)

@@ -1,0 +1,344 @@
+"""`opm migrate`: an index.db becomes a File-Based Catalog, one directory per package.
+
+Two passes keep memory flat on large dbs: the first reads only the small columns (graph,
+properties, heads' icons) and validates the model exactly as opm does, so a bad db fails before
+anything is written; the second reads the big `bundle` blobs one package at a time and writes
+that package's catalog file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import sqlite3
+import tempfile
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from indexflow.catalog import fbcmodel
+from indexflow.catalog.csvmeta import csv_metadata
+from indexflow.catalog.db import SCHEMA_VERSION, schema_version, upgrade_copy
+from indexflow.catalog.fbcwrite import Raw, blob_json, blob_yaml, compact_raw
+from indexflow.catalog.gojson import go_json
+from indexflow.catalog.semver_go import SemverError
+from indexflow.errors import CatalogError
+
+LEVELS = (None, "bundle-object-to-csv-metadata")
+_OBJECT_TYPES = ("olm.bundle.object", "olm.csv.metadata")
+
+
+@dataclass
+class _Bundle:
+    """A bundle of the catalog: its channels' graph data lives in the model, the rest here."""
+
+    name: str
+    package: str
+    image: str
+    properties: list[tuple[str, str]]  # (type, compact value), sorted, no bundle objects
+    has_objects: bool
+
+
+@dataclass
+class _Package:
+    model: fbcmodel.Package
+    icon: dict | None = None
+    bundles: dict[str, _Bundle] = field(default_factory=dict)
+
+
+def migrate(db_path: Path | str, out_dir: Path | str, level: str | None = None, fmt: str = "json") -> None:
+    """Write `<out_dir>/<package>/catalog.<fmt>` for every package of the db, like opm v1.73."""
+    if level not in LEVELS:
+        raise CatalogError(f"unknown migration level {json.dumps(level)}")
+    if fmt not in ("json", "yaml"):
+        raise CatalogError(f"invalid output format {json.dumps(fmt)}: expected json or yaml")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise CatalogError(f'output dir "{out_dir}" must be empty')
+    prefix = f'render catalog image: render reference "{db_path}": '
+    with _readable(Path(db_path)) as con:
+        try:
+            packages = _load(con)
+        except CatalogError as exc:
+            raise CatalogError(prefix + str(exc)) from None
+        tree = fbcmodel.validate_model([p.model for p in packages.values()], root=prefix + "invalid index")
+        if tree:
+            raise CatalogError(tree.render())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in sorted(packages):
+            _write_package(con, packages[name], out_dir, level, fmt)
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection on a current-schema db; older dbs are upgraded in a temp copy."""
+    if not path.is_file():
+        raise CatalogError(f'render catalog image: render reference "{path}": stat {path}: no such file or directory')
+    with tempfile.TemporaryDirectory(prefix="indexflow-migrate-") as tmp:
+        if schema_version(path) != SCHEMA_VERSION:
+            path = upgrade_copy(path, Path(tmp) / "index.db")
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con.text_factory = lambda b: b.decode("utf-8", "replace")
+        try:
+            yield con
+        except sqlite3.Error as exc:
+            raise CatalogError(f"database {path}: {exc}") from exc
+        finally:
+            con.close()
+
+
+# --- pass 1: graph, properties, icons -------------------------------------------------------
+
+
+def _load(con: sqlite3.Connection) -> dict[str, _Package]:
+    packages = _packages(con)
+    meta = {n: (v, p, sr or "", has) for n, v, p, sr, has in con.execute(
+        "SELECT name, version, bundlepath, skiprange, length(bundle) > 0 FROM operatorbundle")}
+    props = _rows_by_bundle(con, "properties")
+    deps = _rows_by_bundle(con, "dependencies")
+    for (bundle, pkg, channel), (replaces, skips) in sorted(_records(con, meta).items()):
+        bprops = props.get(bundle, {})
+        if any(t == "olm.deprecated" for t, _ in bprops):
+            continue
+        if pkg not in packages:
+            raise CatalogError(f'populate channels: unknown package "{pkg}" for bundle "{bundle}"')
+        model_ch = packages[pkg].model.channels.get(channel)
+        if model_ch is None:
+            raise CatalogError(f'populate channels: unknown channel "{channel}" for bundle "{bundle}"')
+        version, path, skip_range, has_objects = meta[bundle]
+        try:
+            fbcmodel.parse_version(version)
+        except SemverError as exc:
+            raise CatalogError(f'populate channels: convert bundle "{bundle}": parse version "{version}": {exc}') from None
+        entry = packages[pkg].bundles.get(bundle)
+        if entry is None:
+            entry = _Bundle(bundle, pkg, path, _properties(pkg, version, bprops, deps.get(bundle, {})), bool(has_objects))
+            packages[pkg].bundles[bundle] = entry
+        model_ch.bundles[bundle] = fbcmodel.Bundle(
+            name=bundle, version=version, replaces=replaces, skips=skips, skip_range=skip_range, image=path,
+            package_props=sum(t == "olm.package" for t, _ in entry.properties), has_objects=entry.has_objects)
+    for pkg in packages.values():
+        pkg.icon = _icon(con, pkg.model)
+    return packages
+
+
+def _packages(con: sqlite3.Connection) -> dict[str, _Package]:
+    rows = con.execute("SELECT p.name, p.default_channel, c.name FROM package p "
+                       "LEFT JOIN channel c ON c.package_name = p.name").fetchall()
+    out: dict[str, _Package] = {}
+    for name, default, channel in rows:
+        pkg = out.setdefault(name, _Package(fbcmodel.Package(name or "", default or "")))
+        if channel is not None:
+            pkg.model.channels[channel] = fbcmodel.Channel(channel)
+    for name, pkg in out.items():
+        if not pkg.model.channels:
+            raise CatalogError(f"package {name} not found")
+    return out
+
+
+def _rows_by_bundle(con: sqlite3.Connection, table: str) -> dict[str, dict[tuple[str, str], None]]:
+    """bundle -> distinct (type, value) rows in table order (an ordered set)."""
+    out: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
+    for bundle, typ, value in con.execute(f"SELECT operatorbundle_name, type, value FROM {table}"):
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        out[bundle][(typ or "", value or "")] = None
+    return out
+
+
+def _records(con: sqlite3.Connection, meta: dict) -> dict[tuple[str, str, str], tuple[str, list[str]]]:
+    """opm's ListBundles: (bundle, package, channel) -> (replaces, skips) from channel_entry.
+
+    The main chain is every entry reachable through `replaces` from the shallowest entries (the
+    heads); links leaving an entry that is not on it are the synthetic skip pairs.
+    """
+    rows = con.execute("SELECT entry_id, channel_name, package_name, operatorbundle_name, replaces, depth "
+                       "FROM channel_entry").fetchall()
+    by_id = {r[0]: r for r in rows}
+    depths = [r[5] for r in rows if r[5] is not None]
+    main: set[int] = set()
+    todo = [r[0] for r in rows if depths and r[5] == min(depths)] if depths else []
+    while todo:
+        eid = todo.pop()
+        if eid in main:
+            continue
+        main.add(eid)
+        target = by_id[eid][4]
+        if target in by_id:
+            todo.append(target)
+    replaces: dict[tuple, set[str]] = defaultdict(set)
+    skips: dict[tuple, set[str]] = defaultdict(set)
+    keys: set[tuple] = set()
+    for eid, channel, pkg, bundle, target, _ in rows:
+        info = meta.get(bundle)
+        if info is None or info[0] is None or info[1] is None or channel is None:
+            continue
+        key = (bundle, pkg, channel)
+        keys.add(key)
+        if target in by_id:
+            (replaces if eid in main else skips)[key].add(by_id[target][3])
+    return {k: (max(replaces[k]) if replaces[k] else "", sorted(skips[k])) for k in keys}
+
+
+def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[str, str]]:
+    """Record -> FBC properties (opm 4.3), sorted by (type, compact value), objects excluded."""
+    out: dict[tuple[str, str], None] = {}
+    for typ, value in props:
+        if typ == "olm.gvk":
+            gvk = json.loads(value)
+            value = go_json({"group": gvk.get("group", ""), "kind": gvk.get("kind", ""),
+                             "version": gvk.get("version", "")}, sort_keys=False)
+        out[(typ, compact_raw(value))] = None
+    if not any(t == "olm.package" for t, _ in out):
+        out[("olm.package", go_json({"packageName": pkg, "version": version}, sort_keys=False))] = None
+    for typ, value in deps:
+        dep = json.loads(value) if value else {}
+        if typ == "olm.gvk":
+            out[("olm.gvk.required", go_json({"group": dep.get("group", ""), "kind": dep.get("kind", ""),
+                                                "version": dep.get("version", "")}, sort_keys=False))] = None
+        elif typ == "olm.package":
+            out[("olm.package.required", go_json({"packageName": dep.get("packageName", ""),
+                                                    "versionRange": dep.get("version", "")}, sort_keys=False))] = None
+    return sorted(out)
+
+
+def _icon(con: sqlite3.Connection, pkg: fbcmodel.Package) -> dict | None:
+    """Icon of the default channel head's CSV, re-encoded like opm (bad base64 -> no icon)."""
+    row = con.execute(
+        "SELECT ob.name, ob.csv FROM channel c JOIN operatorbundle ob ON c.head_operatorbundle_name = ob.name "
+        "JOIN channel_entry ce ON ce.channel_name = c.name AND ce.package_name = c.package_name "
+        "AND ce.operatorbundle_name = ob.name WHERE c.package_name = ? AND c.name = ? LIMIT 1",
+        (pkg.name, pkg.default_channel)).fetchone()
+    if row is None:
+        raise CatalogError(f'populate package icons: get default channel head for package "{pkg.name}": '
+                           f"no entry found for {pkg.name} {pkg.default_channel}")
+    name, csv_text = row
+    if isinstance(csv_text, bytes):
+        csv_text = csv_text.decode("utf-8", "replace")
+    try:
+        csv = json.loads(csv_text or "")
+    except json.JSONDecodeError:
+        raise CatalogError(f'populate package icons: unmarshal CSV json for bundle "{name}": '
+                           "unexpected end of JSON input") from None
+    icons = ((csv.get("spec") or {}).get("icon") or []) if isinstance(csv, dict) else []
+    if not icons or not isinstance(icons[0], dict):
+        return None
+    data = _b64decode(icons[0].get("base64data") or "")
+    if not data:
+        return None
+    return {"base64data": base64.b64encode(data).decode(), "mediatype": icons[0].get("mediatype") or ""}
+
+
+def _b64decode(text: str) -> bytes | None:
+    """Go's StdEncoding (newlines ignored), retried without spaces as opm does."""
+    for candidate in (text, text.replace(" ", "")):
+        try:
+            return base64.b64decode(candidate.replace("\n", "").replace("\r", ""), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    return None
+
+
+# --- pass 2: blobs and files --------------------------------------------------------------
+
+
+def _objects(con: sqlite3.Connection, name: str) -> list[str]:
+    """A bundle's manifest objects as stored (JSON text, trailing newline dropped); one at a time
+    so a package of big bundles never sits in memory whole."""
+    row = con.execute("SELECT bundle FROM operatorbundle WHERE name = ?", (name,)).fetchone()
+    blob = row[0] if row else None
+    if isinstance(blob, bytes):
+        blob = blob.decode("utf-8", "replace")
+    return _split_objects(blob or "")
+
+
+def _images(con: sqlite3.Connection, name: str) -> list[str]:
+    return [img for (img,) in con.execute(
+        "SELECT DISTINCT image FROM related_image WHERE operatorbundle_name = ?", (name,)) if img is not None]
+
+
+def _split_objects(text: str) -> list[str]:
+    """The `bundle` column is JSON documents back to back; keep each one's exact bytes."""
+    decoder = json.JSONDecoder()
+    objs, i = [], 0
+    while True:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        if i >= len(text):
+            return objs
+        _, end = decoder.raw_decode(text, i)
+        objs.append(text[i:end])
+        i = end
+
+
+def _find_csv(objects: list[str]) -> dict | None:
+    for raw in objects:
+        obj = json.loads(raw)
+        if isinstance(obj, dict) and obj.get("kind") == "ClusterServiceVersion":
+            return obj
+    return None
+
+
+def _related_images(csv: dict | None, table_images: list[str]) -> list[dict]:
+    images = [{"name": r.get("name") or "", "image": r.get("image") or ""}
+              for r in (((csv or {}).get("spec") or {}).get("relatedImages") or []) if isinstance(r, dict)]
+    seen = {r["image"] for r in images}
+    images += [{"name": "", "image": img} for img in table_images if img not in seen]
+    return sorted(images, key=lambda r: r["image"])
+
+
+def _bundle_blob(b: _Bundle, objects: list[str], images: list[str], level: str | None) -> dict:
+    csv = _find_csv(objects) if objects else None
+    if objects and csv is None:
+        raise CatalogError(f'bundle "{b.name}": no csv in bundle')
+    props = list(b.properties)
+    if level == "bundle-object-to-csv-metadata" and b.image and csv is not None:
+        extra = [("olm.csv.metadata", csv_metadata(csv))]
+    else:
+        extra = sorted(("olm.bundle.object", go_json({"data": base64.b64encode(o.encode()).decode()}))
+                       for o in objects)
+    blob: dict = {"schema": "olm.bundle", "name": b.name, "package": b.package, "image": b.image,
+                  "properties": [{"type": t, "value": Raw(v)} for t, v in props + extra]}
+    related = _related_images(csv, images)
+    if related:
+        blob["relatedImages"] = related
+    return blob
+
+
+def _package_blobs(con: sqlite3.Connection, pkg: _Package, level: str | None) -> Iterator[dict]:
+    head: dict = {"schema": "olm.package", "name": pkg.model.name, "defaultChannel": pkg.model.default_channel}
+    if pkg.icon:
+        head["icon"] = pkg.icon
+    yield head
+    for name in sorted(pkg.model.channels):
+        ch = pkg.model.channels[name]
+        entries = []
+        for bname in sorted(ch.bundles):
+            b = ch.bundles[bname]
+            entry: dict = {"name": bname}
+            if b.replaces:
+                entry["replaces"] = b.replaces
+            if b.skips:
+                entry["skips"] = b.skips
+            if b.skip_range:
+                entry["skipRange"] = b.skip_range
+            entries.append(entry)
+        yield {"schema": "olm.channel", "name": name, "package": pkg.model.name, "entries": entries}
+    for name in sorted(pkg.bundles):
+        yield _bundle_blob(pkg.bundles[name], _objects(con, name), _images(con, name), level)
+
+
+def _write_package(con: sqlite3.Connection, pkg: _Package, out_dir: Path, level: str | None, fmt: str) -> None:
+    name = pkg.model.name
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise CatalogError(f'invalid package name "{name}": must be a single local path element')
+    target = out_dir / name
+    target.mkdir()
+    render = blob_json if fmt == "json" else blob_yaml
+    with open(target / f"catalog.{fmt}", "w", encoding="utf-8", newline="\n") as fh:
+        for blob in _package_blobs(con, pkg, level):
+            fh.write(render(blob))
