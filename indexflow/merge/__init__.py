@@ -1,0 +1,1 @@
+"""Pure merge logic (no Prefect, no I/O): OCP labels, bundle diff, parameters, naming/plan."""
