@@ -87,10 +87,11 @@ def blob_json(obj: dict) -> str:
 
 
 class _GoYamlDumper(yaml.SafeDumper):
-    """Close to go-yaml v2 as used by sigs.k8s.io/yaml: block style, lists not indented."""
+    """PyYAML's block style matches go-yaml v2 except that go-yaml quotes with double quotes."""
 
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        return super().increase_indent(flow, True)
+    def choose_scalar_style(self) -> str:
+        style = super().choose_scalar_style()
+        return '"' if style == "'" else style
 
 
 def blob_yaml(obj: dict) -> str:
