@@ -16,7 +16,8 @@ import yaml
 
 from indexflow.catalog.gojson import go_float
 
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]|[^\s"{}\[\],:]+')
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]|[^\s"{}\[\],:]+')
+_NEEDS_ESCAPE = re.compile('[\x00-\x1f"\\\\\u2028\u2029]')
 
 
 class Raw(str):
@@ -30,6 +31,8 @@ def compact_raw(text: str) -> str:
 
 def go_string(text: str) -> str:
     """A JSON string as Go's encoder writes it with SetEscapeHTML(false)."""
+    if not _NEEDS_ESCAPE.search(text):
+        return '"' + text + '"'
     return json.dumps(text, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
@@ -54,11 +57,10 @@ def compact(obj: Any) -> str:
     return str(obj)
 
 
-def indent(text: str, unit: str = "    ") -> str:
-    """Go json.Indent of compact JSON: empty objects/arrays stay `{}` / `[]`."""
+def indent(text: str, depth: int = 0, unit: str = "    ") -> str:
+    """Go json.Indent of JSON text starting at `depth`: empty objects/arrays stay `{}` / `[]`."""
     tokens = _TOKEN.findall(text)
     out: list[str] = []
-    depth = 0
     for i, tok in enumerate(tokens):
         if tok == "{" or tok == "[":
             if tokens[i + 1] in ("}", "]"):
@@ -81,9 +83,31 @@ def indent(text: str, unit: str = "    ") -> str:
     return "".join(out)
 
 
+def _pretty(obj: Any, depth: int, out: list[str]) -> None:
+    """Indented JSON written directly (what indent(compact(obj)) gives, without re-tokenising)."""
+    if isinstance(obj, Raw):
+        out.append(indent(obj, depth))
+    elif isinstance(obj, (dict, list, tuple)) and obj:
+        pad = "\n" + "    " * (depth + 1)
+        is_dict = isinstance(obj, dict)
+        out.append("{" if is_dict else "[")
+        for i, item in enumerate(obj.items() if is_dict else obj):
+            out.append(pad if i == 0 else "," + pad)
+            if is_dict:
+                out.append(go_string(item[0]) + ": ")
+                item = item[1]
+            _pretty(item, depth + 1, out)
+        out.append("\n" + "    " * depth + ("}" if is_dict else "]"))
+    else:
+        out.append(compact(obj))
+
+
 def blob_json(obj: dict) -> str:
     """One blob of a streamable catalog.json (Go Encoder.Encode: value plus newline)."""
-    return indent(compact(obj)) + "\n"
+    out: list[str] = []
+    _pretty(obj, 0, out)
+    out.append("\n")
+    return "".join(out)
 
 
 class _GoYamlDumper(yaml.SafeDumper):

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import sqlite3
 import tempfile
 from collections import defaultdict
@@ -22,14 +23,13 @@ from typing import Iterator
 
 from indexflow.catalog import fbcmodel
 from indexflow.catalog.csvmeta import csv_metadata
-from indexflow.catalog.db import SCHEMA_VERSION, schema_version, upgrade_copy
 from indexflow.catalog.fbcwrite import Raw, blob_json, blob_yaml, compact_raw
 from indexflow.catalog.gojson import go_json
 from indexflow.catalog.semver_go import SemverError
 from indexflow.errors import CatalogError
 
 LEVELS = (None, "bundle-object-to-csv-metadata")
-_OBJECT_TYPES = ("olm.bundle.object", "olm.csv.metadata")
+_HTML_OR_ESCAPE = re.compile('[\x00-\x1f"\\\\<>&\u2028\u2029\x7f-\U0010ffff]')
 
 
 @dataclass
@@ -48,6 +48,7 @@ class _Package:
     model: fbcmodel.Package
     icon: dict | None = None
     bundles: dict[str, _Bundle] = field(default_factory=dict)
+    images: dict[str, list[str]] = field(default_factory=dict)  # related_image rows per bundle
 
 
 def migrate(db_path: Path | str, out_dir: Path | str, level: str | None = None, fmt: str = "json") -> None:
@@ -79,7 +80,9 @@ def _readable(path: Path) -> Iterator[sqlite3.Connection]:
     if not path.is_file():
         raise CatalogError(f'render catalog image: render reference "{path}": stat {path}: no such file or directory')
     with tempfile.TemporaryDirectory(prefix="indexflow-migrate-") as tmp:
-        if schema_version(path) != SCHEMA_VERSION:
+        if not _is_current(path):
+            from indexflow.catalog.db import upgrade_copy  # SQLAlchemy import only when needed
+
             path = upgrade_copy(path, Path(tmp) / "index.db")
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         con.text_factory = lambda b: b.decode("utf-8", "replace")
@@ -89,6 +92,18 @@ def _readable(path: Path) -> Iterator[sqlite3.Connection]:
             raise CatalogError(f"database {path}: {exc}") from exc
         finally:
             con.close()
+
+
+def _is_current(path: Path) -> bool:
+    """Schema 13 (opm's last migration) can be read as is; anything else goes through db.upgrade_copy."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 13
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return False
 
 
 # --- pass 1: graph, properties, icons -------------------------------------------------------
@@ -121,9 +136,20 @@ def _load(con: sqlite3.Connection) -> dict[str, _Package]:
         model_ch.bundles[bundle] = fbcmodel.Bundle(
             name=bundle, version=version, replaces=replaces, skips=skips, skip_range=skip_range, image=path,
             package_props=sum(t == "olm.package" for t, _ in entry.properties), has_objects=entry.has_objects)
+    images = _related_image_rows(con)
     for pkg in packages.values():
         pkg.icon = _icon(con, pkg.model)
+        pkg.images = {name: images.get(name, []) for name in pkg.bundles}
     return packages
+
+
+def _related_image_rows(con: sqlite3.Connection) -> dict[str, list[str]]:
+    """All related_image rows at once: the table has no index, a query per bundle scans it each time."""
+    out: dict[str, dict[str, None]] = defaultdict(dict)
+    for bundle, image in con.execute("SELECT operatorbundle_name, image FROM related_image"):
+        if image is not None:
+            out[bundle][image] = None
+    return {k: list(v) for k, v in out.items()}
 
 
 def _packages(con: sqlite3.Connection) -> dict[str, _Package]:
@@ -159,9 +185,9 @@ def _records(con: sqlite3.Connection, meta: dict) -> dict[tuple[str, str, str], 
     rows = con.execute("SELECT entry_id, channel_name, package_name, operatorbundle_name, replaces, depth "
                        "FROM channel_entry").fetchall()
     by_id = {r[0]: r for r in rows}
-    depths = [r[5] for r in rows if r[5] is not None]
+    top = min((r[5] for r in rows if r[5] is not None), default=None)
     main: set[int] = set()
-    todo = [r[0] for r in rows if depths and r[5] == min(depths)] if depths else []
+    todo = [r[0] for r in rows if top is not None and r[5] == top]
     while todo:
         eid = todo.pop()
         if eid in main:
@@ -189,21 +215,30 @@ def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[s
     out: dict[tuple[str, str], None] = {}
     for typ, value in props:
         if typ == "olm.gvk":
-            gvk = json.loads(value)
-            value = go_json({"group": gvk.get("group", ""), "kind": gvk.get("kind", ""),
-                             "version": gvk.get("version", "")}, sort_keys=False)
+            value = _gvk_json(json.loads(value))
         out[(typ, compact_raw(value))] = None
     if not any(t == "olm.package" for t, _ in out):
         out[("olm.package", go_json({"packageName": pkg, "version": version}, sort_keys=False))] = None
     for typ, value in deps:
         dep = json.loads(value) if value else {}
         if typ == "olm.gvk":
-            out[("olm.gvk.required", go_json({"group": dep.get("group", ""), "kind": dep.get("kind", ""),
-                                                "version": dep.get("version", "")}, sort_keys=False))] = None
+            out[("olm.gvk.required", _gvk_json(dep))] = None
         elif typ == "olm.package":
             out[("olm.package.required", go_json({"packageName": dep.get("packageName", ""),
                                                     "versionRange": dep.get("version", "")}, sort_keys=False))] = None
     return sorted(out)
+
+
+def _gvk_json(gvk: dict) -> str:
+    """opm re-marshals GVKs from its struct: fixed key order group, kind, version."""
+    return (f'{{"group":{_html_str(gvk.get("group", ""))},"kind":{_html_str(gvk.get("kind", ""))},'
+            f'"version":{_html_str(gvk.get("version", ""))}}}')
+
+
+def _html_str(value: object) -> str:
+    """A string as Go's json.Marshal writes it (HTML-escaped), for values opm builds itself."""
+    return go_json(value) if not isinstance(value, str) or _HTML_OR_ESCAPE.search(value) else f'"{value}"'
+
 
 
 def _icon(con: sqlite3.Connection, pkg: fbcmodel.Package) -> dict | None:
@@ -256,11 +291,6 @@ def _objects(con: sqlite3.Connection, name: str) -> list[str]:
     return _split_objects(blob or "")
 
 
-def _images(con: sqlite3.Connection, name: str) -> list[str]:
-    return [img for (img,) in con.execute(
-        "SELECT DISTINCT image FROM related_image WHERE operatorbundle_name = ?", (name,)) if img is not None]
-
-
 def _split_objects(text: str) -> list[str]:
     """The `bundle` column is JSON documents back to back; keep each one's exact bytes."""
     decoder = json.JSONDecoder()
@@ -277,6 +307,8 @@ def _split_objects(text: str) -> list[str]:
 
 def _find_csv(objects: list[str]) -> dict | None:
     for raw in objects:
+        if "ClusterServiceVersion" not in raw:  # cheap filter: parsing every CRD is the slow part
+            continue
         obj = json.loads(raw)
         if isinstance(obj, dict) and obj.get("kind") == "ClusterServiceVersion":
             return obj
@@ -299,7 +331,7 @@ def _bundle_blob(b: _Bundle, objects: list[str], images: list[str], level: str |
     if level == "bundle-object-to-csv-metadata" and b.image and csv is not None:
         extra = [("olm.csv.metadata", csv_metadata(csv))]
     else:
-        extra = sorted(("olm.bundle.object", go_json({"data": base64.b64encode(o.encode()).decode()}))
+        extra = sorted(("olm.bundle.object", '{"data":"' + base64.b64encode(o.encode()).decode() + '"}')
                        for o in objects)
     blob: dict = {"schema": "olm.bundle", "name": b.name, "package": b.package, "image": b.image,
                   "properties": [{"type": t, "value": Raw(v)} for t, v in props + extra]}
@@ -329,7 +361,7 @@ def _package_blobs(con: sqlite3.Connection, pkg: _Package, level: str | None) ->
             entries.append(entry)
         yield {"schema": "olm.channel", "name": name, "package": pkg.model.name, "entries": entries}
     for name in sorted(pkg.bundles):
-        yield _bundle_blob(pkg.bundles[name], _objects(con, name), _images(con, name), level)
+        yield _bundle_blob(pkg.bundles[name], _objects(con, name), pkg.images[name], level)
 
 
 def _write_package(con: sqlite3.Connection, pkg: _Package, out_dir: Path, level: str | None, fmt: str) -> None:
