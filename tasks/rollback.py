@@ -1,0 +1,68 @@
+"""Compensation log for merge.md A2 step 11: every remote write records how to undo itself.
+
+Chosen over Prefect transactions because the undo actions need values only known after the write
+(an MR iid, a previous digest) and the run must say exactly what it undid; an ordered log makes
+both explicit and testable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from indexflow.errors import IndexflowError, PublishError
+
+FAULT_ENV = "INDEXFLOW_FAIL_AFTER"
+
+
+@dataclass
+class Compensations:
+    """Undo actions in the order their writes happened; rolled back newest first."""
+
+    actions: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def record(self, description: str, undo: Callable[[], None]) -> None:
+        self.actions.append((description, undo))
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+@task(name="rollback remote changes", cache_policy=NO_CACHE)
+def rollback(log: Compensations) -> tuple[list[str], list[str]]:
+    """Run every undo (newest first), continuing past failures; returns (undone, failed)."""
+    logger = get_run_logger()
+    undone, failed = [], []
+    for description, undo in reversed(log.actions):
+        try:
+            undo()
+        except Exception as exc:  # keep undoing the rest; report what could not be undone
+            logger.error("rollback: could not %s: %s", description, exc)
+            failed.append(f"{description} ({exc})")
+        else:
+            logger.info("rollback: %s", description)
+            undone.append(description)
+    log.actions.clear()
+    return undone, failed
+
+
+def failure_message(step: str, error: BaseException, undone: list[str], failed: list[str]) -> str:
+    """One paragraph: what failed, then what the run undid (and what it could not)."""
+    reason = str(error) if isinstance(error, IndexflowError) else f"{type(error).__name__}: {error}"
+    text = f"Failed to merge operators at step {step!r}: {reason}."
+    text += f" Rolled back: {'; '.join(undone)}." if undone else " Nothing remote had been changed."
+    if failed:
+        text += f" Could NOT undo: {'; '.join(failed)}."
+    return text
+
+
+def fault_point(step: str) -> None:
+    """Failure injection for the end-to-end tests: `INDEXFLOW_FAIL_AFTER=<step>` fails right after
+    that remote write, so rollback is exercised on a real stack. Unset in production."""
+    if os.environ.get(FAULT_ENV) == step:
+        raise PublishError(f"injected failure after {step}")
