@@ -12,7 +12,7 @@ from typing import Any
 from indexflow.catalog.fbcwrite import compact
 
 
-def _get(obj: Any, key: str) -> Any:
+def go_field(obj: Any, key: str) -> Any:
     """Go's json field matching: exact name first, then a case-insensitive one."""
     if not isinstance(obj, dict):
         return None
@@ -23,12 +23,12 @@ def _get(obj: Any, key: str) -> Any:
 
 
 def _str(obj: Any, key: str) -> str:
-    value = _get(obj, key)
+    value = go_field(obj, key)
     return value if isinstance(value, str) else ""
 
 
 def _list(obj: Any, key: str) -> list:
-    value = _get(obj, key)
+    value = go_field(obj, key)
     return value if isinstance(value, list) else []
 
 
@@ -41,7 +41,7 @@ def _descriptor(d: Any) -> dict:
     return _pick([("path", _str(d, "path"), False), ("displayName", _str(d, "displayName"), True),
                   ("description", _str(d, "description"), True),
                   ("x-descriptors", [x for x in _list(d, "x-descriptors") if isinstance(x, str)], True),
-                  ("value", _get(d, "value"), True)])
+                  ("value", go_field(d, "value"), True)])
 
 
 def _resources(d: Any) -> list[dict]:
@@ -62,7 +62,7 @@ def _crd(d: Any) -> dict:
 
 
 def _apiservice(d: Any) -> dict:
-    port = _get(d, "containerPort")
+    port = go_field(d, "containerPort")
     return _pick([("name", _str(d, "name"), False), ("group", _str(d, "group"), False),
                   ("version", _str(d, "version"), False), ("kind", _str(d, "kind"), False),
                   ("deploymentName", _str(d, "deploymentName"), True),
@@ -80,18 +80,18 @@ def _string_map(value: Any) -> dict:
 
 def csv_metadata(csv: dict) -> str:
     """The property value: compact JSON, not HTML-escaped (unlike the values stored in the db)."""
-    meta, spec = _get(csv, "metadata") or {}, _get(csv, "spec") or {}
-    provider = _get(spec, "provider")
+    meta, spec = go_field(csv, "metadata") or {}, go_field(csv, "spec") or {}
+    provider = go_field(spec, "provider")
     value = _pick([
-        ("annotations", _string_map(_get(meta, "annotations")), True),
-        ("apiServiceDefinitions", _owned_required(_get(spec, "apiservicedefinitions"), _apiservice), False),
-        ("crdDescriptions", _owned_required(_get(spec, "customresourcedefinitions"), _crd), False),
+        ("annotations", _string_map(go_field(meta, "annotations")), True),
+        ("apiServiceDefinitions", _owned_required(go_field(spec, "apiservicedefinitions"), _apiservice), False),
+        ("crdDescriptions", _owned_required(go_field(spec, "customresourcedefinitions"), _crd), False),
         ("description", _str(spec, "description"), True),
         ("displayName", _str(spec, "displayName"), True),
-        ("installModes", [{"type": _str(m, "type"), "supported": _get(m, "supported") is True}
+        ("installModes", [{"type": _str(m, "type"), "supported": go_field(m, "supported") is True}
                           for m in _list(spec, "installModes")], True),
         ("keywords", [k for k in _list(spec, "keywords") if isinstance(k, str)], True),
-        ("labels", _string_map(_get(meta, "labels")), True),
+        ("labels", _string_map(go_field(meta, "labels")), True),
         ("links", [_pick([("name", _str(x, "name"), True), ("url", _str(x, "url"), True)])
                    for x in _list(spec, "links")], True),
         ("maintainers", [_pick([("name", _str(x, "name"), True), ("email", _str(x, "email"), True)])

@@ -1,0 +1,319 @@
+"""`opm validate <dir>`: load a File-Based Catalog the way opm v1.73 does and check it.
+
+Loading errors and declarative-config errors stop at the first one (a single message);
+model errors are all collected into opm's error tree. Both end up in a Report so callers can
+compare the tree as a set of leaf paths (its child order is Go-map order in opm).
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from indexflow.catalog import fbcmodel
+from indexflow.catalog.csvmeta import go_field
+from indexflow.catalog.gojson import go_json
+from indexflow.catalog.semver_go import SemverError
+from indexflow.errors import CatalogError
+
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_MSG = ("[a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+                "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+                "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')]")
+
+
+class _Invalid(Exception):
+    """A loading or declarative-config error: opm reports the first one alone."""
+
+
+@dataclass
+class Report:
+    """Outcome of a validation: `leaves` are the error tree's root-to-leaf message paths."""
+
+    passed: bool
+    message: str = ""
+    leaves: list[list[str]] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        """What `opm validate -o json` prints."""
+        return {"passed": True} if self.passed else {"passed": False, "error": {"message": self.message}}
+
+
+def validate_report(directory: Path | str) -> Report:
+    """Validate an FBC directory; never raises for catalog problems (they are in the report)."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise CatalogError(f"stat {directory}: no such file or directory")
+    if not directory.is_dir():
+        raise CatalogError(f'"{directory}" is not a directory')
+    try:
+        packages = _to_model(list(_load_blobs(directory)))
+    except _Invalid as exc:
+        return Report(False, str(exc), [[str(exc)]])
+    tree = fbcmodel.validate_model(packages)
+    if tree is None:
+        return Report(True)
+    return Report(False, tree.render(), [[m.rstrip(":") for m in leaf] for leaf in tree.leaves()])
+
+
+def validate_fbc(directory: Path | str) -> None:
+    """Raise CatalogError with opm's message when the directory is not a valid catalog."""
+    report = validate_report(directory)
+    if not report.passed:
+        raise CatalogError(report.message)
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _ignore_rules(root: Path) -> list[tuple[Path, str]]:
+    rules = []
+    for f in root.rglob(".indexignore"):
+        for line in f.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                rules.append((f.parent, line))
+    return rules
+
+
+def _ignored(path: Path, rules: list[tuple[Path, str]]) -> bool:
+    """gitignore-style: a pattern with a slash is anchored at its .indexignore's directory,
+    one without matches any path element; a matched directory hides everything below it."""
+    for base, pattern in rules:
+        try:
+            rel = path.relative_to(base).parts
+        except ValueError:
+            continue
+        pat = pattern.rstrip("/")
+        if "/" in pat:
+            pparts = pat.lstrip("/").split("/")
+            if len(rel) >= len(pparts) and all(fnmatch.fnmatchcase(r, p) for r, p in zip(rel, pparts)):
+                return True
+        elif any(fnmatch.fnmatchcase(part, pat) for part in rel):
+            return True
+    return False
+
+
+def _load_blobs(root: Path) -> Iterator[dict]:
+    rules = _ignore_rules(root)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.name == ".indexignore" or _ignored(path, rules):
+            continue
+        for doc in _documents(path.read_text(encoding="utf-8", errors="replace")):
+            yield _meta(doc)
+
+
+def _documents(text: str) -> Iterator[Any]:
+    """A file is concatenated JSON (when it starts with `{`) or `---`-separated YAML documents."""
+    if text.lstrip().startswith("{"):
+        decoder, i = json.JSONDecoder(), 0
+        while True:
+            while i < len(text) and text[i] in " \t\r\n":
+                i += 1
+            if i >= len(text):
+                return
+            try:
+                obj, i = decoder.raw_decode(text, i)
+            except json.JSONDecodeError as exc:
+                raise _Invalid("unexpected EOF" if exc.pos >= len(text.rstrip()) else str(exc)) from None
+            yield obj
+    chunk: list[str] = []
+    for line in text.splitlines(keepends=True) + ["---\n"]:
+        if line.startswith("---") and (line[3:].strip() == "" or line[3:].strip().startswith("#")):
+            if chunk:
+                yield _yaml(chunk)
+            chunk = []
+        else:
+            chunk.append(line)
+
+
+def _yaml(lines: list[str]) -> Any:
+    try:
+        return yaml.safe_load("".join(lines))
+    except yaml.YAMLError as exc:
+        raise _Invalid(f"error converting YAML to JSON: {str(exc).splitlines()[0]}") from None
+
+
+def _meta(doc: Any) -> dict:
+    """Every document needs a string `schema` (matched case-insensitively, like opm's Meta)."""
+    if doc is None:
+        raise _Invalid("object '' is missing root schema field")
+    if not isinstance(doc, dict):
+        raise _Invalid(f"json: cannot unmarshal {type(doc).__name__} into Go value of type map[string]interface {{}}")
+    for key in ("schema", "package", "name"):
+        folded = [k for k in doc if isinstance(k, str) and k.lower() == key]
+        if len(folded) > 1:
+            raise _Invalid(f'duplicate keys for key "{key}": [{" ".join(folded)}]')
+    schema = go_field(doc, "schema")
+    if not isinstance(schema, str) or not schema:
+        raise _Invalid(f"object '{go_json(doc)}\n' is missing root schema field")
+    return doc
+
+
+# --- declarative config -> model ----------------------------------------------------------
+
+
+def _s(obj: Any, key: str) -> str:
+    value = go_field(obj, key)
+    return value if isinstance(value, str) else ""
+
+
+def _l(obj: Any, key: str) -> list:
+    value = go_field(obj, key)
+    return value if isinstance(value, list) else []
+
+
+def _to_model(blobs: list[dict]) -> list[fbcmodel.Package]:
+    by_schema: dict[str, list[dict]] = {}
+    for blob in blobs:
+        by_schema.setdefault(go_field(blob, "schema"), []).append(blob)
+    packages = _packages(by_schema.get("olm.package", []))
+    entries = _channels(packages, by_schema.get("olm.channel", []))
+    _bundles(packages, entries, by_schema.get("olm.bundle", []))
+    for name, pkg in packages.items():
+        missing = sorted(e for (p, _), chan in entries.items() if p == name for e in chan
+                         if not any(e in ch.bundles for ch in pkg.channels.values()))
+        if missing:
+            raise _Invalid(f'no olm.bundle blobs found in package "{name}" for olm.channel entries '
+                           f"[{' '.join(dict.fromkeys(missing))}]")
+        if pkg.default_channel and pkg.default_channel not in pkg.channels:
+            pkg.channels[pkg.default_channel] = fbcmodel.Channel(pkg.default_channel)
+    return list(packages.values())
+
+
+def _packages(blobs: list[dict]) -> dict[str, fbcmodel.Package]:
+    packages: dict[str, fbcmodel.Package] = {}
+    for blob in blobs:
+        name = _s(blob, "name")
+        if not name:
+            raise _Invalid("config contains package with no name")
+        if name in packages:
+            raise _Invalid(f'duplicate package "{name}"')
+        if not _DNS1123.match(name) or len(name) > 63:
+            raise _Invalid(f'invalid package name "{name}": {_DNS1123_MSG}')
+        packages[name] = fbcmodel.Package(name, _s(blob, "defaultChannel"))
+    return packages
+
+
+def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
+    """(package, channel) -> entry name -> entry; the model channels start empty."""
+    entries: dict[tuple[str, str], dict[str, dict]] = {}
+    for blob in blobs:
+        pkg, name = _s(blob, "package"), _s(blob, "name")
+        if pkg not in packages:
+            raise _Invalid(f'unknown package "{pkg}" for channel "{name}"')
+        if not name:
+            raise _Invalid(f'package "{pkg}" contains channel with no name')
+        if name in packages[pkg].channels:
+            raise _Invalid(f'package "{pkg}" has duplicate channel "{name}"')
+        packages[pkg].channels[name] = fbcmodel.Channel(name)
+        seen: dict[str, dict] = {}
+        for entry in _l(blob, "entries"):
+            ename = _s(entry, "name")
+            if ename in seen:
+                raise _Invalid(f'invalid package "{pkg}", channel "{name}": duplicate entry "{ename}"')
+            seen[ename] = entry
+        entries[(pkg, name)] = seen
+    return entries
+
+
+def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[dict]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for blob in blobs:
+        name, pkg = _s(blob, "name"), _s(blob, "package")
+        if not pkg:
+            raise _Invalid(f'package name must be set for bundle "{name}"')
+        if pkg not in packages:
+            raise _Invalid(f'unknown package "{pkg}" for bundle "{name}"')
+        if (pkg, name) in seen:
+            raise _Invalid(f'package "{pkg}" has duplicate bundle "{name}"')
+        seen.add((pkg, name))
+        version, pkg_props, has_objects = _bundle_properties(blob, name, pkg)
+        image = _s(blob, "image")
+        _check_image(pkg, name, "image", image)
+        for i, rel in enumerate(_l(blob, "relatedImages")):
+            _check_image(pkg, name, f"relatedImages[{i}].image", _s(rel, "image"))
+        try:
+            fbcmodel.parse_version(version)
+        except SemverError as exc:
+            raise _Invalid(f'error parsing bundle "{name}" version "{version}": {exc}') from None
+        found = False
+        for ch_name, channel in packages[pkg].channels.items():
+            entry = entries.get((pkg, ch_name), {}).get(name)
+            if entry is None:
+                continue
+            found = True
+            channel.bundles[name] = fbcmodel.Bundle(
+                name=name, version=version, replaces=_s(entry, "replaces"),
+                skips=[s if isinstance(s, str) else "" for s in _l(entry, "skips")],
+                skip_range=_s(entry, "skipRange"), image=image, package_props=pkg_props, has_objects=has_objects)
+        if not found:
+            raise _Invalid(f'package "{pkg}", bundle "{name}" not found in any channel entries')
+
+
+def _bundle_properties(blob: dict, name: str, pkg: str) -> tuple[str, int, bool]:
+    """(version, number of olm.package properties, has bundle objects) with opm's checks."""
+    props = _l(blob, "properties")
+    package_props, has_objects = [], False
+    for prop in props:
+        typ, value = _s(prop, "type"), go_field(prop, "value")
+        if typ == "olm.package":
+            if not isinstance(value, dict):
+                raise _Invalid(f'parse properties for bundle "{name}": parse property[0] of type '
+                               f'"olm.package": json: cannot unmarshal value')
+            package_props.append(value)
+        elif typ == "olm.bundle.object":
+            data = go_field(value, "data") if isinstance(value, dict) else None
+            try:
+                has_objects = has_objects or bool(base64.b64decode(data or "", validate=True))
+            except ValueError:
+                raise _Invalid(f'parse properties for bundle "{name}": illegal base64 data') from None
+    if len(package_props) != 1:
+        raise _Invalid(f'package "{pkg}" bundle "{name}" must have exactly 1 "olm.package" property, '
+                       f"found {len(package_props)}")
+    prop_pkg = _s(package_props[0], "packageName")
+    if prop_pkg != pkg:
+        raise _Invalid(f'package "{pkg}" does not match "olm.package" property "{prop_pkg}"')
+    return _s(package_props[0], "version"), 1, has_objects
+
+
+# distribution/reference grammar (docker image references)
+_COMP = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_DOMAIN = (r"(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*"
+           r"[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?")
+_REFERENCE = re.compile(rf"^((?:{_DOMAIN}/)?{_COMP}(?:/{_COMP})*)(?::[\w][\w.-]{{0,127}})?"
+                        r"(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*):([0-9a-fA-F]{32,}))?$")
+
+
+def _check_image(pkg: str, bundle: str, what: str, ref: str) -> None:
+    """opm >= 1.64 rejects image references that do not parse (empty is allowed)."""
+    if not ref:
+        return
+    reason = _reference_error(ref)
+    if reason:
+        raise _Invalid(f'package "{pkg}" bundle "{bundle}" {what}: invalid image pull spec "{ref}": {reason}')
+
+
+def _reference_error(ref: str) -> str | None:
+    match = _REFERENCE.match(ref)
+    if match is None:
+        if _REFERENCE.match(ref.lower()):
+            return "invalid reference format: repository name must be lowercase"
+        return "invalid reference format"
+    if len(match.group(1)) > 255:
+        return "repository name must not be more than 255 characters"
+    algo, hexpart = match.group(2), match.group(3)
+    if algo is not None:
+        sizes = {"sha256": 64, "sha384": 96, "sha512": 128}
+        if algo not in sizes:
+            return "unsupported digest algorithm"
+        if len(hexpart) != sizes[algo]:
+            return "invalid checksum digest length"
+    return None
