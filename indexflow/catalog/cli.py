@@ -106,8 +106,9 @@ def _fbc_validate(args: argparse.Namespace) -> int:
     from indexflow.catalog.validate import validate_report
 
     report = validate_report(args.dir)
-    if args.output == "json":
-        print(json.dumps(report.as_json(), indent=2))
+    if args.output == "json":  # Go's MarshalIndent: 2 spaces, HTML-escaped (`->` is `-\u003e`)
+        text = json.dumps(report.as_json(), indent=2, ensure_ascii=False)
+        print(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
     if not report.passed:
         print(f"Error: {report.message}", file=sys.stderr)
         return 1
