@@ -331,8 +331,8 @@ def _bundle_blob(b: _Bundle, objects: list[str], images: list[str], level: str |
     if level == "bundle-object-to-csv-metadata" and b.image and csv is not None:
         extra = [("olm.csv.metadata", csv_metadata(csv))]
     else:
-        extra = sorted(("olm.bundle.object", '{"data":"' + base64.b64encode(o.encode()).decode() + '"}')
-                       for o in objects)
+        extra = sorted({("olm.bundle.object", '{"data":"' + base64.b64encode(o.encode()).decode() + '"}')
+                        for o in objects})  # identical manifests collapse, like any duplicate property
     blob: dict = {"schema": "olm.bundle", "name": b.name, "package": b.package, "image": b.image,
                   "properties": [{"type": t, "value": Raw(v)} for t, v in props + extra]}
     related = _related_images(csv, images)
