@@ -1,0 +1,181 @@
+"""FBC engine on local fixtures (opm v1.73 golden outputs copied into tests/fixtures/fbc)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from indexflow.catalog import fbcmodel
+from indexflow.catalog.merge import enforce_json, merge_catalog_dirs, remove_packages
+from indexflow.catalog.migrate import migrate
+from indexflow.catalog.validate import validate_fbc, validate_report
+from indexflow.errors import CatalogError
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "fbc"
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def etcd_db(tmp_path: Path) -> Path:
+    db = tmp_path / "index.db"
+    shutil.copyfile(FIX / "etcd-full.db", db)
+    return db
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_migrate_is_byte_identical_to_opm(etcd_db: Path, tmp_path: Path, fmt: str) -> None:
+    migrate(etcd_db, tmp_path / "out", fmt=fmt)
+    assert _tree(tmp_path / "out") == _tree(FIX / f"etcd-expected-{fmt}")
+
+
+def test_migrate_leaves_the_db_untouched(etcd_db: Path, tmp_path: Path) -> None:
+    before = hashlib.sha256(etcd_db.read_bytes()).hexdigest()
+    migrate(etcd_db, tmp_path / "out", level="bundle-object-to-csv-metadata")
+    assert hashlib.sha256(etcd_db.read_bytes()).hexdigest() == before
+    text = (tmp_path / "out" / "etcd" / "catalog.json").read_text()
+    assert '"olm.csv.metadata"' in text and '"olm.bundle.object"' not in text
+
+
+def test_migrated_catalog_validates(etcd_db: Path, tmp_path: Path) -> None:
+    migrate(etcd_db, tmp_path / "out")
+    assert validate_report(tmp_path / "out").passed
+    validate_fbc(tmp_path / "out")
+
+
+def test_migrate_refuses_non_empty_output(etcd_db: Path, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep").write_text("x")
+    with pytest.raises(CatalogError, match='output dir ".*out" must be empty'):
+        migrate(etcd_db, tmp_path / "out")
+
+
+def test_migrate_rejects_unknown_level(etcd_db: Path, tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match='unknown migration level "all"'):
+        migrate(etcd_db, tmp_path / "out", level="all")
+
+
+def test_migrate_bad_skiprange_fails_with_opm_tree(tmp_path: Path) -> None:
+    shutil.copyfile(FIX / "nmo-bad-skiprange.db", tmp_path / "index.db")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(CatalogError) as exc:
+            migrate("index.db", "out")
+    finally:
+        os.chdir(cwd)
+    assert str(exc.value) == (
+        'render catalog image: render reference "index.db": invalid index:\n'
+        '└── invalid package "node-maintenance-operator":\n'
+        '    └── invalid channel "stable":\n'
+        '        └── invalid bundle "node-maintenance-operator.v0.21.0":\n'
+        '            └── invalid skipRange ">=0.12.0 <<0.19": Could not parse Range "<<0.19": '
+        'Could not parse comparator "<<" in "<<0.19"')
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["ok-simple", "multi-error-tree", "ok-yaml-multifile-indexignore",
+                                  "comment-only-file"])
+def test_validate_matches_recorded_leaves(name: str) -> None:
+    case = json.loads((FIX / "validate" / f"{name}.case.json").read_text())
+    report = validate_report(FIX / "validate" / name)
+    assert report.passed is (case["expect"]["exit_code"] == 0)
+    assert sorted(report.leaves) == sorted(case["expect"]["validate_errors"])
+    assert report.as_json()["passed"] is report.passed
+
+
+def test_validate_fbc_raises_with_the_message() -> None:
+    with pytest.raises(CatalogError, match="^object '' is missing root schema field$"):
+        validate_fbc(FIX / "validate" / "comment-only-file")
+
+
+def test_validate_rejects_a_file_path() -> None:
+    with pytest.raises(CatalogError, match="is not a directory"):
+        validate_report(FIX / "etcd-full.db")
+
+
+@pytest.mark.parametrize("text, error", [
+    (">=1.0.0 <2.0.0", None), ("<1.2.x", None), (">1.0.0 || <0.5.0", None), ("< 0.6.0", None),
+    ("bad", 'Could not get version from string: "bad"'),
+    ("<<0.19", 'Could not parse Range "<<0.19": Could not parse comparator "<<" in "<<0.19"'),
+    ("<=v0.10.1", 'Could not parse Range "<=v0.10.1": Could not parse comparator "<=v" in "<=v0.10.1"'),
+    (">=1.0", 'Could not parse Range ">=1.0": Could not parse version "1.0" in ">=1.0": '
+              "No Major.Minor.Patch elements found"),
+])
+def test_skip_range_parsing_follows_blang(text: str, error: str | None) -> None:
+    if error is None:
+        fbcmodel.check_range(text)
+    else:
+        with pytest.raises(fbcmodel.SemverError) as exc:
+            fbcmodel.check_range(text)
+        assert str(exc.value) == error
+
+
+def test_error_tree_rendering() -> None:
+    tree = fbcmodel.Node("invalid index", [fbcmodel.Node('invalid package "foo"', [
+        fbcmodel.Node('invalid channel "stable"', [fbcmodel.Node("multiple channel heads found in graph: a, b")]),
+        fbcmodel.Node("duplicate versions found in bundles: [{2.0.0: [a, b]}]")])])
+    assert tree.render() == (
+        'invalid index:\n└── invalid package "foo":\n    ├── invalid channel "stable":\n'
+        "    │   └── multiple channel heads found in graph: a, b\n"
+        "    └── duplicate versions found in bundles: [{2.0.0: [a, b]}]")
+    assert tree.leaves()[1] == ["invalid index", 'invalid package "foo"',
+                                "duplicate versions found in bundles: [{2.0.0: [a, b]}]"]
+
+
+def _git_configs(root: Path) -> Path:
+    configs = root / "configs"
+    for pkg, content in (("etcd", "old"), ("git-only", "kept"), ("deprecated-pkg", "gone")):
+        (configs / pkg).mkdir(parents=True)
+        (configs / pkg / "catalog.json").write_text(content)
+    (configs / "etcd" / "extra.json").write_text("git extra")
+    return configs
+
+
+def test_merge_index_db_wins_per_file_and_git_only_packages_survive(etcd_db: Path, tmp_path: Path) -> None:
+    configs = _git_configs(tmp_path)
+    migrate(etcd_db, tmp_path / "from_db")
+    assert remove_packages(configs, ["deprecated-pkg", "../escape", "Bad_Name"]) == ["../escape", "Bad_Name"]
+    merge_catalog_dirs(tmp_path / "from_db", configs)
+    assert sorted(p.name for p in configs.iterdir()) == ["etcd", "git-only"]
+    assert (configs / "etcd" / "catalog.json").read_bytes() == (FIX / "etcd-expected-json/etcd/catalog.json").read_bytes()
+    assert (configs / "etcd" / "extra.json").read_text() == "git extra"
+    assert (configs / "git-only" / "catalog.json").read_text() == "kept"
+
+
+def test_merge_requires_both_dirs(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match=f"config directory does not exist: {tmp_path / 'nope'}"):
+        merge_catalog_dirs(tmp_path / "nope", tmp_path)
+
+
+def test_enforce_json_converts_yaml_and_yml(tmp_path: Path) -> None:
+    shutil.copytree(FIX / "validate" / "ok-yaml-multifile-indexignore", tmp_path / "c")
+    (tmp_path / "c" / "bar" / "package.yaml").rename(tmp_path / "c" / "bar" / "package.yml")
+    written = enforce_json(tmp_path / "c")
+    assert sorted(p.name for p in written) == ["channels.json", "package.json"]
+    assert not list((tmp_path / "c").rglob("*.y*ml"))
+    channels = (tmp_path / "c" / "bar" / "channels.json").read_text()
+    assert channels.count('"schema": "olm.channel"') == 2 and channels.startswith('{\n    "schema"')
+    assert validate_report(tmp_path / "c").passed
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"p/catalog.yaml": "  \n"}, "is empty"),
+    ({"p/catalog.yaml": "schema: olm.package\nname: p\n", "p/catalog.json": "{}"}, "would both become"),
+    ({"p/catalog.yaml": "schema: a\n", "p/catalog.yml": "schema: b\n"}, "would both become"),
+])
+def test_enforce_json_refuses_before_changing_anything(tmp_path: Path, files: dict, message: str) -> None:
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    before = _tree(tmp_path)
+    with pytest.raises(CatalogError, match=message):
+        enforce_json(tmp_path)
+    assert _tree(tmp_path) == before
