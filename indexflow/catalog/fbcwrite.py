@@ -8,11 +8,10 @@ compact JSON first, with raw values spliced in verbatim, and then indented token
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
-
-import yaml
 
 from indexflow.catalog.gojson import go_float
 
@@ -24,11 +23,13 @@ class Raw(str):
     """JSON text that must be emitted verbatim (only whitespace between tokens changes)."""
 
 
+@functools.lru_cache(maxsize=65536)
 def compact_raw(text: str) -> str:
     """Go json.Compact without HTML escaping: drop whitespace outside strings."""
     return "".join(_TOKEN.findall(text))
 
 
+@functools.lru_cache(maxsize=65536)  # keys and property types repeat in every blob
 def go_string(text: str) -> str:
     """A JSON string as Go's encoder writes it with SetEscapeHTML(false)."""
     if not _NEEDS_ESCAPE.search(text):
@@ -57,6 +58,7 @@ def compact(obj: Any) -> str:
     return str(obj)
 
 
+@functools.lru_cache(maxsize=65536)  # gvk/package values repeat across a package's bundles
 def indent(text: str, depth: int = 0, unit: str = "    ") -> str:
     """Go json.Indent of JSON text starting at `depth`: empty objects/arrays stay `{}` / `[]`."""
     tokens = _TOKEN.findall(text)
@@ -83,10 +85,28 @@ def indent(text: str, depth: int = 0, unit: str = "    ") -> str:
     return "".join(out)
 
 
+def _raw_pretty(raw: Raw, depth: int) -> str:
+    """Indent a raw value; the common `{"data":"<base64>"}` bundle object skips tokenising."""
+    if raw.startswith('{"data":"') and raw.endswith('"}') and raw.count('"') == 4:
+        pad = "    " * depth
+        return '{\n' + pad + '    "data": ' + raw[8:-1] + "\n" + pad + "}"
+    return indent(raw, depth)
+
+
+def _flat(obj: dict, depth: int) -> str:
+    """An object whose values are all strings (properties, relatedImages, most entries)."""
+    pad = "\n" + "    " * (depth + 1)
+    body = ("," + pad).join(go_string(k) + ": " + (_raw_pretty(v, depth + 1) if isinstance(v, Raw) else go_string(v))
+                            for k, v in obj.items())
+    return "{" + pad + body + "\n" + "    " * depth + "}"
+
+
 def _pretty(obj: Any, depth: int, out: list[str]) -> None:
     """Indented JSON written directly (what indent(compact(obj)) gives, without re-tokenising)."""
     if isinstance(obj, Raw):
-        out.append(indent(obj, depth))
+        out.append(_raw_pretty(obj, depth))
+    elif isinstance(obj, dict) and obj and all(isinstance(v, str) for v in obj.values()):
+        out.append(_flat(obj, depth))
     elif isinstance(obj, (dict, list, tuple)) and obj:
         pad = "\n" + "    " * (depth + 1)
         is_dict = isinstance(obj, dict)
@@ -110,16 +130,25 @@ def blob_json(obj: dict) -> str:
     return "".join(out)
 
 
-class _GoYamlDumper(yaml.SafeDumper):
-    """PyYAML's block style matches go-yaml v2 except that go-yaml quotes with double quotes."""
+@functools.cache
+def _go_yaml_dumper() -> type:
+    """PyYAML's block style matches go-yaml v2 except that go-yaml quotes with double quotes.
 
-    def choose_scalar_style(self) -> str:
-        style = super().choose_scalar_style()
-        return '"' if style == "'" else style
+    Built on first use so JSON-only callers never import PyYAML."""
+    import yaml
+
+    class GoYamlDumper(yaml.SafeDumper):
+        def choose_scalar_style(self) -> str:
+            style = super().choose_scalar_style()
+            return '"' if style == "'" else style
+
+    return GoYamlDumper
 
 
 def blob_yaml(obj: dict) -> str:
     """One YAML document (`---` first), keys sorted at every level like sigs.k8s.io/yaml."""
+    import yaml
+
     data = json.loads(compact(obj))
-    return "---\n" + yaml.dump(data, Dumper=_GoYamlDumper, sort_keys=True, default_flow_style=False,
+    return "---\n" + yaml.dump(data, Dumper=_go_yaml_dumper(), sort_keys=True, default_flow_style=False,
                                allow_unicode=True, width=80)

@@ -9,6 +9,7 @@ that package's catalog file.
 from __future__ import annotations
 
 import base64
+import functools
 import binascii
 import json
 import os
@@ -85,7 +86,6 @@ def _readable(path: Path) -> Iterator[sqlite3.Connection]:
 
             path = upgrade_copy(path, Path(tmp) / "index.db")
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        con.text_factory = lambda b: b.decode("utf-8", "replace")
         try:
             yield con
         except sqlite3.Error as exc:
@@ -215,7 +215,7 @@ def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[s
     out: dict[tuple[str, str], None] = {}
     for typ, value in props:
         if typ == "olm.gvk":
-            value = _gvk_json(json.loads(value))
+            value = _stored_gvk(value)
         out[(typ, compact_raw(value))] = None
     if not any(t == "olm.package" for t, _ in out):
         out[("olm.package", go_json({"packageName": pkg, "version": version}, sort_keys=False))] = None
@@ -227,6 +227,11 @@ def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[s
             out[("olm.package.required", go_json({"packageName": dep.get("packageName", ""),
                                                     "versionRange": dep.get("version", "")}, sort_keys=False))] = None
     return sorted(out)
+
+
+@functools.lru_cache(maxsize=65536)
+def _stored_gvk(value: str) -> str:
+    return _gvk_json(json.loads(value))
 
 
 def _gvk_json(gvk: dict) -> str:
