@@ -22,12 +22,14 @@ def go_field(obj: Any, key: str) -> Any:
     return next((v for k, v in obj.items() if isinstance(k, str) and k.lower() == low), None)
 
 
-def _str(obj: Any, key: str) -> str:
+def field_str(obj: Any, key: str) -> str:
+    """A string field, "" when absent or not a string (Go leaves the zero value)."""
     value = go_field(obj, key)
     return value if isinstance(value, str) else ""
 
 
-def _list(obj: Any, key: str) -> list:
+def field_list(obj: Any, key: str) -> list:
+    """A list field, [] when absent or not a list."""
     value = go_field(obj, key)
     return value if isinstance(value, list) else []
 
@@ -38,40 +40,40 @@ def _pick(pairs: list[tuple[str, Any, bool]]) -> dict:
 
 
 def _descriptor(d: Any) -> dict:
-    return _pick([("path", _str(d, "path"), False), ("displayName", _str(d, "displayName"), True),
-                  ("description", _str(d, "description"), True),
-                  ("x-descriptors", [x for x in _list(d, "x-descriptors") if isinstance(x, str)], True),
+    return _pick([("path", field_str(d, "path"), False), ("displayName", field_str(d, "displayName"), True),
+                  ("description", field_str(d, "description"), True),
+                  ("x-descriptors", [x for x in field_list(d, "x-descriptors") if isinstance(x, str)], True),
                   ("value", go_field(d, "value"), True)])
 
 
 def _resources(d: Any) -> list[dict]:
-    return [{"name": _str(r, "name"), "kind": _str(r, "kind"), "version": _str(r, "version")}
-            for r in _list(d, "resources")]
+    return [{"name": field_str(r, "name"), "kind": field_str(r, "kind"), "version": field_str(r, "version")}
+            for r in field_list(d, "resources")]
 
 
 def _described(d: Any) -> list[tuple[str, Any, bool]]:
-    return [("displayName", _str(d, "displayName"), True), ("description", _str(d, "description"), True),
+    return [("displayName", field_str(d, "displayName"), True), ("description", field_str(d, "description"), True),
             ("resources", _resources(d), True)] + [
-        (k, [_descriptor(x) for x in _list(d, k)], True)
+        (k, [_descriptor(x) for x in field_list(d, k)], True)
         for k in ("statusDescriptors", "specDescriptors", "actionDescriptors")]
 
 
 def _crd(d: Any) -> dict:
-    return _pick([("name", _str(d, "name"), False), ("version", _str(d, "version"), False),
-                  ("kind", _str(d, "kind"), False)] + _described(d))
+    return _pick([("name", field_str(d, "name"), False), ("version", field_str(d, "version"), False),
+                  ("kind", field_str(d, "kind"), False)] + _described(d))
 
 
 def _apiservice(d: Any) -> dict:
     port = go_field(d, "containerPort")
-    return _pick([("name", _str(d, "name"), False), ("group", _str(d, "group"), False),
-                  ("version", _str(d, "version"), False), ("kind", _str(d, "kind"), False),
-                  ("deploymentName", _str(d, "deploymentName"), True),
+    return _pick([("name", field_str(d, "name"), False), ("group", field_str(d, "group"), False),
+                  ("version", field_str(d, "version"), False), ("kind", field_str(d, "kind"), False),
+                  ("deploymentName", field_str(d, "deploymentName"), True),
                   ("containerPort", port if isinstance(port, int) else 0, True)] + _described(d))
 
 
 def _owned_required(d: Any, conv) -> dict:
-    return _pick([("owned", [conv(x) for x in _list(d, "owned")], True),
-                  ("required", [conv(x) for x in _list(d, "required")], True)])
+    return _pick([("owned", [conv(x) for x in field_list(d, "owned")], True),
+                  ("required", [conv(x) for x in field_list(d, "required")], True)])
 
 
 def _string_map(value: Any) -> dict:
@@ -86,20 +88,20 @@ def csv_metadata(csv: dict) -> str:
         ("annotations", _string_map(go_field(meta, "annotations")), True),
         ("apiServiceDefinitions", _owned_required(go_field(spec, "apiservicedefinitions"), _apiservice), False),
         ("crdDescriptions", _owned_required(go_field(spec, "customresourcedefinitions"), _crd), False),
-        ("description", _str(spec, "description"), True),
-        ("displayName", _str(spec, "displayName"), True),
-        ("installModes", [{"type": _str(m, "type"), "supported": go_field(m, "supported") is True}
-                          for m in _list(spec, "installModes")], True),
-        ("keywords", [k for k in _list(spec, "keywords") if isinstance(k, str)], True),
+        ("description", field_str(spec, "description"), True),
+        ("displayName", field_str(spec, "displayName"), True),
+        ("installModes", [{"type": field_str(m, "type"), "supported": go_field(m, "supported") is True}
+                          for m in field_list(spec, "installModes")], True),
+        ("keywords", [k for k in field_list(spec, "keywords") if isinstance(k, str)], True),
         ("labels", _string_map(go_field(meta, "labels")), True),
-        ("links", [_pick([("name", _str(x, "name"), True), ("url", _str(x, "url"), True)])
-                   for x in _list(spec, "links")], True),
-        ("maintainers", [_pick([("name", _str(x, "name"), True), ("email", _str(x, "email"), True)])
-                         for x in _list(spec, "maintainers")], True),
-        ("maturity", _str(spec, "maturity"), True),
-        ("minKubeVersion", _str(spec, "minKubeVersion"), True),
-        ("nativeAPIs", [{"group": _str(x, "group"), "version": _str(x, "version"), "kind": _str(x, "kind")}
-                        for x in _list(spec, "nativeAPIs")], True),
-        ("provider", _pick([("name", _str(provider, "name"), True), ("url", _str(provider, "url"), True)]), False),
+        ("links", [_pick([("name", field_str(x, "name"), True), ("url", field_str(x, "url"), True)])
+                   for x in field_list(spec, "links")], True),
+        ("maintainers", [_pick([("name", field_str(x, "name"), True), ("email", field_str(x, "email"), True)])
+                         for x in field_list(spec, "maintainers")], True),
+        ("maturity", field_str(spec, "maturity"), True),
+        ("minKubeVersion", field_str(spec, "minKubeVersion"), True),
+        ("nativeAPIs", [{"group": field_str(x, "group"), "version": field_str(x, "version"), "kind": field_str(x, "kind")}
+                        for x in field_list(spec, "nativeAPIs")], True),
+        ("provider", _pick([("name", field_str(provider, "name"), True), ("url", field_str(provider, "url"), True)]), False),
     ])
     return compact(value)

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import yaml
 
 from indexflow.catalog import fbcmodel
-from indexflow.catalog.csvmeta import go_field
+from indexflow.catalog.csvmeta import field_list, field_str, go_field
 from indexflow.catalog.gojson import go_json
 from indexflow.catalog.semver_go import SemverError
 from indexflow.errors import CatalogError
@@ -160,16 +160,6 @@ def _meta(doc: Any) -> dict:
 # --- declarative config -> model ----------------------------------------------------------
 
 
-def _s(obj: Any, key: str) -> str:
-    value = go_field(obj, key)
-    return value if isinstance(value, str) else ""
-
-
-def _l(obj: Any, key: str) -> list:
-    value = go_field(obj, key)
-    return value if isinstance(value, list) else []
-
-
 def _to_model(blobs: list[dict]) -> list[fbcmodel.Package]:
     by_schema: dict[str, list[dict]] = {}
     for blob in blobs:
@@ -191,14 +181,14 @@ def _to_model(blobs: list[dict]) -> list[fbcmodel.Package]:
 def _packages(blobs: list[dict]) -> dict[str, fbcmodel.Package]:
     packages: dict[str, fbcmodel.Package] = {}
     for blob in blobs:
-        name = _s(blob, "name")
+        name = field_str(blob, "name")
         if not name:
             raise _Invalid("config contains package with no name")
         if name in packages:
             raise _Invalid(f'duplicate package "{name}"')
         if not _DNS1123.match(name) or len(name) > 63:
             raise _Invalid(f'invalid package name "{name}": {_DNS1123_MSG}')
-        packages[name] = fbcmodel.Package(name, _s(blob, "defaultChannel"))
+        packages[name] = fbcmodel.Package(name, field_str(blob, "defaultChannel"))
     return packages
 
 
@@ -206,7 +196,7 @@ def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[
     """(package, channel) -> entry name -> entry; the model channels start empty."""
     entries: dict[tuple[str, str], dict[str, dict]] = {}
     for blob in blobs:
-        pkg, name = _s(blob, "package"), _s(blob, "name")
+        pkg, name = field_str(blob, "package"), field_str(blob, "name")
         if pkg not in packages:
             raise _Invalid(f'unknown package "{pkg}" for channel "{name}"')
         if not name:
@@ -215,8 +205,8 @@ def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[
             raise _Invalid(f'package "{pkg}" has duplicate channel "{name}"')
         packages[pkg].channels[name] = fbcmodel.Channel(name)
         seen: dict[str, dict] = {}
-        for entry in _l(blob, "entries"):
-            ename = _s(entry, "name")
+        for entry in field_list(blob, "entries"):
+            ename = field_str(entry, "name")
             if ename in seen:
                 raise _Invalid(f'invalid package "{pkg}", channel "{name}": duplicate entry "{ename}"')
             seen[ename] = entry
@@ -227,7 +217,7 @@ def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[
 def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[dict]) -> None:
     seen: set[tuple[str, str]] = set()
     for blob in blobs:
-        name, pkg = _s(blob, "name"), _s(blob, "package")
+        name, pkg = field_str(blob, "name"), field_str(blob, "package")
         if not pkg:
             raise _Invalid(f'package name must be set for bundle "{name}"')
         if pkg not in packages:
@@ -236,10 +226,10 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
             raise _Invalid(f'package "{pkg}" has duplicate bundle "{name}"')
         seen.add((pkg, name))
         version, pkg_props, has_objects = _bundle_properties(blob, name, pkg)
-        image = _s(blob, "image")
+        image = field_str(blob, "image")
         _check_image(pkg, name, "image", image)
-        for i, rel in enumerate(_l(blob, "relatedImages")):
-            _check_image(pkg, name, f"relatedImages[{i}].image", _s(rel, "image"))
+        for i, rel in enumerate(field_list(blob, "relatedImages")):
+            _check_image(pkg, name, f"relatedImages[{i}].image", field_str(rel, "image"))
         try:
             fbcmodel.parse_version(version)
         except SemverError as exc:
@@ -251,19 +241,19 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
                 continue
             found = True
             channel.bundles[name] = fbcmodel.Bundle(
-                name=name, version=version, replaces=_s(entry, "replaces"),
-                skips=[s if isinstance(s, str) else "" for s in _l(entry, "skips")],
-                skip_range=_s(entry, "skipRange"), image=image, package_props=pkg_props, has_objects=has_objects)
+                name=name, version=version, replaces=field_str(entry, "replaces"),
+                skips=[s if isinstance(s, str) else "" for s in field_list(entry, "skips")],
+                skip_range=field_str(entry, "skipRange"), image=image, package_props=pkg_props, has_objects=has_objects)
         if not found:
             raise _Invalid(f'package "{pkg}", bundle "{name}" not found in any channel entries')
 
 
 def _bundle_properties(blob: dict, name: str, pkg: str) -> tuple[str, int, bool]:
     """(version, number of olm.package properties, has bundle objects) with opm's checks."""
-    props = _l(blob, "properties")
+    props = field_list(blob, "properties")
     package_props, has_objects = [], False
     for prop in props:
-        typ, value = _s(prop, "type"), go_field(prop, "value")
+        typ, value = field_str(prop, "type"), go_field(prop, "value")
         if typ == "olm.package":
             if not isinstance(value, dict):
                 raise _Invalid(f'parse properties for bundle "{name}": parse property[0] of type '
@@ -278,10 +268,10 @@ def _bundle_properties(blob: dict, name: str, pkg: str) -> tuple[str, int, bool]
     if len(package_props) != 1:
         raise _Invalid(f'package "{pkg}" bundle "{name}" must have exactly 1 "olm.package" property, '
                        f"found {len(package_props)}")
-    prop_pkg = _s(package_props[0], "packageName")
+    prop_pkg = field_str(package_props[0], "packageName")
     if prop_pkg != pkg:
         raise _Invalid(f'package "{pkg}" does not match "olm.package" property "{prop_pkg}"')
-    return _s(package_props[0], "version"), 1, has_objects
+    return field_str(package_props[0], "version"), 1, has_objects
 
 
 # distribution/reference grammar (docker image references)
