@@ -17,6 +17,7 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from prefect.logging import get_run_logger
 
 from indexflow.catalog.db import BundleRecord
+from indexflow.merge.diff import MergeDiff
 
 # IIB's containerized merge state reasons, in order (merge.md B §1.3); the flow uses these names.
 PREPARING = "Preparing request for merge"
@@ -47,6 +48,7 @@ class MergeStory:
 
     request_id: str
     timings: list[tuple[str, float]] = field(default_factory=list)
+    current: str = ""
     _done: int = 0
     _progress_id: object = None
 
@@ -57,8 +59,14 @@ class MergeStory:
     def reason(self, text: str) -> None:
         """One IIB state reason: a log line and a step of the progress bar."""
         get_run_logger().info("state_reason: %s", text)
+        self.current = text
         self._done += 1
         self.progress(min(99.0, 100.0 * self._done / TOTAL_STEPS))
+
+    def progress_within(self, fraction: float, text: str) -> None:
+        """Progress inside a long step (validation): a log line and the bar moved within the step."""
+        get_run_logger().info("%s: %s", self.current, text)
+        self.progress(min(99.0, 100.0 * (self._done - 1 + fraction) / TOTAL_STEPS))
 
     def progress(self, percent: float) -> None:
         if self._progress_id is not None:
@@ -101,6 +109,33 @@ def summary_markdown(title: str, facts: Sequence[tuple[str, str]], timings: Sequ
     return "\n".join(lines)
 
 
-def publish_summary(request_id: str, markdown: str) -> None:
+def diff_artifacts(request_id: str, diff: MergeDiff) -> None:
+    """Tables of what the merge adds, deprecates and found invalid (also written by a dry run)."""
+    bundle_table(artifact_key("bundles-added", request_id), "bundles added (missing from source)", diff.missing)
+    bundle_table(artifact_key("bundles-invalid", request_id), "bundles invalid for the OCP version", diff.invalid)
+    pullspec_table(artifact_key("bundles-deprecated", request_id),
+                   "bundles deprecated (latest per package; older ones truncated)", diff.to_deprecate)
+
+
+def result_lines(result: dict) -> list[str]:
+    """The run's outcome as a few plain lines (CLI output and the summary's facts)."""
+    lines = [f"request {result['request_id']}{' (dry run)' if result['dry_run'] else ''}: "
+             f"{result['missing']} bundles added, {result['deprecated']} deprecated "
+             f"({result['invalid']} invalid), {result['bundles_in_db']} bundles in the catalog"]
+    lines += [f"output: {p}" for p in result.get("output_pullspecs", [])]
+    if result.get("mr_url"):
+        lines.append(f"merge request: {result['mr_url']} ({result['mr_state']})")
+    return lines
+
+
+def publish_summary(request_id: str, result: dict) -> None:
+    facts = [("request", request_id), ("dry run", str(result["dry_run"])),
+             ("bundles added", str(result["missing"])), ("bundles deprecated", str(result["deprecated"])),
+             ("bundles invalid", str(result["invalid"])), ("bundles in catalog", str(result["bundles_in_db"])),
+             ("packages touched", ", ".join(result["packages_touched"]) or "-")]
+    facts += [("output", p) for p in result.get("output_pullspecs", [])]
+    if result.get("mr_url"):
+        facts.append(("merge request", f"[{result['mr_url']}]({result['mr_url']}) ({result['mr_state']})"))
+    markdown = summary_markdown("merge_index_image", facts, list(result["timings"].items()))
     create_markdown_artifact(markdown, key=artifact_key("merge-summary", request_id),
                              description="merge_index_image result")

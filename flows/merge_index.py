@@ -1,0 +1,245 @@
+"""merge_index_image: IIB's merge-index-image as a Prefect flow (spec/merge.md Part A).
+
+Read top to bottom, this file is the A2 story: prepare, pull index.dbs, validate pullspecs, diff,
+add, deprecate, migrate + merge + validate the FBC, then (unless dry run) publish through Git,
+Konflux and the registry under a per-target lock, rolling back every remote write on failure.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import SecretStr
+
+from blocks.settings import MergeSettings
+from indexflow.errors import IndexflowError, PublishError
+from indexflow.merge import diff as merge_diff
+from indexflow.merge import plan
+from indexflow.merge.params import MergeRequest, validate_request
+from tasks import artifacts as art
+from tasks import catalog, git_mr, outputs, registry_checks, report
+from tasks.konflux_wait import wait_for_build
+from tasks.lock import target_lock
+from tasks.prepare import Prepared, resolve_indexes
+from tasks.rollback import Compensations, failure_message, fault_point, rollback
+from tasks.session import Session, open_session
+
+
+@flow(name="merge-index-image", task_runner=ThreadPoolTaskRunner(max_workers=8), validate_parameters=True,
+      log_prints=False)
+def merge_index_image(
+    source_from_index: str,
+    target_index: str | None = None,
+    deprecation_list: list[str] | None = None,
+    binary_image: str | None = None,
+    overwrite_target_index: bool = False,
+    overwrite_target_index_token: SecretStr | None = None,
+    distribution_scope: str | None = None,
+    build_tags: list[str] | None = None,
+    graph_update_mode: str | None = None,
+    ignore_bundle_ocp_version: bool = False,
+    dry_run: bool = False,
+    request_id: str | None = None,
+    settings_block: str = "indexflow",
+) -> dict[str, Any]:
+    """Merge the bundles of `target_index` missing from `source_from_index` into it (IIB semantics)."""
+    settings = MergeSettings.load(settings_block)
+    req = validate_request(
+        {**locals(), "overwrite_target_index_token":
+         overwrite_target_index_token.get_secret_value() if overwrite_target_index_token else None},
+        request_id=request_id or default_request_id(), binary_image_configured=bool(settings.binary_image_config),
+        graph_mode_options=settings.graph_mode_options, graph_mode_allow_list=settings.graph_mode_index_allow_list)
+    story = report.MergeStory(req.request_id)
+    story.start()
+    story.reason(report.PREPARING)
+    session = open_session(settings, req)
+    try:
+        built = build_catalog(session, req, story)
+        if req.dry_run:
+            return finish(story, req, built, published=None)
+        with target_lock(built.lock_key, settings.lock_timeout_seconds):
+            published = publish(session, req, story, built)
+        return finish(story, req, built, published)
+    finally:
+        session.close()
+
+
+class Built:
+    """What the local part of the merge produced (steps 1-8)."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Built:
+    """A2 steps 1-8: everything up to a validated catalog in a local Git checkout; nothing remote."""
+    cfg = s.settings
+    with story.step(report.RESOLVING):
+        prep: Prepared = resolve_indexes(s.registry, s.target_registry, req, cfg.binary_image_config,
+                                         cfg.binary_image_less_arches_allowed_versions)
+    story.reason(f"Building the index image for the following arches: {', '.join(sorted(prep.arches))}")
+    git_url = git_repo_for(req.effective_index, cfg.index_to_gitlab_push_map)
+    with story.step(report.CLONING):
+        repo = git_mr.clone_configs(git_url, prep.ocp_version, s.workdir / "git", s.git_token)
+    with story.step("Pulling index.db artifacts"):
+        source_db = art.cached_index_db(s.artifacts, s.artifacts.canonical_ref(req.source_from_index))
+        target_db = art.cached_index_db(s.artifacts, s.artifacts.canonical_ref(req.target_index)) \
+            if req.target_index else None
+        source_bundles = catalog.read_bundles(source_db)
+        target_bundles = catalog.read_bundles(target_db) if target_db else []
+    with story.step(report.VALIDATING):
+        registry_checks.validate_all(s.registry, [b.bundlePath for b in [*source_bundles, *target_bundles]],
+                                     cfg.validation_chunks, cfg.registry_concurrency, story)
+    with story.step(report.FINDING_MISSING):
+        labels, resolved_deprecations = registry_checks.labels_and_deprecations(
+            s.registry, source_bundles, target_bundles, req.deprecation_list, cfg.validation_chunks,
+            cfg.registry_concurrency)
+        allow = merge_diff.allow_no_ocp_version(req.ignore_bundle_ocp_version, cfg.no_ocp_label_allow_list,
+                                                prep.target.resolved if prep.target else None,
+                                                prep.source.resolved)
+        result = merge_diff.plan_diff(source_bundles, target_bundles, labels, prep.ocp_version, allow,
+                                      resolved_deprecations)
+        if req.deprecation_list and not result.deprecation_matches:
+            get_run_logger().warning("Deprecation list was set but no bundles were found for deprecation.")
+    db = catalog.working_copy(source_db, s.workdir / "db" / "index.db")
+    with story.step(report.ADDING):
+        catalog.add_missing_bundles(db, [b.bundlePath for b in result.missing], req.mode, s.registry,
+                                    s.workdir / "bundles", cfg.registry_concurrency)
+    with story.step(report.DEPRECATING):
+        for chunk in merge_diff.chunks(result.to_deprecate, cfg.deprecate_bundles_limit):
+            catalog.deprecate_chunk(db, chunk)
+    bundles_in_db = catalog.read_bundles(db)
+    with story.step(report.MIGRATING):
+        from_db = catalog.migrate_to_fbc(db, s.workdir / "from_db", plan.migrate_level(prep.ocp_version))
+    with story.step(report.VALIDATING_FBC):
+        deprecated_pkgs = packages_of(result.to_deprecate, [*source_bundles, *target_bundles])
+        catalog.merge_into_configs(from_db, repo / "configs", deprecated_pkgs)
+        catalog.validate_catalog(repo / "configs")
+    with story.step(report.METADATA):
+        catalog.write_build_metadata(repo, plan.build_metadata(
+            plan.opm_version_for(prep.ocp_version, cfg.ocp_opm_mapping), prep.ocp_version, prep.scope,
+            prep.binary_image_resolved, req.request_id, prep.arches))
+    refs = plan.artifact_refs(req.effective_index, cfg.index_db_artifact_registry, req.request_id,
+                              cfg.index_db_artifact_template, cfg.index_db_artifact_tag_template)
+    report.diff_artifacts(req.request_id, result)
+    return Built(prep=prep, diff=result, db=db, repo=repo, git_url=git_url, artifact_refs=refs,
+                 operators=[b.packageName for b in bundles_in_db], bundles_in_db=len(bundles_in_db),
+                 lock_key=(git_url, prep.ocp_version, refs.canonical))
+
+
+def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Built) -> dict[str, Any]:
+    """A2 steps 9-11: MR, Konflux build, outputs, overwrite, artifacts, MR merge/close; undo on failure."""
+    cfg, prep = s.settings, built.prep
+    undo = Compensations()
+    mrs = s.merge_requests(built.git_url)
+    branch = plan.branch_name(cfg.environment_name, req.request_id, prep.ocp_version)
+    try:
+        with story.step(report.COMMITTING):
+            sha = git_mr.commit_and_push(built.repo, branch, built.git_url, s.git_token,
+                                         plan.commit_message(req.request_id, [b.bundlePath for b in built.diff.missing]),
+                                         (cfg.git_author_name, cfg.git_author_email))
+            undo.record(f"deleted branch {branch}", lambda: delete_branch(built.git_url, branch, s.git_token))
+            fault_point("push_branch")
+            mr = git_mr.open_merge_request(mrs, branch, prep.ocp_version, req.request_id)
+            undo.record(f"closed MR !{mr.iid}", lambda: mrs.close(mr.iid))
+            fault_point("open_mr")
+        with story.step(report.WAITING):
+            image_url = wait_for_build(s.kubernetes, cfg.konflux_namespace, sha, cfg.konflux_poll_interval,
+                                       cfg.konflux_pipeline_timeout)
+        with story.step(report.COPYING):
+            pullspecs = plan.output_pullspecs(cfg.iib_registry, req.request_id, req.build_tags,
+                                              cfg.image_push_template)
+            for spec in pullspecs:
+                old = outputs.current_digest(s.registry, spec)
+                outputs.copy_image(s.registry, image_url, spec)
+                undo.record(f"restored {spec}", outputs.undo_tag_write(s.registry, spec, old))
+                fault_point("copy_output")
+        if req.overwrite_target_index:
+            with story.step(f"Overwriting the index image {req.target_index} with {pullspecs[0]}"):
+                outputs.check_target_unchanged(s.target_registry, req.target_index, prep.target.digest)
+                outputs.copy_image(s.target_registry, pullspecs[0], req.target_index)
+                undo.record(f"restored {req.target_index} to {prep.target.digest}",
+                            outputs.undo_tag_write(s.target_registry, req.target_index, prep.target.digest))
+                fault_point("overwrite_target")
+        with story.step(report.PUSHING_DB):
+            refs = [built.artifact_refs.per_request]
+            if req.overwrite_target_index:
+                refs.append(built.artifact_refs.canonical)
+            annotations = {"request_id": req.request_id, "request_type": "merge",
+                           "operators": ",".join(dict.fromkeys(built.operators))}
+            for ref in refs:
+                old = s.artifacts.digest(ref)
+                art.push_index_db(s.artifacts, ref, built.db, annotations)
+                undo.record(f"restored index.db {ref}", outputs.undo_tag_write(s.registry, ref, old))
+                fault_point("push_index_db")
+        if req.overwrite_target_index:
+            git_mr.merge_merge_request(mrs, mr.iid)
+            mr_state = "merged"
+        else:
+            git_mr.close_merge_request(mrs, mr.iid)
+            delete_branch(built.git_url, branch, s.git_token)
+            mr_state = "closed"
+    except BaseException as exc:
+        undone, failed = rollback(undo)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise PublishError(failure_message(story.current, exc, undone, failed)) from exc
+    return {"output_pullspecs": pullspecs, "mr_url": mr.web_url, "mr_state": mr_state, "commit": sha,
+            "image_url": image_url, "index_db": refs}
+
+
+def finish(story: report.MergeStory, req: MergeRequest, built: Built, published: dict | None) -> dict[str, Any]:
+    """The A3 result: summary markdown (with timings) and a JSON-able return value."""
+    story.finish()
+    result = {"request_id": req.request_id, "dry_run": req.dry_run,
+              "missing": len(built.diff.missing), "invalid": len(built.diff.invalid),
+              "deprecated": len(built.diff.to_deprecate), "bundles_in_db": built.bundles_in_db,
+              "packages_touched": built.diff.packages_touched(),
+              "timings": {name: round(secs, 3) for name, secs in story.timings}, **(published or {})}
+    report.publish_summary(req.request_id, result)
+    get_run_logger().info(
+        "state_reason: The operator(s) %s were successfully merged from the source index image into the "
+        "target index image", sorted(set(built.operators)))
+    result["lines"] = report.result_lines(result)
+    return result
+
+
+def git_repo_for(index: str, mapping: dict[str, str]) -> str:
+    from indexflow.gitlab_mr import resolve_git_url
+
+    return resolve_git_url(index, mapping)
+
+
+def delete_branch(url: str, branch: str, token: str) -> None:
+    from indexflow.gitops import delete_remote_branch
+
+    delete_remote_branch(url, branch, token)
+
+
+def packages_of(paths: list[str], records: list) -> list[str]:
+    """Package names of the deprecated bundles (IIB reads them from bundle labels; the db has them)."""
+    by_path = {r.bundlePath: r.packageName for r in records}
+    return sorted({by_path[p] for p in paths if p in by_path})
+
+
+def default_request_id() -> str:
+    """A short id from the flow run (outside a run: random), usable in branch and tag names."""
+    run_id = flow_run.get_id()
+    return (str(run_id) if run_id else uuid.uuid4().hex)[:8]
+
+
+def run_merge(**params: Any) -> dict[str, Any]:
+    """Entry point of `indexflow merge`: run the flow; a failed run ends in its one-sentence error."""
+    token = params.get("overwrite_target_index_token")
+    if token is not None:
+        params["overwrite_target_index_token"] = SecretStr(token)
+    try:
+        return merge_index_image(**params)
+    except IndexflowError:
+        raise

@@ -1,0 +1,83 @@
+"""`indexflow merge ...` and `indexflow demo`: the merge flow from the command line.
+
+Prefect is imported inside the handlers only, so `indexflow db ...` stays fast and the core
+package keeps its no-Prefect rule. Without PREFECT_API_URL the flow runs on an ephemeral API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from indexflow.errors import ValidationError
+
+TOKEN_ENV = "INDEXFLOW_OVERWRITE_TARGET_INDEX_TOKEN"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    merge = subparsers.add_parser("merge", help="merge a source index into a target index (IIB merge-index-image)")
+    merge.add_argument("--source-from-index", required=True)
+    merge.add_argument("--target-index")
+    merge.add_argument("--deprecation-list", action="append", default=[], metavar="PULLSPEC",
+                       help="bundle to deprecate (repeat, or comma-separate)")
+    merge.add_argument("--binary-image")
+    merge.add_argument("--overwrite-target-index", action="store_true")
+    merge.add_argument("--overwrite-target-index-token-file", type=Path, metavar="FILE",
+                       help=f"file holding user:password (or set {TOKEN_ENV}); never on the command line")
+    merge.add_argument("--distribution-scope")
+    merge.add_argument("--build-tag", action="append", default=[], dest="build_tags")
+    merge.add_argument("--graph-update-mode")
+    merge.add_argument("--ignore-bundle-ocp-version", action="store_true")
+    merge.add_argument("--dry-run", action="store_true")
+    merge.add_argument("--request-id")
+    merge.add_argument("--settings", default="indexflow", help="name of the MergeSettings block")
+    merge.add_argument("--json", action="store_true", help="print the result as JSON")
+    merge.set_defaults(func=_merge)
+    if "demo" not in subparsers.choices:
+        demo = subparsers.add_parser("demo", help="sandbox up, seed, merge, check the output image")
+        demo.add_argument("--state-dir", type=Path, default=None)
+        demo.add_argument("--keep", action="store_true", help="leave the sandbox running")
+        demo.set_defaults(func=_demo)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.overwrite_target_index_token_file:
+        try:
+            return args.overwrite_target_index_token_file.read_text().strip() or None
+        except OSError:
+            raise ValidationError(f"cannot read the token file {args.overwrite_target_index_token_file}") from None
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def flow_parameters(args: argparse.Namespace) -> dict:
+    """CLI options -> the flow's A1 parameters (same names)."""
+    deprecations = [p for item in args.deprecation_list for p in item.split(",") if p]
+    return {
+        "source_from_index": args.source_from_index, "target_index": args.target_index,
+        "deprecation_list": deprecations, "binary_image": args.binary_image,
+        "overwrite_target_index": args.overwrite_target_index, "overwrite_target_index_token": _token(args),
+        "distribution_scope": args.distribution_scope, "build_tags": args.build_tags,
+        "graph_update_mode": args.graph_update_mode, "ignore_bundle_ocp_version": args.ignore_bundle_ocp_version,
+        "dry_run": args.dry_run, "request_id": args.request_id, "settings_block": args.settings,
+    }
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from flows.merge_index import run_merge
+
+    result = run_merge(**flow_parameters(args))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        for line in result.get("lines", []):
+            print(line)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    return run_demo(state_dir=args.state_dir, keep=args.keep, out=sys.stdout)

@@ -1,0 +1,45 @@
+"""index.db artifacts (merge.md A2 steps 2 and 10): pulls cached by manifest digest, pushes undone
+on rollback.
+
+The pull task's cache key is the artifact's manifest digest, so a second merge that needs the same
+index.db skips the task (state Cached) and downloads nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+
+from indexflow.errors import RegistryError
+
+
+def _by_digest(context: TaskRunContext, parameters: dict) -> str:
+    return f"indexflow-index-db-{parameters['digest']}"
+
+
+@task(name="pull index.db", cache_key_fn=_by_digest, persist_result=True, retries=2, retry_delay_seconds=5)
+def pull_index_db(artifacts, ref: str, digest: str) -> str:  # noqa: ANN001 - IndexDbArtifacts
+    """Download the artifact once per digest; the path is the (persisted) result."""
+    pulled = artifacts.pull(ref)
+    if pulled.digest != digest:
+        raise RegistryError(f"index.db artifact {ref} changed while it was pulled; retry the merge")
+    return str(pulled.path)
+
+
+def cached_index_db(artifacts, ref: str) -> Path:  # noqa: ANN001
+    """Resolve the artifact digest, then pull through the digest-keyed cache."""
+    digest = artifacts.digest(ref)
+    if digest is None:
+        raise RegistryError(f"index.db artifact {ref} does not exist")
+    path = Path(pull_index_db(artifacts, ref, digest))
+    if not path.is_file():  # local cache was cleared while the Prefect result survived
+        path = Path(pull_index_db.with_options(refresh_cache=True)(artifacts, ref, digest))
+    return path
+
+
+@task(name="push index.db", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def push_index_db(artifacts, ref: str, db_path: Path, annotations: dict[str, str]) -> str:  # noqa: ANN001
+    return artifacts.push(ref, db_path, annotations)

@@ -1,0 +1,99 @@
+"""Catalog steps of the merge (merge.md A2 steps 3, 6-8) as Prefect tasks over the pure engine.
+
+Retries only where a retry can help: adding bundles pulls them from the registry (a registry error
+may be transient); a graph, deprecation, migration or validation error is not, so those never retry.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from indexflow.catalog import merge as fbc_merge
+from indexflow.catalog.add import add_bundles, fetch_bundles
+from indexflow.catalog.db import BundleRecord, list_bundles
+from indexflow.catalog.deprecate import deprecate_truncate
+from indexflow.catalog.migrate import migrate
+from indexflow.catalog.validate import validate_fbc
+from indexflow.errors import RegistryError
+
+
+def _registry_hiccup(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+    """Retry only registry failures; the engine's graph errors would fail the same way again."""
+    try:
+        state.result()
+    except RegistryError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="read bundles", cache_policy=NO_CACHE)
+def read_bundles(db_path: Path) -> list[BundleRecord]:
+    """`opm render <db>` equivalent in SQL: deprecated bundles excluded."""
+    return list_bundles(db_path)
+
+
+@task(name="copy source index.db", cache_policy=NO_CACHE)
+def working_copy(db_path: Path, dest: Path) -> Path:
+    """The cached download stays pristine; all edits happen on a per-run copy."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(db_path, dest)
+    return dest
+
+
+@task(name="add missing bundles", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=_registry_hiccup)
+def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scratch: Path,  # noqa: ANN001
+                        concurrency: int) -> int:
+    """Pull and parse the missing bundles concurrently, then add them in one transaction."""
+    if not refs:
+        return 0
+    scratch.mkdir(parents=True, exist_ok=True)
+    slots = {ref: scratch / f"bundle-{i}" for i, ref in enumerate(refs)}
+    for slot in slots.values():
+        shutil.rmtree(slot, ignore_errors=True)
+    bundles = fetch_bundles(refs, lambda ref: Path(client.pull_bundle(ref, slots[ref])), concurrency)
+    add_bundles(db_path, bundles, mode)
+    return len(bundles)
+
+
+@task(name="deprecatetruncate chunk", cache_policy=NO_CACHE)
+def deprecate_chunk(db_path: Path, refs: list[str]) -> int:
+    """One chunk of `opm registry deprecatetruncate --allow-package-removal`."""
+    deprecate_truncate(db_path, refs, allow_package_removal=True)
+    return len(refs)
+
+
+@task(name="migrate to FBC", cache_policy=NO_CACHE)
+def migrate_to_fbc(db_path: Path, out_dir: Path, level: str | None) -> Path:
+    shutil.rmtree(out_dir, ignore_errors=True)
+    migrate(db_path, out_dir, level=level)
+    return out_dir
+
+
+@task(name="merge FBC into Git configs", cache_policy=NO_CACHE)
+def merge_into_configs(from_db: Path, configs: Path, deprecated_packages: list[str]) -> list[str]:
+    """Remove deprecated packages from Git, copy the db's packages over (db wins per file), JSON only."""
+    skipped = fbc_merge.remove_packages(configs, deprecated_packages) if deprecated_packages else []
+    fbc_merge.merge_catalog_dirs(from_db, configs)
+    fbc_merge.enforce_json(configs)
+    return [p for p in dict.fromkeys(deprecated_packages) if p not in skipped]
+
+
+@task(name="validate FBC", cache_policy=NO_CACHE)
+def validate_catalog(configs: Path) -> None:
+    validate_fbc(configs)
+
+
+@task(name="write build metadata", cache_policy=NO_CACHE)
+def write_build_metadata(repo_dir: Path, metadata: dict) -> Path:
+    """`.iib-build-metadata.json` at the repo root: what the Konflux pipeline builds from."""
+    path = repo_dir / ".iib-build-metadata.json"
+    path.write_text(json.dumps(metadata, indent=2) + "\n")
+    return path

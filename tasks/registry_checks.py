@@ -1,0 +1,82 @@
+"""Bundle pullspec validation and label reads (merge.md A2 steps 4-5), mapped over tens of chunks.
+
+Prefect's API cannot take thousands of tiny task runs, so each task run checks one chunk with many
+concurrent requests on the shared pooled client; the flow reports progress as chunks complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+
+from indexflow.catalog.db import BundleRecord
+from indexflow.merge.diff import chunks, unique
+from indexflow.merge.ocp import OCP_LABEL
+
+
+@task(name="validate pullspecs chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def validate_chunk(client, pullspecs: list[str], concurrency: int) -> dict[str, str]:  # noqa: ANN001
+    """pullspec -> reason for the ones that do not exist (empty when all do)."""
+    from indexflow.registry.validation import validate_pullspecs
+
+    return validate_pullspecs(client, pullspecs, concurrency=concurrency)
+
+
+@task(name="read bundle labels chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def labels_chunk(client, pullspecs: list[str], concurrency: int) -> dict[str, dict]:  # noqa: ANN001
+    from indexflow.registry.validation import read_bundle_labels
+
+    return read_bundle_labels(client, pullspecs, concurrency=concurrency)
+
+
+@task(name="resolve deprecation list", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def resolve_deprecations(client, pullspecs: list[str]) -> list[str]:  # noqa: ANN001
+    """Each entry as `repository@digest` (a manifest list counts by its first manifest, like IIB)."""
+    from indexflow.registry.refs import ImageRef
+
+    out = []
+    for text in pullspecs:
+        ref = ImageRef.parse(text)
+        manifest = client.manifest(ref)
+        digest = manifest.digest
+        if manifest.json.get("manifests"):
+            digest = manifest.json["manifests"][0]["digest"]
+        out.append(str(ref.with_digest(digest)))
+    return out
+
+
+def _split(items: Sequence[str], parts: int) -> list[list[str]]:
+    size = max(1, -(-len(items) // max(1, parts)))
+    return chunks(list(items), size)
+
+
+def validate_all(client, pullspecs: Sequence[str], parts: int, concurrency: int, story) -> None:  # noqa: ANN001
+    """Every unique pullspec checked; ALL missing ones reported in one error."""
+    from indexflow.registry.validation import raise_for_missing
+
+    items = unique(pullspecs)
+    futures = [validate_chunk.submit(client, c, concurrency) for c in _split(items, parts)]
+    missing: dict[str, str] = {}
+    done = 0
+    for future in as_completed(futures):
+        missing.update(future.result())
+        done += 1
+        story.progress_within(done / len(futures), f"validated {done}/{len(futures)} chunks of {len(items)} pullspecs")
+    if missing:
+        raise_for_missing(missing)
+
+
+def labels_and_deprecations(client, source: list[BundleRecord], target: list[BundleRecord],  # noqa: ANN001
+                            deprecation_list: Sequence[str], parts: int,
+                            concurrency: int) -> tuple[dict[str, str | None], list[str]]:
+    """OCP labels of source + target bundles (cached by digest) and the resolved deprecation list."""
+    items = unique(b.bundlePath for b in [*target, *source])
+    futures = [labels_chunk.submit(client, c, concurrency) for c in _split(items, parts)]
+    resolved = resolve_deprecations(client, list(deprecation_list)) if deprecation_list else []
+    labels: dict[str, str | None] = {}
+    for future in futures:
+        labels.update({p: ls.get(OCP_LABEL) for p, ls in future.result().items()})
+    return labels, resolved

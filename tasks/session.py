@@ -1,0 +1,74 @@
+"""Everything a merge run talks to, built once from the MergeSettings block and its credential blocks.
+
+Secrets are read from blocks here and handed to clients; they are never logged, returned or
+written anywhere but a 0600 temp file the run deletes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from blocks.settings import MergeSettings
+from indexflow.merge.params import MergeRequest
+
+
+@dataclass
+class Session:
+    settings: MergeSettings
+    workdir: Path
+    registry: object  # RegistryClient (IIB's credentials)
+    target_registry: object  # RegistryClient that also carries the overwrite token
+    artifacts: object  # IndexDbArtifacts
+    gitlab: object  # gitlab.Gitlab
+    git_token: str = field(repr=False)
+    kubernetes: object  # KubernetesCredentials
+
+    def merge_requests(self, repo_url: str):  # noqa: ANN201 - gitlab_mr.MergeRequests
+        from indexflow.gitlab_mr import MergeRequests
+
+        return MergeRequests(self.gitlab, repo_url)
+
+    def close(self) -> None:
+        for client in {id(c): c for c in (self.registry, self.target_registry)}.values():
+            client.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _docker_config(settings: MergeSettings, workdir: Path) -> Path | None:
+    if not settings.registry_auth_secret:
+        return None
+    from prefect.blocks.system import Secret
+
+    path = workdir / "docker-config.json"
+    path.touch(mode=0o600)
+    path.write_text(str(Secret.load(settings.registry_auth_secret).get()))
+    return path
+
+
+def open_session(settings: MergeSettings, req: MergeRequest) -> Session:
+    """Clients for the registry (with the overwrite token for the target), artifacts, GitLab, Konflux."""
+    from prefect_gitlab import GitLabCredentials
+    from prefect_kubernetes.credentials import KubernetesCredentials
+
+    from indexflow.registry.artifacts import IndexDbArtifacts
+    from indexflow.registry.auth import DockerAuth
+    from indexflow.registry.client import RegistryClient
+    from indexflow.registry.refs import ImageRef
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"indexflow-{req.request_id}-"))
+    auth = DockerAuth.from_config(_docker_config(settings, workdir))
+    kw = dict(insecure=tuple(settings.insecure_registries), max_connections=settings.registry_concurrency * 2)
+    registry = RegistryClient(auth=auth, **kw)
+    target_registry = registry
+    if req.overwrite_target_index_token and req.target_index:
+        target_auth = auth.with_token(ImageRef.parse(req.target_index), req.overwrite_target_index_token)
+        target_registry = RegistryClient(auth=target_auth, **kw)
+    artifacts = IndexDbArtifacts(registry, settings.index_db_artifact_registry,
+                                 template=settings.index_db_artifact_template,
+                                 tag_template=settings.index_db_artifact_tag_template)
+    gl_creds = GitLabCredentials.load(settings.gitlab_credentials)
+    return Session(settings, workdir, registry, target_registry, artifacts, gl_creds.get_client(),
+                   gl_creds.token.get_secret_value(), KubernetesCredentials.load(settings.kubernetes_credentials))
