@@ -14,6 +14,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import SecretStr
 
@@ -48,13 +49,31 @@ def merge_index_image(
     request_id: str | None = None,
     settings_block: str = "indexflow",
 ) -> dict[str, Any]:
-    """Merge the bundles of `target_index` missing from `source_from_index` into it (IIB semantics)."""
-    settings = MergeSettings.load(settings_block)
-    req = validate_request(
-        {**locals(), "overwrite_target_index_token":
-         overwrite_target_index_token.get_secret_value() if overwrite_target_index_token else None},
-        request_id=request_id or default_request_id(), binary_image_configured=bool(settings.binary_image_config),
-        graph_mode_options=settings.graph_mode_options, graph_mode_allow_list=settings.graph_mode_index_allow_list)
+    """Merge the bundles of `target_index` missing from `source_from_index` into it (IIB semantics).
+
+    A user or remote error ends the run Failed with one sentence (no traceback); bugs still raise.
+    """
+    try:
+        settings = MergeSettings.load(settings_block)
+        token = overwrite_target_index_token.get_secret_value() if overwrite_target_index_token else None
+        req = validate_request(
+            {"source_from_index": source_from_index, "target_index": target_index,
+             "deprecation_list": deprecation_list, "binary_image": binary_image,
+             "overwrite_target_index": overwrite_target_index, "overwrite_target_index_token": token,
+             "distribution_scope": distribution_scope, "build_tags": build_tags,
+             "graph_update_mode": graph_update_mode, "ignore_bundle_ocp_version": ignore_bundle_ocp_version,
+             "dry_run": dry_run, "request_id": request_id},
+            request_id=default_request_id(), binary_image_configured=bool(settings.binary_image_config),
+            graph_mode_options=settings.graph_mode_options,
+            graph_mode_allow_list=settings.graph_mode_index_allow_list)
+        return run_request(settings, req)
+    except IndexflowError as exc:
+        get_run_logger().error("state_reason: %s", exc)
+        return Failed(message=str(exc), data=exc)
+
+
+def run_request(settings: MergeSettings, req: MergeRequest) -> dict[str, Any]:
+    """The A2 story for a validated request."""
     story = report.MergeStory(req.request_id)
     story.start()
     story.reason(report.PREPARING)

@@ -10,13 +10,14 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from indexflow import gitops
 from indexflow.errors import PublishError
 
 
 @task(name="clone Git configs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def clone_configs(url: str, branch: str, dest: Path, token: str) -> Path:
     """Shallow clone of the OCP branch; the repo must hold `configs/` (IIB's layout)."""
+    from indexflow import gitops
+
     gitops.clone_branch(url, branch, dest, token)
     if not (dest / "configs").is_dir():
         raise PublishError(f"Catalogs directory not found in {url} (branch {branch})")
@@ -28,6 +29,8 @@ def commit_and_push(repo_dir: Path, branch: str, url: str, token: str, message: 
                     author: tuple[str, str]) -> str:
     """Commit everything on the feature branch and push it; returns the commit SHA Konflux keys on."""
     import git
+
+    from indexflow import gitops
 
     repo = git.Repo(repo_dir)
     repo.git.checkout("-B", branch)

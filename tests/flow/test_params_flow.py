@@ -1,0 +1,44 @@
+"""Parameter checks through the real flow: IIB's messages, before anything remote; the token secret."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from pydantic import SecretStr
+
+from blocks.settings import MergeSettings
+from flows.merge_index import merge_index_image
+from indexflow.errors import ValidationError
+
+SECRET = "robot:hunter2-very-secret"
+
+
+@pytest.fixture(scope="module")
+def settings_block() -> str:
+    MergeSettings(iib_registry="127.0.0.1:1", index_db_artifact_registry="127.0.0.1:1", konflux_namespace="ns", binary_image_config={"prod": {"v4.17": "b"}},
+                  gitlab_credentials="none", kubernetes_credentials="none").save("params-test", overwrite=True)
+    return "params-test"
+
+
+def test_missing_token_fails_with_iib_message(settings_block):
+    state = merge_index_image(source_from_index="127.0.0.1:1/a/b:v4.16", target_index="127.0.0.1:1/a/b:v4.17",
+                              overwrite_target_index=True, settings_block=settings_block, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ValidationError) as err:
+        state.result()
+    assert str(err.value) == ('The "overwrite_target_index_token" value is required when the '
+                              '"overwrite_target_index" value is set')
+
+
+def test_token_never_stored_in_flow_run(settings_block):
+    state = merge_index_image(source_from_index="127.0.0.1:1/a/b:v4.16", overwrite_target_index=True,
+                              overwrite_target_index_token=SecretStr(SECRET), settings_block=settings_block,
+                              return_state=True)
+    with pytest.raises(ValidationError, match="Parameter 'target_index' must be set"):
+        state.result()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        logs = client.read_logs()
+    assert SECRET not in repr(run.parameters) and "hunter2" not in str(state.message)
+    assert all("hunter2" not in log.message for log in logs)
