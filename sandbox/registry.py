@@ -1,0 +1,168 @@
+"""A real OCI registry on loopback: Debian's `docker-registry` (distribution 2.8) with our own config.
+
+The packaged /etc/docker/registry/config.yml turns on htpasswd auth and a system-wide storage
+directory, so it is never used: every instance writes its config, storage, certificate and
+htpasswd file into its own temp dir and listens on 127.0.0.1 at a free port. The TLS variant
+serves a self-signed certificate (its CA file is `.ca_file`) and requires htpasswd users.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import yaml
+
+from indexflow.errors import IndexflowError
+
+BINARY = "docker-registry"
+INSTALL_HINT = ("the docker-registry binary is not installed; install it with "
+                "`sudo apt-get install docker-registry` (Debian/Ubuntu)")
+
+
+def free_port() -> int:
+    """A port the kernel just handed out (tiny race accepted: loopback, tests only)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A CA-less self-signed certificate for 127.0.0.1/localhost; the cert doubles as CA file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "indexflow sandbox registry")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "registry.crt", directory / "registry.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def _htpasswd(path: Path, users: dict[str, str]) -> None:
+    """bcrypt entries, the only hash docker-registry's htpasswd auth accepts."""
+    import bcrypt
+
+    lines = [f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=5)).decode()}" for user, pw in users.items()]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+
+
+class LocalRegistry:
+    """`with LocalRegistry() as reg:` -> a running registry at `reg.host`; stopped and wiped on exit."""
+
+    def __init__(self, tls: bool = False, htpasswd_users: dict[str, str] | None = None,
+                 root: Path | None = None) -> None:
+        self.tls = tls or bool(htpasswd_users)
+        self.users = dict(htpasswd_users or {})
+        self._owned_root = root is None
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="indexflow-registry-"))
+        self.port = 0
+        self.ca_file: Path | None = None
+        self.auth_config_path: Path | None = None
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    def _config(self) -> dict:
+        http: dict = {"addr": self.host, "headers": {"X-Content-Type-Options": ["nosniff"]}}
+        config: dict = {"version": 0.1, "log": {"level": "warn", "accesslog": {"disabled": True}},
+                        "storage": {"filesystem": {"rootdirectory": str(self.root / "storage")},
+                                    "delete": {"enabled": True}, "cache": {"blobdescriptor": "inmemory"}},
+                        "http": http}
+        if self.tls:
+            cert, key = _self_signed(self.root)
+            http["tls"] = {"certificate": str(cert), "key": str(key)}
+            self.ca_file = cert
+        if self.users:
+            _htpasswd(self.root / "htpasswd", self.users)
+            config["auth"] = {"htpasswd": {"realm": "indexflow-sandbox", "path": str(self.root / "htpasswd")}}
+            self.auth_config_path = self._docker_config()
+        return config
+
+    def _docker_config(self) -> Path:
+        """A docker `config.json` holding every htpasswd user's basic auth (first user wins the host)."""
+        user, password = next(iter(self.users.items()))
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        path = self.root / "docker-config.json"
+        path.write_text(json.dumps({"auths": {self.host: {"auth": token}}}))
+        path.chmod(0o600)
+        return path
+
+    def start(self) -> "LocalRegistry":
+        if shutil.which(BINARY) is None:
+            raise IndexflowError(INSTALL_HINT)
+        self.port = free_port()
+        config_path = self.root / "config.yml"
+        config_path.write_text(yaml.safe_dump(self._config()))
+        log = open(self.root / "registry.log", "wb")  # noqa: SIM115 - lives as long as the process
+        self._proc = subprocess.Popen([BINARY, "serve", str(config_path)], stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
+        log.close()
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(verify=str(self.ca_file) if self.ca_file else True, timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if self._proc is not None and self._proc.poll() is not None:
+                    break
+                try:
+                    if http.get(f"{self.url}/v2/").status_code in (200, 401):
+                        return
+                except httpx.TransportError:
+                    time.sleep(0.05)
+        tail = (self.root / "registry.log").read_text(errors="replace")[-500:]
+        self.stop()
+        raise IndexflowError(f"docker-registry did not start on {self.host}: {tail.strip() or 'no output'}")
+
+    def stop(self) -> None:
+        """Terminate the process (kill after 5 s) and remove the temp dir we created."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        self._proc = None
+        if self._owned_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "LocalRegistry":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
