@@ -1,0 +1,139 @@
+"""The fault proxy in front of a real docker-registry, driven by httpx: every mode, fast."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import httpx
+import pytest
+
+from sandbox.faultproxy import FaultProxy
+from tests.reliability.registry_proc import docker_registry
+
+BLOB = b"x" * 300_000  # big enough that a partial write really cuts the body
+DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> str:
+    with docker_registry(tmp_path_factory.mktemp("registry")) as host:
+        _push_image(f"http://{host}", "demo/app", "v1")
+        yield host
+
+
+@pytest.fixture()
+def proxy(registry):
+    with FaultProxy(registry, admin=True) as p:
+        yield p
+
+
+def _with_digest(location: str, digest: str) -> str:
+    """The upload URL keeps its `_state` query; the digest is appended to it."""
+    return f"{location}{'&' if '?' in location else '?'}digest={digest}"
+
+
+def _push_image(base: str, repo: str, tag: str) -> None:
+    """One blob (monolithic upload) and a manifest naming it, through whatever `base` is."""
+    with httpx.Client(base_url=base, timeout=10) as http:
+        up = http.post(f"/v2/{repo}/blobs/uploads/")
+        up.raise_for_status()
+        http.put(_with_digest(up.headers["Location"], DIGEST), content=BLOB).raise_for_status()
+        cfg = b"{}"
+        cfg_digest = "sha256:" + hashlib.sha256(cfg).hexdigest()
+        up = http.post(f"/v2/{repo}/blobs/uploads/")
+        http.put(_with_digest(up.headers["Location"], cfg_digest), content=cfg).raise_for_status()
+        manifest = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE,
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": 2},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": DIGEST,
+                                "size": len(BLOB)}]}
+        http.put(f"/v2/{repo}/manifests/{tag}", content=json.dumps(manifest),
+                 headers={"Content-Type": MANIFEST_TYPE}).raise_for_status()
+
+
+def test_transparent_by_default_keepalive_and_push(proxy):
+    with httpx.Client(base_url=proxy.url, timeout=5) as http:
+        for _ in range(3):  # one connection, several round trips
+            assert http.get(f"/v2/demo/app/blobs/{DIGEST}").content == BLOB
+        assert http.head(f"/v2/demo/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}).status_code == 200
+    _push_image(proxy.url, "demo/pushed", "v2")  # uploads (POST/PUT with bodies) pass through too
+    s = proxy.stats()
+    assert s["requests"] == 4 + 5 and s["connections"] == 2 and s["injected"] == 0
+    assert s["by_method"] == {"GET": 3, "HEAD": 1, "POST": 2, "PUT": 3}
+
+
+def test_latency_per_round_trip_and_connection(proxy):
+    proxy.set_latency(0.05)
+    with httpx.Client(base_url=proxy.url, timeout=5) as http:
+        t = time.monotonic()
+        for _ in range(4):
+            http.get("/v2/")
+        elapsed = time.monotonic() - t
+    assert 0.05 * 5 <= elapsed < 0.05 * 5 + 0.5  # 1 connection + 4 round trips
+    proxy.set_latency(0)
+    t = time.monotonic()
+    httpx.get(f"{proxy.url}/v2/", timeout=5)
+    assert time.monotonic() - t < 0.05
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_status_fault_hits_only_the_nth_match(proxy, registry, status):
+    fault = proxy.add_fault("status", r"/manifests/", method="GET", nth=2, status=status)
+    with httpx.Client(base_url=proxy.url, timeout=5) as http:
+        codes = [http.get("/v2/demo/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}).status_code
+                 for _ in range(3)]
+        assert http.get("/v2/").status_code == 200  # other paths untouched
+    assert codes == [200, status, 200]
+    assert (fault.matched, fault.injected) == (3, 1)
+
+
+def test_hang_times_the_client_out(proxy):
+    proxy.add_fault("hang", r"/blobs/")
+    t = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(f"{proxy.url}/v2/demo/app/blobs/{DIGEST}", timeout=0.3)
+    assert time.monotonic() - t < 2
+    assert httpx.get(f"{proxy.url}/v2/demo/app/blobs/{DIGEST}", timeout=5).content == BLOB  # only once
+
+
+def test_drop_closes_mid_request_and_upstream_never_sees_it(proxy, registry):
+    proxy.add_fault("drop", r"/manifests/", method="PUT")
+    with pytest.raises(httpx.RemoteProtocolError):
+        _push_image(proxy.url, "demo/dropped", "v1")
+    tags = httpx.get(f"http://{registry}/v2/demo/dropped/tags/list", timeout=5)
+    assert tags.status_code == 404 or not tags.json().get("tags")
+
+
+def test_drop_after_upstream_acts_but_client_never_learns(proxy, registry):
+    proxy.add_fault("drop", r"/manifests/", method="PUT", after_upstream=True)
+    with pytest.raises(httpx.RemoteProtocolError):
+        _push_image(proxy.url, "demo/half-done", "v1")
+    assert httpx.get(f"http://{registry}/v2/demo/half-done/tags/list", timeout=5).json()["tags"] == ["v1"]
+
+
+def test_partial_write_truncates_the_body(proxy):
+    proxy.add_fault("partial", r"/blobs/sha256:")
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"{proxy.url}/v2/demo/app/blobs/{DIGEST}", timeout=5)
+    with httpx.Client(timeout=5) as http, http.stream("GET", f"{proxy.url}/v2/demo/app/blobs/{DIGEST}") as r:
+        assert r.read() == BLOB  # the next one is whole again
+
+
+def test_partial_write_of_a_bodiless_response_cuts_the_head(proxy):
+    proxy.add_fault("partial", r"/manifests/", method="HEAD")
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.head(f"{proxy.url}/v2/demo/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}, timeout=5)
+
+
+def test_admin_port_controls_a_running_proxy(proxy):
+    admin = proxy.admin_url
+    r = httpx.post(f"{admin}/faults", json={"action": "status", "path": "^/v2/$", "status": 500, "times": 2}, timeout=5)
+    assert r.status_code == 200 and r.json()["faults"][0]["times"] == 2
+    assert httpx.post(f"{admin}/latency", json={"seconds": 0.02}, timeout=5).json()["latency"] == 0.02
+    assert [httpx.get(f"{proxy.url}/v2/", timeout=5).status_code for _ in range(3)] == [500, 500, 200]
+    assert httpx.get(f"{admin}/state", timeout=5).json()["injected"] == 2
+    assert httpx.post(f"{admin}/faults", json={"action": "explode"}, timeout=5).status_code == 400
+    cleared = httpx.delete(f"{admin}/faults", timeout=5).json()
+    assert cleared["faults"] == [] and cleared["latency"] == 0
