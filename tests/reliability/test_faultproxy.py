@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from sandbox.faultproxy import FaultProxy
-from tests.reliability.registry_proc import docker_registry
 
 BLOB = b"x" * 300_000  # big enough that a partial write really cuts the body
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
@@ -18,10 +17,10 @@ MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory) -> str:
-    with docker_registry(tmp_path_factory.mktemp("registry")) as host:
-        _push_image(f"http://{host}", "demo/app", "v1")
-        yield host
+def registry(local_registry) -> str:
+    """The session's real docker-registry, holding one image for these tests."""
+    _push_image(local_registry.url, "faultproxy/app", "v1")
+    return local_registry.host
 
 
 @pytest.fixture()
@@ -56,9 +55,9 @@ def _push_image(base: str, repo: str, tag: str) -> None:
 def test_transparent_by_default_keepalive_and_push(proxy):
     with httpx.Client(base_url=proxy.url, timeout=5) as http:
         for _ in range(3):  # one connection, several round trips
-            assert http.get(f"/v2/demo/app/blobs/{DIGEST}").content == BLOB
-        assert http.head(f"/v2/demo/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}).status_code == 200
-    _push_image(proxy.url, "demo/pushed", "v2")  # uploads (POST/PUT with bodies) pass through too
+            assert http.get(f"/v2/faultproxy/app/blobs/{DIGEST}").content == BLOB
+        assert http.head(f"/v2/faultproxy/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}).status_code == 200
+    _push_image(proxy.url, "faultproxy/pushed", "v2")  # uploads (POST/PUT with bodies) pass through too
     s = proxy.stats()
     assert s["requests"] == 4 + 5 and s["connections"] == 2 and s["injected"] == 0
     assert s["by_method"] == {"GET": 3, "HEAD": 1, "POST": 2, "PUT": 3}
@@ -82,7 +81,7 @@ def test_latency_per_round_trip_and_connection(proxy):
 def test_status_fault_hits_only_the_nth_match(proxy, registry, status):
     fault = proxy.add_fault("status", r"/manifests/", method="GET", nth=2, status=status)
     with httpx.Client(base_url=proxy.url, timeout=5) as http:
-        codes = [http.get("/v2/demo/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}).status_code
+        codes = [http.get("/v2/faultproxy/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}).status_code
                  for _ in range(3)]
         assert http.get("/v2/").status_code == 200  # other paths untouched
     assert codes == [200, status, 200]
@@ -93,38 +92,38 @@ def test_hang_times_the_client_out(proxy):
     proxy.add_fault("hang", r"/blobs/")
     t = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
-        httpx.get(f"{proxy.url}/v2/demo/app/blobs/{DIGEST}", timeout=0.3)
+        httpx.get(f"{proxy.url}/v2/faultproxy/app/blobs/{DIGEST}", timeout=0.3)
     assert time.monotonic() - t < 2
-    assert httpx.get(f"{proxy.url}/v2/demo/app/blobs/{DIGEST}", timeout=5).content == BLOB  # only once
+    assert httpx.get(f"{proxy.url}/v2/faultproxy/app/blobs/{DIGEST}", timeout=5).content == BLOB  # only once
 
 
 def test_drop_closes_mid_request_and_upstream_never_sees_it(proxy, registry):
     proxy.add_fault("drop", r"/manifests/", method="PUT")
     with pytest.raises(httpx.RemoteProtocolError):
-        _push_image(proxy.url, "demo/dropped", "v1")
-    tags = httpx.get(f"http://{registry}/v2/demo/dropped/tags/list", timeout=5)
+        _push_image(proxy.url, "faultproxy/dropped", "v1")
+    tags = httpx.get(f"http://{registry}/v2/faultproxy/dropped/tags/list", timeout=5)
     assert tags.status_code == 404 or not tags.json().get("tags")
 
 
 def test_drop_after_upstream_acts_but_client_never_learns(proxy, registry):
     proxy.add_fault("drop", r"/manifests/", method="PUT", after_upstream=True)
     with pytest.raises(httpx.RemoteProtocolError):
-        _push_image(proxy.url, "demo/half-done", "v1")
-    assert httpx.get(f"http://{registry}/v2/demo/half-done/tags/list", timeout=5).json()["tags"] == ["v1"]
+        _push_image(proxy.url, "faultproxy/half-done", "v1")
+    assert httpx.get(f"http://{registry}/v2/faultproxy/half-done/tags/list", timeout=5).json()["tags"] == ["v1"]
 
 
 def test_partial_write_truncates_the_body(proxy):
     proxy.add_fault("partial", r"/blobs/sha256:")
     with pytest.raises(httpx.RemoteProtocolError):
-        httpx.get(f"{proxy.url}/v2/demo/app/blobs/{DIGEST}", timeout=5)
-    with httpx.Client(timeout=5) as http, http.stream("GET", f"{proxy.url}/v2/demo/app/blobs/{DIGEST}") as r:
+        httpx.get(f"{proxy.url}/v2/faultproxy/app/blobs/{DIGEST}", timeout=5)
+    with httpx.Client(timeout=5) as http, http.stream("GET", f"{proxy.url}/v2/faultproxy/app/blobs/{DIGEST}") as r:
         assert r.read() == BLOB  # the next one is whole again
 
 
 def test_partial_write_of_a_bodiless_response_cuts_the_head(proxy):
     proxy.add_fault("partial", r"/manifests/", method="HEAD")
     with pytest.raises(httpx.RemoteProtocolError):
-        httpx.head(f"{proxy.url}/v2/demo/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}, timeout=5)
+        httpx.head(f"{proxy.url}/v2/faultproxy/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}, timeout=5)
 
 
 def test_admin_port_controls_a_running_proxy(proxy):
