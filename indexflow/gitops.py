@@ -1,0 +1,120 @@
+"""Git over HTTPS with a token, through GitPython (merge.md B §7: clone, commit, push, delete).
+
+The token travels only in the environment of each git process, as an `http.extraHeader` passed
+through `GIT_CONFIG_*` variables: it never appears on a command line (GitPython puts the command
+line into its exception texts), in `.git/config`, in a credential store, or in any file. Every
+message that leaves this module is scrubbed of the token anyway, in case a server echoes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from pathlib import Path
+
+import git
+
+from indexflow.errors import PublishError
+
+GIT_TIMEOUT = 300.0  # seconds; a whole clone/push, killed after this
+LOW_SPEED = {"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "30"}  # stalled transfer
+
+
+def credentials(token: str) -> tuple[str, str]:
+    """(user, password) of a token: `name:value` as IIB stores it, or a bare token as `oauth2`."""
+    name, sep, value = token.partition(":")
+    if sep and name and value:
+        return name, value.split(":", 1)[0]
+    return "oauth2", token
+
+
+def auth_env(token: str) -> dict[str, str]:
+    """Environment for one git process: basic auth header, no prompts, no credential helpers."""
+    user, password = credentials(token)
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    settings = [("http.extraHeader", f"Authorization: Basic {basic}"), ("credential.helper", "")]
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": "", **LOW_SPEED,
+           "GIT_CONFIG_COUNT": str(len(settings))}
+    for i, (key, value) in enumerate(settings):
+        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
+    return env
+
+
+def scrub(text: str, token: str) -> str:
+    """`text` with the token, its password part and their basic-auth encodings masked."""
+    user, password = credentials(token)
+    secrets = {token, password, base64.b64encode(f"{user}:{password}".encode()).decode()}
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _fail(what: str, exc: Exception, token: str) -> PublishError:
+    """One sentence for a failed git command: what failed and git's own last words, token-free."""
+    detail = exc.stderr if isinstance(exc, git.GitCommandError) else str(exc)
+    lines = [ln.strip() for ln in str(detail or "").splitlines() if ln.strip()]
+    tail = " ".join(ln.removeprefix("stderr: ").strip("'") for ln in lines[-3:])
+    if "terminal prompts disabled" in tail or "Authentication failed" in tail:
+        tail = "authentication failed (the token was refused)"
+    return PublishError(scrub(f"{what}: {tail}" if tail else what, token))
+
+
+def _run(cmd: git.Git, args: list[str], token: str, what: str) -> str:
+    """Run one git command with the token in its environment; failures become a scrubbed PublishError."""
+    try:
+        return cmd.execute(["git", *args], env=auth_env(token), kill_after_timeout=GIT_TIMEOUT)
+    except (git.GitCommandError, OSError) as exc:
+        raise _fail(what, exc, token) from None
+
+
+def clone_branch(url: str, branch: str, dest: Path, token: str) -> git.Repo:
+    """Shallow clone of one branch into `dest` (IIB: `Error cloning remote repository for <url>`)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _run(git.Git(str(dest.parent)),
+         ["clone", "--depth", "1", "--single-branch", "--branch", branch, "--", url, str(dest)],
+         token, f"Error cloning remote repository for {url} (branch {branch})")
+    return git.Repo(dest)
+
+
+def commit_all(repo: git.Repo, message: str, author_name: str, author_email: str) -> str:
+    """Stage everything and commit it with the configured identity; returns the new HEAD sha.
+
+    Nothing to commit is an error: the MR and the Konflux build would have nothing to work on.
+    """
+    repo.git.add("-A")
+    if not repo.index.diff("HEAD"):
+        raise PublishError(f"Nothing to commit in {repo.working_dir}: the catalog is unchanged")
+    who = {"GIT_AUTHOR_NAME": author_name, "GIT_AUTHOR_EMAIL": author_email,
+           "GIT_COMMITTER_NAME": author_name, "GIT_COMMITTER_EMAIL": author_email}
+    repo.git.commit("--no-verify", "-q", "-m", message, env=who)
+    return repo.head.commit.hexsha
+
+
+def push_branch(repo: git.Repo, branch: str, url: str, token: str, force: bool = False) -> None:
+    """Push the current HEAD to `branch` on `url`; a rejected push (e.g. non-fast-forward) raises."""
+    refspec = f"{'+' if force else ''}HEAD:refs/heads/{branch}"
+    _run(repo.git, ["push", "--porcelain", url, refspec], token,
+         f"Failed to push branch {branch} to {url}")
+
+
+def remote_branch_sha(url: str, branch: str, token: str) -> str | None:
+    """The sha `branch` points at on `url`, or None when there is no such branch."""
+    out = _run(git.Git(), ["ls-remote", "--heads", url, f"refs/heads/{branch}"], token,
+               f"Failed to read branch {branch} of {url}")
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref == f"refs/heads/{branch}":
+            return sha
+    return None
+
+
+def delete_remote_branch(url: str, branch: str, token: str) -> None:
+    """Delete `branch` on `url`; already gone is fine (rollback may run twice)."""
+    if remote_branch_sha(url, branch, token) is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="indexflow-git-") as scratch:
+        repo = git.Repo.init(scratch, bare=True)
+        _run(repo.git, ["push", "--porcelain", url, f":refs/heads/{branch}"], token,
+             f"Failed to delete branch {branch} of {url}")
