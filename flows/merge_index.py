@@ -7,9 +7,7 @@ Konflux and the registry under a per-target lock, rolling back every remote writ
 
 from __future__ import annotations
 
-import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -28,7 +26,7 @@ from tasks import catalog, git_mr, outputs, registry_checks, report
 from tasks.konflux_wait import wait_for_build
 from tasks.lock import target_lock
 from tasks.prepare import Prepared, resolve_indexes
-from tasks.rollback import Compensations, failure_message, fault_point, rollback
+from tasks.rollback import Compensations, failure_message, rollback
 from tasks.session import Session, open_session
 
 
@@ -153,39 +151,34 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
 
 
 def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Built) -> dict[str, Any]:
-    """A2 steps 9-11: MR, Konflux build, outputs, overwrite, artifacts, MR merge/close; undo on failure."""
+    """A2 steps 9-11: MR, Konflux build, outputs, overwrite, artifacts, MR merge/close; undo on failure.
+
+    Each remote write records its undo first (from the state before it), so a failure at any point,
+    even one whose outcome was never learned, rolls back to exactly the state before the run.
+    """
     cfg, prep = s.settings, built.prep
     undo = Compensations()
     mrs = s.merge_requests(built.git_url)
     branch = plan.branch_name(cfg.environment_name, req.request_id, prep.ocp_version)
+    pullspecs = plan.output_pullspecs(cfg.iib_registry, req.request_id, req.build_tags, cfg.image_push_template)
     try:
         with story.step(report.COMMITTING):
+            undo.record(f"deleted branch {branch}", git_mr.undo_branch_push(built.git_url, branch, s.git_token))
             sha = git_mr.commit_and_push(built.repo, branch, built.git_url, s.git_token,
                                          plan.commit_message(req.request_id, [b.bundlePath for b in built.diff.missing]),
                                          (cfg.git_author_name, cfg.git_author_email))
-            undo.record(f"deleted branch {branch}", lambda: delete_branch(built.git_url, branch, s.git_token))
-            fault_point("push_branch")
+            undo.record(f"closed the merge request of {branch}", git_mr.undo_mr_open(mrs, branch))
             mr = git_mr.open_merge_request(mrs, branch, prep.ocp_version, req.request_id)
-            undo.record(f"closed MR !{mr.iid}", lambda: mrs.close(mr.iid))
-            fault_point("open_mr")
         with story.step(report.WAITING):
             image_url = wait_for_build(s.kubernetes, cfg.konflux_namespace, sha, cfg.konflux_poll_interval,
                                        cfg.konflux_pipeline_timeout)
         with story.step(report.COPYING):
-            pullspecs = plan.output_pullspecs(cfg.iib_registry, req.request_id, req.build_tags,
-                                              cfg.image_push_template)
             for spec in pullspecs:
-                old = outputs.current_digest(s.registry, spec)
-                outputs.copy_image(s.registry, image_url, spec)
-                undo.record(f"restored {spec}", outputs.undo_tag_write(s.registry, spec, old))
-                fault_point("copy_output")
+                write_tag(undo, s.registry, spec, lambda spec=spec: outputs.copy_image(s.registry, image_url, spec))
         if req.overwrite_target_index:
             with story.step(f"Overwriting the index image {req.target_index} with {pullspecs[0]}"):
-                outputs.check_target_unchanged(s.target_registry, req.target_index, prep.target.digest)
-                outputs.copy_image(s.target_registry, pullspecs[0], req.target_index)
-                undo.record(f"restored {req.target_index} to {prep.target.digest}",
-                            outputs.undo_tag_write(s.target_registry, req.target_index, prep.target.digest))
-                fault_point("overwrite_target")
+                write_tag(undo, s.target_registry, req.target_index, lambda: outputs.overwrite_target(
+                    s.target_registry, pullspecs[0], req.target_index, prep.target.digest))
         with story.step(report.PUSHING_DB):
             refs = [built.artifact_refs.per_request]
             if req.overwrite_target_index:
@@ -193,24 +186,29 @@ def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Buil
             annotations = {"request_id": req.request_id, "request_type": "merge",
                            "operators": ",".join(dict.fromkeys(built.operators))}
             for ref in refs:
-                old = s.artifacts.digest(ref)
-                art.push_index_db(s.artifacts, ref, built.db, annotations)
-                undo.record(f"restored index.db {ref}", outputs.undo_tag_write(s.registry, ref, old))
-                fault_point("push_index_db")
+                write_tag(undo, s.registry, ref,
+                          lambda ref=ref: art.push_index_db(s.artifacts, ref, built.db, annotations))
         if req.overwrite_target_index:
             git_mr.merge_merge_request(mrs, mr.iid)
             mr_state = "merged"
         else:
             git_mr.close_merge_request(mrs, mr.iid)
-            delete_branch(built.git_url, branch, s.git_token)
+            git_mr.delete_branch(built.git_url, branch, s.git_token)
             mr_state = "closed"
     except BaseException as exc:
         undone, failed = rollback(undo)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        if not isinstance(exc, Exception):
             raise
         raise PublishError(failure_message(story.current, exc, undone, failed)) from exc
     return {"output_pullspecs": pullspecs, "mr_url": mr.web_url, "mr_state": mr_state, "commit": sha,
             "image_url": image_url, "index_db": refs}
+
+
+def write_tag(undo: Compensations, client: Any, pullspec: str, write: Any) -> None:
+    """Record how to put `pullspec` back, then write it."""
+    undo.record(f"restored {pullspec}", outputs.undo_tag_write(client, pullspec,
+                                                              outputs.current_digest(client, pullspec)))
+    write()
 
 
 def finish(story: report.MergeStory, req: MergeRequest, built: Built, published: dict | None) -> dict[str, Any]:
@@ -233,12 +231,6 @@ def git_repo_for(index: str, mapping: dict[str, str]) -> str:
     from indexflow.gitlab_mr import resolve_git_url
 
     return resolve_git_url(index, mapping)
-
-
-def delete_branch(url: str, branch: str, token: str) -> None:
-    from indexflow.gitops import delete_remote_branch
-
-    delete_remote_branch(url, branch, token)
 
 
 def packages_of(paths: list[str], records: list) -> list[str]:

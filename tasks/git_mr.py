@@ -1,10 +1,12 @@
 """Git and GitLab steps (merge.md A2 step 9, B §7) as tasks over `indexflow.gitops` / `gitlab_mr`.
 
-Each write returns what its undo needs; the flow records the undo in its compensation log.
+Each write has an undo taken from the state before it; the flow records it in its compensation log
+before writing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from prefect import task
@@ -52,3 +54,40 @@ def merge_merge_request(mrs, iid: int) -> str:  # noqa: ANN001 - gitlab_mr.Merge
 @task(name="close merge request", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def close_merge_request(mrs, iid: int) -> None:  # noqa: ANN001
     mrs.close(iid)
+
+
+def undo_branch_push(url: str, branch: str, token: str) -> Callable[[], bool]:
+    """Taken before the push: delete the feature branch afterwards only if this run created it."""
+    from indexflow import gitops
+
+    existed = gitops.remote_branch_sha(url, branch, token) is not None
+
+    def undo() -> bool:
+        if existed or gitops.remote_branch_sha(url, branch, token) is None:
+            return False
+        gitops.delete_remote_branch(url, branch, token)
+        return True
+
+    return undo
+
+
+def undo_mr_open(mrs, branch: str) -> Callable[[], bool]:  # noqa: ANN001 - gitlab_mr.MergeRequests
+    """Taken before opening: close the branch's open MR afterwards only if this run opened it."""
+    existed = mrs.find_open(branch) is not None
+
+    def undo() -> bool:
+        mr = None if existed else mrs.find_open(branch)
+        if mr is None:
+            return False
+        mrs.close(mr.iid)
+        return True
+
+    return undo
+
+
+@task(name="delete feature branch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def delete_branch(url: str, branch: str, token: str) -> None:
+    """A closed MR's branch is of no further use (IIB leaves it behind; we tidy up)."""
+    from indexflow import gitops
+
+    gitops.delete_remote_branch(url, branch, token)

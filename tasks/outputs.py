@@ -1,8 +1,10 @@
 """Registry writes of the publish step (merge.md A2 step 10) and their exact undo.
 
-A tag that existed is put back on its old digest; a tag that did not exist is removed (the
-registry deletes by digest only, which also drops every other tag of that repository on the same
-digest, so those are re-pointed afterwards). That keeps `tag -> digest` exactly as before.
+Every write is preceded by recording its undo, computed from the tag's state before the write: a
+tag that existed is put back on its old digest, a tag that did not exist is removed. Recording
+first means a write whose outcome we never learned (a dropped connection after the registry acted)
+is still undone. `RegistryClient.delete_tag` re-points the repository's other tags that shared the
+digest, so `tag -> digest` ends exactly as before.
 """
 
 from __future__ import annotations
@@ -16,30 +18,35 @@ from indexflow.errors import PublishError, RegistryError
 
 
 def current_digest(client, pullspec: str) -> str | None:  # noqa: ANN001 - RegistryClient
+    """The digest a tag points at now, or None when the tag does not exist."""
     from indexflow.registry.refs import ImageRef
 
     ref = ImageRef.parse(pullspec)
     return client.resolve(ref) if client.exists(ref) else None
 
 
-def undo_tag_write(client, pullspec: str, old_digest: str | None) -> Callable[[], None]:  # noqa: ANN001
-    """The action that puts `pullspec` back where it was before our write."""
+def undo_tag_write(client, pullspec: str, old_digest: str | None) -> Callable[[], bool]:  # noqa: ANN001
+    """The action that puts `pullspec` back where it was; returns False when nothing had changed."""
     from indexflow.registry.refs import ImageRef
 
     ref = ImageRef.parse(pullspec)
 
-    def undo() -> None:
+    def undo() -> bool:
+        now = current_digest(client, pullspec)
+        if now == old_digest:
+            return False
         if old_digest:
-            client.copy(ref.with_tag(None).with_digest(old_digest) if hasattr(ref, "with_tag") else ref, ref)
-            return
-        if client.exists(ref):
+            client.copy(ref.with_tag(None).with_digest(old_digest), ref)
+        else:
             client.delete_tag(ref)
+        return True
 
     return undo
 
 
-@task(name="copy built index to output", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 10])
+@task(name="copy built index to output", cache_policy=NO_CACHE)
 def copy_image(client, source: str, destination: str) -> str:  # noqa: ANN001
+    """One `copy --all` (the client already retries transient registry errors per request)."""
     from indexflow.registry.refs import ImageRef
 
     try:
@@ -48,8 +55,16 @@ def copy_image(client, source: str, destination: str) -> str:  # noqa: ANN001
         raise PublishError(f"Failed to copy built index from Konflux to {destination}: {exc}") from exc
 
 
-@task(name="check target unchanged", cache_policy=NO_CACHE)
-def check_target_unchanged(client, target_index: str, digest_at_start: str) -> None:  # noqa: ANN001
+@task(name="overwrite target index", cache_policy=NO_CACHE)
+def overwrite_target(client, output: str, target_index: str, digest_at_start: str) -> str:  # noqa: ANN001
+    """Copy the output over the target, but only if nobody moved the target since step 1."""
+    from indexflow.registry.refs import ImageRef
+
     if current_digest(client, target_index) != digest_at_start:
         raise PublishError("The supplied from_index image changed during the IIB request. "
                            "Please resubmit the request.")
+    try:
+        return client.copy(ImageRef.parse(output), ImageRef.parse(target_index))
+    except RegistryError as exc:
+        raise PublishError(f"Failed to overwrite the input from_index container image of {target_index}: "
+                           f"{exc}") from exc

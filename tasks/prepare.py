@@ -34,12 +34,16 @@ class Prepared:
         return self.effective.ocp_version
 
 
+def pinned(ref, digest: str):  # noqa: ANN001, ANN201 - ImageRef in, ImageRef out
+    """`repository@digest` (IIB's resolved form): the tag is dropped so strings compare by digest."""
+    return ref.with_tag(None).with_digest(digest)
+
+
 def _index_info(client, pullspec: str) -> plan.IndexInfo:  # noqa: ANN001 - RegistryClient
     from indexflow.registry.refs import ImageRef
 
     ref = ImageRef.parse(pullspec)
-    digest = client.resolve(ref)
-    resolved = ref.with_digest(digest)
+    resolved = pinned(ref, client.resolve(ref))
     return plan.IndexInfo.from_labels(pullspec, str(resolved), client.labels(resolved), client.arches(resolved))
 
 
@@ -58,7 +62,7 @@ def resolve_indexes(client, target_client, req: MergeRequest, binary_image_confi
     if binary == "scratch":
         return Prepared(source, target, scope, binary, "scratch", ["amd64"])
     bref = ImageRef.parse(binary)
-    bresolved = str(bref.with_digest(client.resolve(bref)))
+    bresolved = str(pinned(bref, client.resolve(bref)))
     arches = plan.build_arches(index_arches, client.arches(ImageRef.parse(bresolved)), binary,
                                less_arches_allowed)
     return Prepared(source, target, scope, binary, bresolved, arches)

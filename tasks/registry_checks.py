@@ -36,6 +36,7 @@ def labels_chunk(client, pullspecs: list[str], concurrency: int) -> dict[str, di
 def resolve_deprecations(client, pullspecs: list[str]) -> list[str]:  # noqa: ANN001
     """Each entry as `repository@digest` (a manifest list counts by its first manifest, like IIB)."""
     from indexflow.registry.refs import ImageRef
+    from tasks.prepare import pinned
 
     out = []
     for text in pullspecs:
@@ -44,7 +45,7 @@ def resolve_deprecations(client, pullspecs: list[str]) -> list[str]:  # noqa: AN
         digest = manifest.digest
         if manifest.json.get("manifests"):
             digest = manifest.json["manifests"][0]["digest"]
-        out.append(str(ref.with_digest(digest)))
+        out.append(str(pinned(ref, digest)))
     return out
 
 

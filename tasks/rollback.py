@@ -22,11 +22,15 @@ FAULT_ENV = "INDEXFLOW_FAIL_AFTER"
 
 @dataclass
 class Compensations:
-    """Undo actions in the order their writes happened; rolled back newest first."""
+    """Undo actions in the order their writes happened; rolled back newest first.
 
-    actions: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    An undo is recorded BEFORE its write (from the state before it), so a write whose outcome the
+    run never learned is still undone; an undo returns False when it found nothing to undo.
+    """
 
-    def record(self, description: str, undo: Callable[[], None]) -> None:
+    actions: list[tuple[str, Callable[[], bool | None]]] = field(default_factory=list)
+
+    def record(self, description: str, undo: Callable[[], bool | None]) -> None:
         self.actions.append((description, undo))
 
     def __len__(self) -> int:
@@ -40,11 +44,13 @@ def rollback(log: Compensations) -> tuple[list[str], list[str]]:
     undone, failed = [], []
     for description, undo in reversed(log.actions):
         try:
-            undo()
+            changed = undo()
         except Exception as exc:  # keep undoing the rest; report what could not be undone
-            logger.error("rollback: could not %s: %s", description, exc)
+            logger.error("rollback step failed (%s): %s", description, exc)
             failed.append(f"{description} ({exc})")
         else:
+            if changed is False:
+                continue
             logger.info("rollback: %s", description)
             undone.append(description)
     log.actions.clear()
