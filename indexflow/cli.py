@@ -17,6 +17,7 @@ GROUPS = [
     "indexflow.catalog.cli",  # db, fbc
     "sandbox.cli",  # sandbox up/down, demo
     "indexflow.merge_cli",  # merge, setup
+    "indexflow.setup_cli",  # setup, iib-api
 ]
 
 

@@ -1,0 +1,293 @@
+"""`indexflow setup CONFIG.yaml`: one operator file -> every block, secret, limit and work pool a merge needs.
+
+The YAML never holds a secret: each secret names an environment variable (`from_env`) or a file
+(`from_file`) and is read at setup time, so the config file can live in Git next to prefect.yaml.
+Everything is created or overwritten by name, so running setup twice is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import SecretStr
+from pydantic import ValidationError as PydanticValidationError
+
+from blocks.settings import MergeSettings
+from indexflow.errors import IndexflowError
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+KNOWN_SECTIONS = {"settings", "gitlab", "kubernetes", "registry_auth", "secrets", "concurrency_limits",
+                  "work_pools"}
+CREDENTIAL_FIELDS = {"gitlab": "gitlab_credentials", "kubernetes": "kubernetes_credentials",
+                     "registry_auth": "registry_auth_secret"}
+
+
+class SetupError(IndexflowError):
+    """The setup config is wrong (names the key at fault) or a secret it points to cannot be read."""
+
+
+# -- reading the config ------------------------------------------------------------------------
+def read_yaml_file(path: Path, what: str, error: type[IndexflowError]) -> Any:
+    """An operator's YAML file; unreadable or malformed -> one sentence naming the file."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise error(f"cannot read {what} {path} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def read_secret(where: str, ref: Any, base_dir: Path) -> str:
+    """A secret from `{from_env: NAME}` or `{from_file: PATH}`; anything else (an inline value) is refused."""
+    if not isinstance(ref, dict) or len(ref) != 1 or not ({"from_env", "from_file"} & ref.keys()):
+        raise SetupError(f"{where} must be {{from_env: VARIABLE}} or {{from_file: PATH}}; "
+                         "secrets are never written in the config file itself")
+    if "from_env" in ref:
+        value = os.environ.get(str(ref["from_env"]), "")
+        if not value:
+            raise SetupError(f"{where}: environment variable {ref['from_env']} is not set or empty")
+        return value
+    path = (base_dir / Path(str(ref["from_file"])).expanduser())
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise SetupError(f"{where}: cannot read {path} ({exc.strerror})") from None
+    if not value:
+        raise SetupError(f"{where}: {path} is empty")
+    return value
+
+
+def _section(config: dict, key: str) -> dict:
+    value = config.get(key) or {}
+    if not isinstance(value, dict):
+        raise SetupError(f"'{key}' must be a mapping")
+    return value
+
+
+def _block_name(section: dict, key: str) -> str:
+    name = section.get("name")
+    if not isinstance(name, str) or not name:
+        raise SetupError(f"'{key}.name' (the block name) is required")
+    return name
+
+
+def _unexpected(section: dict, key: str, allowed: set[str]) -> None:
+    extra = sorted(set(section) - allowed)
+    if extra:
+        raise SetupError(f"'{key}' has unknown key(s): {', '.join(extra)}")
+
+
+@dataclass
+class Plan:
+    """What setup will write, all secrets already read (kept out of repr)."""
+
+    settings_name: str
+    settings: dict[str, Any]
+    gitlab: tuple[str, str, str] | None = field(default=None, repr=False)  # name, url, token
+    kubernetes: tuple[str, dict, str | None] | None = field(default=None, repr=False)  # name, kubeconfig, ctx
+    registry_auth: tuple[str, str] | None = field(default=None, repr=False)  # name, config.json text
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    concurrency_limits: dict[str, int] = field(default_factory=dict)
+    work_pools: dict[str, dict] = field(default_factory=dict)
+
+
+def load_config(path: Path) -> Plan:
+    """Parse and check the YAML, read every secret it points to; nothing is written yet."""
+    config = read_yaml_file(path, "setup config", SetupError)
+    if not isinstance(config, dict):
+        raise SetupError(f"setup config {path} must be a YAML mapping")
+    unknown = sorted(set(config) - KNOWN_SECTIONS)
+    if unknown:
+        raise SetupError(f"setup config has unknown section(s): {', '.join(unknown)}")
+    base = path.resolve().parent
+    settings_sec = _section(config, "settings")
+    _unexpected(settings_sec, "settings", {"name", "values"})
+    plan = Plan(settings_name=_block_name(settings_sec, "settings"), settings=dict(_section(settings_sec, "values")))
+    plan.gitlab = _gitlab(_section(config, "gitlab"), base)
+    plan.kubernetes = _kubernetes(_section(config, "kubernetes"), base)
+    plan.registry_auth = _registry_auth(_section(config, "registry_auth"), base)
+    plan.secrets = {name: read_secret(f"secrets.{name}", ref, base)
+                    for name, ref in _section(config, "secrets").items()}
+    plan.concurrency_limits = _limits(_section(config, "concurrency_limits"))
+    plan.work_pools = _work_pools(_section(config, "work_pools"), base)
+    _fill_credentials(plan)
+    _check_settings(plan)
+    return plan
+
+
+def _gitlab(sec: dict, base: Path) -> tuple[str, str, str] | None:
+    if not sec:
+        return None
+    _unexpected(sec, "gitlab", {"name", "url", "token"})
+    url = sec.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise SetupError("'gitlab.url' must be the http(s) URL of the GitLab instance")
+    return _block_name(sec, "gitlab"), url, read_secret("gitlab.token", sec.get("token"), base)
+
+
+def _kubernetes(sec: dict, base: Path) -> tuple[str, dict, str | None] | None:
+    if not sec:
+        return None
+    _unexpected(sec, "kubernetes", {"name", "kubeconfig", "context"})
+    text = read_secret("kubernetes.kubeconfig", sec.get("kubeconfig"), base)
+    try:
+        kubeconfig = yaml.safe_load(text)
+    except yaml.YAMLError:
+        kubeconfig = None
+    if not isinstance(kubeconfig, dict) or not kubeconfig.get("contexts"):
+        raise SetupError("kubernetes.kubeconfig does not hold a kubeconfig with at least one context")
+    context = sec.get("context") or kubeconfig.get("current-context")
+    names = [c.get("name") for c in kubeconfig["contexts"] if isinstance(c, dict)]
+    if context not in names:
+        raise SetupError(f"kubernetes.context {context!r} is not one of the kubeconfig's contexts {names}")
+    return _block_name(sec, "kubernetes"), kubeconfig, context
+
+
+def _registry_auth(sec: dict, base: Path) -> tuple[str, str] | None:
+    if not sec:
+        return None
+    _unexpected(sec, "registry_auth", {"name", "docker_config"})
+    text = read_secret("registry_auth.docker_config", sec.get("docker_config"), base)
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("auths", {}), dict):
+        raise SetupError("registry_auth.docker_config is not a docker config.json (a JSON object with 'auths')")
+    return _block_name(sec, "registry_auth"), text
+
+
+def _limits(sec: dict) -> dict[str, int]:
+    for name, limit in sec.items():
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise SetupError(f"concurrency_limits.{name} must be a positive integer (the number of slots)")
+    return {str(k): v for k, v in sec.items()}
+
+
+def _work_pools(sec: dict, base: Path) -> dict[str, dict]:
+    pools = {}
+    for name, spec in sec.items():
+        spec = spec or {}
+        if not isinstance(spec, dict) or spec.get("type") not in ("process", "kubernetes"):
+            raise SetupError(f"work_pools.{name}.type must be 'process' or 'kubernetes'")
+        _unexpected(spec, f"work_pools.{name}", {"type", "base_job_template", "concurrency_limit"})
+        template = None
+        if spec.get("base_job_template"):
+            template_path = base / str(spec["base_job_template"])
+            try:
+                template = json.loads(template_path.read_text())
+            except (OSError, ValueError):
+                raise SetupError(f"work_pools.{name}.base_job_template: {template_path} is not a readable "
+                                 "JSON job template") from None
+        pools[str(name)] = {"type": spec["type"], "template": template,
+                            "concurrency_limit": spec.get("concurrency_limit")}
+    return pools
+
+
+def _fill_credentials(plan: Plan) -> None:
+    """The settings block names its credential blocks; default them to the blocks this file creates."""
+    created = {"gitlab": plan.gitlab, "kubernetes": plan.kubernetes, "registry_auth": plan.registry_auth}
+    for section, settings_field in CREDENTIAL_FIELDS.items():
+        if created[section] and settings_field not in plan.settings:
+            plan.settings[settings_field] = created[section][0]
+
+
+def _check_settings(plan: Plan) -> None:
+    """Validate the MergeSettings values now, so a typo fails before anything is written."""
+    try:
+        MergeSettings(**plan.settings)
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "values"
+        raise SetupError(f"settings.values.{where}: {err['msg']}") from None
+
+
+# -- writing it --------------------------------------------------------------------------------
+def register_block_types() -> list[str]:
+    """Block types the UI shows in its catalog and the flow loads by slug."""
+    from prefect.blocks.system import Secret
+    from prefect_gitlab import GitLabCredentials
+    from prefect_kubernetes.credentials import KubernetesCredentials
+
+    types = (MergeSettings, Secret, GitLabCredentials, KubernetesCredentials)
+    for block_cls in types:
+        block_cls.register_type_and_schema()
+    return [f"block type {t.get_block_type_slug()}" for t in types]
+
+
+def apply(plan: Plan) -> list[str]:
+    """Write the plan to the Prefect API; returns one line per object written (no secret values)."""
+    from prefect.blocks.system import Secret
+
+    done = register_block_types()
+    if plan.gitlab:
+        done.append(_save_gitlab(*plan.gitlab))
+    if plan.kubernetes:
+        done.append(_save_kubernetes(*plan.kubernetes))
+    if plan.registry_auth:
+        Secret(value=SecretStr(plan.registry_auth[1])).save(plan.registry_auth[0], overwrite=True)
+        done.append(f"secret {plan.registry_auth[0]} (docker config.json)")
+    for name, value in plan.secrets.items():
+        Secret(value=SecretStr(value)).save(name, overwrite=True)
+        done.append(f"secret {name}")
+    MergeSettings(**plan.settings).save(plan.settings_name, overwrite=True)
+    done.append(f"merge settings {plan.settings_name}")
+    done += _apply_limits_and_pools(plan)
+    return done
+
+
+def _save_gitlab(name: str, url: str, token: str) -> str:
+    from prefect_gitlab import GitLabCredentials
+
+    GitLabCredentials(url=url, token=SecretStr(token)).save(name, overwrite=True)
+    return f"gitlab credentials {name} ({url})"
+
+
+def _save_kubernetes(name: str, kubeconfig: dict, context: str | None) -> str:
+    from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
+
+    cluster = KubernetesClusterConfig(config=kubeconfig, context_name=context)
+    KubernetesCredentials(cluster_config=cluster).save(name, overwrite=True)
+    return f"kubernetes credentials {name} (context {context})"
+
+
+def _apply_limits_and_pools(plan: Plan) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    done = []
+    with get_client(sync_client=True) as client:
+        for name, limit in plan.concurrency_limits.items():
+            client.upsert_global_concurrency_limit_by_name(name, limit)
+            done.append(f"concurrency limit {name} = {limit}")
+        for name, pool in plan.work_pools.items():
+            template = pool["template"] or _default_template(pool["type"])
+            client.create_work_pool(WorkPoolCreate(name=name, type=pool["type"], base_job_template=template,
+                                                   concurrency_limit=pool["concurrency_limit"]), overwrite=True)
+            done.append(f"work pool {name} ({pool['type']})")
+    return done
+
+
+def _default_template(pool_type: str) -> dict:
+    if pool_type == "kubernetes":
+        from prefect_kubernetes.worker import KubernetesWorker
+
+        return KubernetesWorker.get_default_base_job_template()
+    from prefect.workers.process import ProcessWorker
+
+    return ProcessWorker.get_default_base_job_template()
+
+
+def run_setup(path: Path, check_only: bool = False) -> list[str]:
+    """Entry point of `indexflow setup`: check everything first, then write (unless check_only)."""
+    plan = load_config(path)
+    if check_only:
+        return [f"config {path} is valid: settings {plan.settings_name}, "
+                f"{len(plan.secrets) + bool(plan.registry_auth)} secret(s), "
+                f"{len(plan.concurrency_limits)} limit(s), {len(plan.work_pools)} work pool(s)"]
+    return apply(plan)

@@ -1,0 +1,169 @@
+"""batch_merge: run every merge listed in a batch file as its own `merge-index-image` deployment run.
+
+Scheduled by the `batch-merge` deployment (prefect.yaml). Each entry becomes one flow run of the
+merge deployment (so it gets the worker, per-target lock and UI page of any other merge); at most
+`max_parallel` run at once; the batch waits for all of them, one failing entry does not stop the
+others, and a summary artifact lists every entry's outcome. The batch ends Failed if any entry did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.blocks.system import Secret
+from prefect.concurrency.asyncio import concurrency
+from prefect.deployments import run_deployment
+from prefect.runtime import flow_run
+from prefect.states import Failed
+
+from blocks.setup import read_yaml_file
+from indexflow.errors import IndexflowError
+
+MERGE_DEPLOYMENT = "merge-index-image/merge-index-image"
+ENTRY_KEYS = {"name", "source_from_index", "target_index", "deprecation_list", "binary_image",
+              "overwrite_target_index", "overwrite_target_index_token_secret", "distribution_scope", "build_tags",
+              "graph_update_mode", "ignore_bundle_ocp_version", "dry_run", "settings_block"}
+
+
+class BatchFileError(IndexflowError):
+    """The batch file cannot be read or one of its entries is malformed."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    parameters: dict[str, Any]
+    token_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    entry: str
+    state: str  # complete | failed
+    detail: str
+    flow_run_id: str | None = None
+
+
+def load_batch(path: Path) -> list[Entry]:
+    """`merges:` list of IIB parameters, each with a unique `name`; tokens only as Secret block names."""
+    doc = read_yaml_file(path, "batch file", BatchFileError)
+    merges = doc.get("merges") if isinstance(doc, dict) else None
+    if not isinstance(merges, list) or not merges:
+        raise BatchFileError(f"batch file {path} must have a non-empty 'merges' list")
+    defaults = {k: v for k, v in doc.items() if k != "merges"}
+    entries = [_entry(i, {**defaults, **(item or {})}) for i, item in enumerate(merges)]
+    names = [e.name for e in entries]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise BatchFileError(f"batch file {path} repeats entry name(s): {', '.join(duplicates)}")
+    return entries
+
+
+def _entry(index: int, item: dict[str, Any]) -> Entry:
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise BatchFileError(f"merges[{index}] needs a 'name'")
+    if "overwrite_target_index_token" in item:
+        raise BatchFileError(f"merge {name!r}: put the token in a Secret block and name it in "
+                             "'overwrite_target_index_token_secret', never in the batch file")
+    unknown = sorted(set(item) - ENTRY_KEYS)
+    if unknown:
+        raise BatchFileError(f"merge {name!r} has unknown key(s): {', '.join(unknown)}")
+    params = {k: v for k, v in item.items() if k not in ("name", "overwrite_target_index_token_secret")}
+    return Entry(name, params, item.get("overwrite_target_index_token_secret"))
+
+
+async def run_entry(entry: Entry, deployment: str, gate: asyncio.Semaphore, limit_name: str | None,
+                    timeout_seconds: float) -> Outcome:
+    """One merge run, waited for; any problem becomes this entry's failed outcome, never the batch's."""
+    async with gate:
+        try:
+            params = dict(entry.parameters)
+            if entry.token_secret:
+                params["overwrite_target_index_token"] = str((await Secret.aload(entry.token_secret)).get())
+            async with concurrency(limit_name, occupy=1, strict=False) if limit_name else _nothing():
+                run = await run_deployment(
+                    deployment, parameters=params, timeout=timeout_seconds, poll_interval=2,
+                    flow_run_name=f"{flow_run.get_name() or 'batch'}-{entry.name}", tags=["batch"],
+                    idempotency_key=f"{flow_run.get_id()}-{entry.name}")
+        except Exception as exc:  # noqa: BLE001 - one entry's failure must not stop the others
+            get_run_logger().error("merge %s could not run: %s", entry.name, _one_line(exc))
+            return Outcome(entry.name, "failed", _one_line(exc))
+    return _outcome(entry.name, run, timeout_seconds)
+
+
+class _nothing:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _outcome(name: str, run: Any, timeout_seconds: float) -> Outcome:
+    state = run.state
+    run_id = str(run.id)
+    if state is None or not state.is_final():
+        return Outcome(name, "failed", f"still {state.name if state else 'pending'} after {timeout_seconds:.0f} s",
+                       run_id)
+    if state.is_completed():
+        return Outcome(name, "complete", "merged", run_id)
+    return Outcome(name, "failed", f"{state.name}: {state.message or 'no message'}", run_id)
+
+
+def summary_markdown(batch_file: str, outcomes: list[Outcome], ui_url: str | None) -> str:
+    failed = [o for o in outcomes if o.state != "complete"]
+    lines = [f"# batch-merge: {len(outcomes) - len(failed)} of {len(outcomes)} merges complete", "",
+             f"Batch file: `{batch_file}`", ""]
+    if failed:
+        lines += [f"**Failed:** {', '.join(o.entry for o in failed)}", ""]
+    lines += ["| entry | outcome | detail | flow run |", "|---|---|---|---|"]
+    for o in outcomes:
+        link = f"[{o.flow_run_id[:8]}]({ui_url}/runs/flow-run/{o.flow_run_id})" if o.flow_run_id and ui_url \
+            else (o.flow_run_id or "-")
+        lines.append(f"| {o.entry} | {o.state} | {o.detail.replace('|', '/')} | {link} |")
+    return "\n".join(lines)
+
+
+def _ui_url() -> str | None:
+    from prefect.settings import PREFECT_UI_URL
+
+    return PREFECT_UI_URL.value()
+
+
+@flow(name="batch-merge", validate_parameters=True)
+async def batch_merge(batch_file: str = "deployments/batches/nightly.yaml", max_parallel: int = 2,
+                      deployment: str = MERGE_DEPLOYMENT, timeout_seconds: float = 7200.0,
+                      concurrency_limit_name: str | None = "indexflow-batch-merge") -> Any:
+    """Fan out one merge-index-image run per entry of `batch_file` (relative to the repository).
+
+    `max_parallel` bounds this batch; `concurrency_limit_name` (a global concurrency limit, if it
+    exists) bounds merges in flight across all batches and can be changed live from the UI.
+    """
+    try:
+        entries = load_batch(Path(batch_file))
+    except BatchFileError as exc:
+        get_run_logger().error("%s", exc)
+        return Failed(message=str(exc))
+    gate = asyncio.Semaphore(max(1, max_parallel))
+    get_run_logger().info("batch %s: %d merges, at most %d at once", batch_file, len(entries), max_parallel)
+    outcomes = list(await asyncio.gather(*(run_entry(e, deployment, gate, concurrency_limit_name, timeout_seconds)
+                                          for e in entries)))
+    await acreate_markdown_artifact(summary_markdown(batch_file, outcomes, _ui_url()), key="batch-merge-summary",
+                                    description="outcome of every merge in the batch")
+    failed = [o.entry for o in outcomes if o.state != "complete"]
+    result = {o.entry: {"state": o.state, "detail": o.detail, "flow_run_id": o.flow_run_id} for o in outcomes}
+    if failed:
+        get_run_logger().error("merges failed: %s", result)
+        return Failed(message=f"{len(failed)} of {len(outcomes)} merges failed: {', '.join(failed)}")
+    return result
