@@ -47,6 +47,11 @@ class RegistryStatusError(RegistryError):
         super().__init__(message)
         self.status = status
 
+    @property
+    def reason(self) -> str:
+        """Short cause ("not found", "unauthorized ...") for lists of failures."""
+        return _reason(self.status)
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -138,7 +143,7 @@ class RegistryClient:
         self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._clients: dict[str, httpx.Client] = {}
         self._schemes: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._lock, self._probe_lock = threading.Lock(), threading.Lock()
         self._manifests, self._blobs = _Memo(), _Memo(16 << 20)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -177,6 +182,14 @@ class RegistryClient:
         host = ref.api_host
         if host not in self.insecure:
             return f"https://{host}"
+        scheme = self._schemes.get(host)
+        if scheme is None:
+            with self._probe_lock:
+                return self._probe(host)
+        return f"{scheme}://{host}"
+
+    def _probe(self, host: str) -> str:
+        """Try https without verification, then plain http; remembered per host (one probe)."""
         scheme = self._schemes.get(host)
         if scheme is None:
             try:
@@ -238,6 +251,14 @@ class RegistryClient:
         response = self.request("HEAD", ref, f"manifests/{ref.reference}", headers={"Accept": ACCEPT})
         digest = response.headers.get("Docker-Content-Digest")
         return digest or self.manifest(ref).digest
+
+    def find_digest(self, ref: ImageRef | str) -> str | None:
+        """One HEAD: the manifest digest, or None when the tag or digest does not exist."""
+        ref = ImageRef.coerce(ref)
+        response = self.request("HEAD", ref, f"manifests/{ref.reference}", ok=(200, 404), headers={"Accept": ACCEPT})
+        if response.status_code == 404:
+            return None
+        return response.headers.get("Docker-Content-Digest") or self.manifest(ref).digest
 
     def exists(self, ref: ImageRef | str) -> bool:
         """HEAD the manifest: True/False; auth and server errors raise (they are not 'missing')."""

@@ -1,0 +1,199 @@
+"""Bundle pullspec validation and bundle label reads: thousands of images, concurrently, cached.
+
+IIB runs `skopeo inspect --raw` per pullspec on 5 threads and stops at the first failure. Here
+every unique pullspec is checked on a bounded thread pool over one pooled client, ALL failures
+come back with their reason, and what was learnt persists under `$INDEXFLOW_CACHE_DIR`:
+
+- `name@digest` pairs confirmed to exist: a digest pullspec seen before needs no request (a tag
+  can move, so tag pullspecs are always asked again);
+- labels by manifest digest: content under a digest never changes, so a warm read costs nothing
+  for digest pullspecs and one HEAD for tag pullspecs.
+
+Validation GETs the manifest (rather than HEAD) so that the label read of the same run finds it in
+the client's memory and only fetches the config blob: two requests per digest bundle, cold.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from indexflow.errors import RegistryError
+from indexflow.registry.artifacts import cache_root
+from indexflow.registry.client import RegistryClient, RegistryStatusError
+from indexflow.registry.refs import ImageRef
+
+T = TypeVar("T")
+DB_NAME = "registry-cache.sqlite"
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS confirmed (ref TEXT PRIMARY KEY, seen REAL)",
+           "CREATE TABLE IF NOT EXISTS labels (digest TEXT PRIMARY KEY, labels TEXT)")
+
+
+class _Store:
+    """A key -> value table loaded into memory once; new entries written back in one transaction."""
+
+    table = ""
+    _shared: dict[tuple[str, Path], "_Store"] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._items: dict[str, str] = {}
+        self._pending: dict[str, str] = {}
+        if path is not None:
+            self._load()
+
+    @classmethod
+    def default(cls: type[T]) -> T:
+        """One shared instance per cache file and process (chunks in threads share it)."""
+        path = cache_root() / DB_NAME
+        with _Store._shared_lock:
+            store = _Store._shared.get((cls.__name__, path))
+            if store is None:
+                store = _Store._shared[(cls.__name__, path)] = cls(path)  # type: ignore[call-arg]
+            return store  # type: ignore[return-value]
+
+    @classmethod
+    def memory(cls: type[T]) -> T:
+        """A cache that lives only as long as the object (tests, one-off runs)."""
+        return cls(None)  # type: ignore[call-arg]
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=30)
+        for statement in _SCHEMA:
+            con.execute(statement)
+        return con
+
+    def _load(self) -> None:
+        try:
+            with self._connect() as con:
+                self._items = dict(con.execute(f"SELECT * FROM {self.table}"))  # noqa: S608 - fixed name
+        except sqlite3.Error:
+            self._items = {}  # an unreadable cache is a cold cache, never an error
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        with self._lock:
+            if self._items.get(key) != value:
+                self._items[key] = self._pending[key] = value
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending or self.path is None:
+            return
+        try:
+            with self._connect() as con:
+                con.executemany(f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?)",  # noqa: S608
+                                list(pending.items()))
+        except sqlite3.Error:
+            pass  # the cache only saves requests; losing a write costs a request next time
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+class DigestCache(_Store):
+    """`registry/repository@digest` references confirmed to exist."""
+
+    table = "confirmed"
+
+    def confirmed(self, ref: ImageRef) -> bool:
+        return bool(ref.digest) and self.get(f"{ref.name}@{ref.digest}") is not None
+
+    def confirm(self, ref: ImageRef, digest: str) -> None:
+        self.put(f"{ref.name}@{digest}", str(time.time()))
+
+
+class LabelCache(_Store):
+    """Image config labels by manifest digest."""
+
+    table = "labels"
+
+    def labels(self, digest: str) -> dict[str, str] | None:
+        value = self.get(digest)
+        return json.loads(value) if value is not None else None
+
+    def store(self, digest: str, labels: dict[str, str]) -> None:
+        self.put(digest, json.dumps(labels, sort_keys=True))
+
+
+def _map(fn: Callable[[str], T], items: list[str], concurrency: int) -> list[T]:
+    if len(items) <= 1 or concurrency <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="indexflow-reg") as pool:
+        return list(pool.map(fn, items))
+
+
+def _reason(exc: RegistryError) -> str:
+    return exc.reason if isinstance(exc, RegistryStatusError) else str(exc)
+
+
+def validate_pullspecs(client: RegistryClient, pullspecs: Iterable[str], concurrency: int = 32,
+                       cache: DigestCache | None = None) -> dict[str, str]:
+    """pullspec -> why it cannot be used (not found, unauthorized, ...); empty when all exist."""
+    cache = cache if cache is not None else DigestCache.default()
+    items = list(dict.fromkeys(pullspecs))
+
+    def check(pullspec: str) -> tuple[str, str | None]:
+        try:
+            ref = ImageRef.parse(pullspec)
+            if cache.confirmed(ref):
+                return pullspec, None
+            cache.confirm(ref, client.manifest(ref).digest)
+            return pullspec, None
+        except RegistryError as exc:
+            return pullspec, _reason(exc)
+
+    try:
+        results = _map(check, items, concurrency)
+    finally:
+        cache.flush()
+    return {pullspec: reason for pullspec, reason in results if reason is not None}
+
+
+def raise_for_missing(missing: dict[str, str]) -> None:
+    """One RegistryError naming every pullspec that failed and why (IIB stops at the first)."""
+    if missing:
+        listed = "; ".join(f"{pullspec} ({reason})" for pullspec, reason in sorted(missing.items()))
+        raise RegistryError(f"{len(missing)} bundle image(s) cannot be used: {listed}")
+
+
+def read_bundle_labels(client: RegistryClient, pullspecs: Iterable[str], concurrency: int = 32,
+                       cache: LabelCache | None = None) -> dict[str, dict]:
+    """pullspec -> config labels of every bundle; every failure reported together."""
+    cache = cache if cache is not None else LabelCache.default()
+    items = list(dict.fromkeys(pullspecs))
+
+    def read(pullspec: str) -> tuple[str, dict | str]:
+        try:
+            ref = ImageRef.parse(pullspec)
+            digest = client.resolve(ref)
+            labels = cache.labels(digest)
+            if labels is None:
+                labels = client.labels(ref.with_digest(digest))
+                cache.store(digest, labels)
+            return pullspec, labels
+        except RegistryError as exc:
+            return pullspec, _reason(exc)
+
+    try:
+        results = _map(read, items, concurrency)
+    finally:
+        cache.flush()
+    failed = {p: r for p, r in results if isinstance(r, str)}
+    raise_for_missing(failed)
+    return {p: r for p, r in results if isinstance(r, dict)}
