@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import ipaddress
 import json
+import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 from types import TracebackType
 
 import httpx
@@ -37,7 +42,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
+def _self_signed(directory: Path, stem: str = "registry") -> tuple[Path, Path]:
     """A CA-less self-signed certificate for 127.0.0.1/localhost; the cert doubles as CA file."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -55,7 +60,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
                            critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "registry.crt", directory / "registry.key"
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
@@ -71,14 +76,112 @@ def _htpasswd(path: Path, users: dict[str, str]) -> None:
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _libtrust_kid(public_der: bytes) -> str:
+    """The key id docker-registry derives from a certificate in its `rootcertbundle`."""
+    digest = base64.b32encode(hashlib.sha256(public_der).digest()[:30]).decode()
+    return ":".join(digest[i:i + 4] for i in range(0, 48, 4))
+
+
+class TokenServer:
+    """A loopback Docker token server (the `auth.token` realm): checks basic credentials and
+    returns an ES256 JWT granting every requested repository action to known users, nothing to
+    anyone else. Real wire protocol, so the client's bearer challenge flow is tested for real."""
+
+    service, issuer = "indexflow-sandbox", "indexflow-sandbox-token"
+
+    def __init__(self, directory: Path, users: dict[str, str]) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        self.users = dict(users)
+        self.cert_file, key_file = _self_signed(directory, "token")
+        self._key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        from cryptography import x509
+
+        cert = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
+        self._x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        self._kid = _libtrust_kid(cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+        self.issued = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, name="token-server", daemon=True)
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+
+    def start(self) -> "TokenServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def token(self, user: str, scopes: list[str]) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        now = int(time.time())
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        claims = {"iss": self.issuer, "sub": user, "aud": self.service, "exp": now + 300, "nbf": now - 10,
+                  "iat": now, "jti": secrets.token_hex(8), "access": access}
+        header = {"typ": "JWT", "alg": "ES256", "kid": self._kid, "x5c": [self._x5c]}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        self.issued += 1
+        return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def _user(self, header: str) -> str | None:
+        if not header.startswith("Basic "):
+            return None
+        user, _, password = base64.b64decode(header[6:]).decode(errors="replace").partition(":")
+        known = self.users.get(user)
+        return user if known is not None and secrets.compare_digest(known, password) else None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet: tests read output
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                query = parse_qs(urlparse(self.path).query)
+                user = server._user(self.headers.get("Authorization", ""))
+                if self.headers.get("Authorization") and user is None:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                scopes = [s for value in query.get("scope", []) for s in value.split(" ") if s]
+                body = json.dumps({"token": server.token(user or "", scopes if user else []),
+                                   "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
 
 class LocalRegistry:
     """`with LocalRegistry() as reg:` -> a running registry at `reg.host`; stopped and wiped on exit."""
 
     def __init__(self, tls: bool = False, htpasswd_users: dict[str, str] | None = None,
-                 root: Path | None = None) -> None:
+                 root: Path | None = None, bearer_users: dict[str, str] | None = None) -> None:
         self.tls = tls or bool(htpasswd_users)
-        self.users = dict(htpasswd_users or {})
+        self.users = dict(htpasswd_users or bearer_users or {})
+        self.bearer = bool(bearer_users)
+        self.token_server: TokenServer | None = None
         self._owned_root = root is None
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="indexflow-registry-"))
         self.port = 0
@@ -104,9 +207,15 @@ class LocalRegistry:
             cert, key = _self_signed(self.root)
             http["tls"] = {"certificate": str(cert), "key": str(key)}
             self.ca_file = cert
-        if self.users:
+        if self.bearer:
+            self.token_server = TokenServer(self.root, self.users).start()
+            config["auth"] = {"token": {"realm": self.token_server.realm, "service": TokenServer.service,
+                                        "issuer": TokenServer.issuer,
+                                        "rootcertbundle": str(self.token_server.cert_file)}}
+        elif self.users:
             _htpasswd(self.root / "htpasswd", self.users)
             config["auth"] = {"htpasswd": {"realm": "indexflow-sandbox", "path": str(self.root / "htpasswd")}}
+        if self.users:
             self.auth_config_path = self._docker_config()
         return config
 
@@ -157,6 +266,9 @@ class LocalRegistry:
                 self._proc.kill()
                 self._proc.wait(timeout=5)
         self._proc = None
+        if self.token_server is not None:
+            self.token_server.stop()
+            self.token_server = None
         if self._owned_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
