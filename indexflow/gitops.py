@@ -52,9 +52,14 @@ def scrub(text: str, token: str) -> str:
 
 def _fail(what: str, exc: Exception, token: str) -> PublishError:
     """One sentence for a failed git command: what failed and git's own last words, token-free."""
-    detail = exc.stderr if isinstance(exc, git.GitCommandError) else str(exc)
-    lines = [ln.strip() for ln in str(detail or "").splitlines() if ln.strip()]
-    tail = " ".join(ln.removeprefix("stderr: ").strip("'") for ln in lines[-3:])
+    if isinstance(exc, git.GitCommandError):
+        rejected = [ln.split("\t")[-1] for ln in str(exc.stdout or "").splitlines() if ln.startswith("!")]
+        detail = "\n".join(r.replace("[rejected]", "rejected") for r in rejected) or str(exc.stderr or "")
+    else:
+        detail = str(exc)
+    lines = [ln.strip().removeprefix("stderr: ").strip("'").strip() for ln in detail.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("hint:", "To ", "Done", "Cloning into"))]
+    tail = " ".join(lines[:3])
     if "terminal prompts disabled" in tail or "Authentication failed" in tail:
         tail = "authentication failed (the token was refused)"
     return PublishError(scrub(f"{what}: {tail}" if tail else what, token))
