@@ -6,6 +6,7 @@ the graph step fails), a failed call leaves the db exactly as it was.
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 import tempfile
@@ -341,8 +342,14 @@ def _walk_replaces(state: DbState, pkg: str, ch: str, head: str, rows: list[Entr
 
 # --- semver modes ----------------------------------------------------------------------------
 
-def _semver_of(state: DbState, name: str) -> Version:
-    return Version.parse(state.bundles[name].version)
+@functools.lru_cache(maxsize=65536)
+def _precedence(text: str) -> tuple:
+    """Sort key of a version text (semver precedence), parsed once per text, not per comparison."""
+    return Version.parse(text).precedence()
+
+
+def _semver_of(state: DbState, name: str) -> tuple:
+    return _precedence(state.bundles[name].version)
 
 
 def _add_semver(con: sqlite3.Connection, state: DbState, b: Bundle, skippatch: bool) -> None:
@@ -395,15 +402,16 @@ def _find_head(ch: str, nodes: dict[str, set[str]]) -> str:
 def _insert_node(nodes: dict[str, set[str]], head: str, name: str, version: Version, state: DbState,
                  skippatch: bool) -> str:
     """Place `name` between its semver neighbours; returns the channel head afterwards."""
+    key = version.precedence()
     versions = {n: _semver_of(state, n) for n in nodes}
-    if any(v == version for v in versions.values()):
+    if key in versions.values():
         raise CatalogError(f"Bundle version {state.bundles[name].version} already added to index")
-    lower = max((n for n, v in versions.items() if v < version), key=versions.get, default=None)
-    higher = min((n for n, v in versions.items() if v > version), key=versions.get, default=None)
+    lower = max((n for n, v in versions.items() if v < key), key=versions.get, default=None)
+    higher = min((n for n, v in versions.items() if v > key), key=versions.get, default=None)
     nodes[name] = {lower} if lower else set()
     if skippatch:
         for n, v in versions.items():
-            if (v.major, v.minor) == (version.major, version.minor) and v < version:
+            if v[:2] == key[:2] and v < key:
                 nodes[name].add(n)
                 nodes.pop(n, None)
     if higher is None:

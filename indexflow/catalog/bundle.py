@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from indexflow.catalog.gojson import compact_raw, go_json
+from indexflow.catalog.fastyaml import FALLBACK, load_first
+from indexflow.catalog.gojson import compact_raw, go_json, is_plain
 from indexflow.errors import CatalogError
 
 PKG_KEY = "operators.operatorframework.io.bundle.package.v1"
@@ -68,6 +69,20 @@ def _decode(path: Path) -> Any:
     return None
 
 
+def _decode_manifest(path: Path) -> tuple[Any, bool]:
+    """(first document with Go's numbers, plain) — the fast reader, PyYAML when it declines."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if not text.lstrip().startswith("{"):
+            doc, plain = load_first(text)
+            if doc is not FALLBACK:
+                return doc, plain
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None, True
+    doc = _normalise_numbers(_decode(path))
+    return doc, is_plain(doc)
+
+
 def _normalise_numbers(obj: Any) -> Any:
     """Go round-trips YAML through JSON into int64/float64: integral floats become ints."""
     if isinstance(obj, dict):
@@ -79,11 +94,12 @@ def _normalise_numbers(obj: Any) -> Any:
     return obj
 
 
-def _read_manifests(bundle_dir: Path) -> list[dict]:
+def _read_manifests(bundle_dir: Path) -> list[tuple[dict, bool]]:
+    """(object, plain) of every manifest that decodes to a map, in file name order."""
     mdir = bundle_dir / "manifests"
     files = sorted(p for p in mdir.iterdir() if not p.name.startswith(".") and not p.is_dir()) \
         if mdir.is_dir() else []
-    objs = [_normalise_numbers(o) for o in map(_decode, files) if isinstance(o, dict)]
+    objs = [(o, plain) for o, plain in map(_decode_manifest, files) if isinstance(o, dict)]
     if not objs:
         raise CatalogError("no bundle objects found")
     return objs
@@ -197,10 +213,16 @@ def _dependencies(deps_file: list, required: list[GVK]) -> list[tuple[str, str]]
 def load_bundle_dir(path: Path | str, bundle_path_ref: str) -> Bundle:
     """Read an unpacked bundle directory; `bundle_path_ref` is the image ref stored as bundlepath."""
     bundle_dir = Path(path)
-    objs = _read_manifests(bundle_dir)
-    csv = next((o for o in objs if o.get("kind") == "ClusterServiceVersion"), None)
-    if csv is None:
+    decoded = _read_manifests(bundle_dir)
+    objs = [o for o, _ in decoded]
+    csv_at = next((i for i, o in enumerate(objs) if o.get("kind") == "ClusterServiceVersion"), None)
+    if csv_at is None:
         raise CatalogError("no csv in bundle")
+    csv = objs[csv_at]
+    try:
+        texts = [go_json(o, plain=plain) + "\n" for o, plain in decoded]
+    except ValueError as exc:  # .inf / .nan: Go's JSON encoder refuses them too
+        raise CatalogError(f"bundle manifests cannot be stored as JSON: {exc}") from exc
     annotations, deps_file, props_file = _read_metadata(bundle_dir)
     meta = csv.get("metadata") or {}
     name = str(meta.get("name") or "")
@@ -220,8 +242,8 @@ def load_bundle_dir(path: Path | str, bundle_path_ref: str) -> Bundle:
         skips=[str(s) for s in spec.get("skips") or []],
         skiprange=str(ann.get("olm.skipRange") or ""), substitutesfor=str(ann.get("olm.substitutesFor") or ""),
         bundlepath=bundle_path_ref,
-        csv_json=(go_json(csv) + "\n").encode(),
-        bundle_json="".join(go_json(o) + "\n" for o in objs).encode(),
+        csv_json=texts[csv_at].encode(),
+        bundle_json="".join(texts).encode(),
         related_images=_images(csv, bundle_path_ref),
         properties=_properties(name, package, version, csv, props_file, provided),
         dependencies=_dependencies(deps_file, crds + apis),

@@ -65,9 +65,24 @@ def _key(key: Any) -> str:
     return str(key)
 
 
-def go_json(obj: Any, sort_keys: bool = True) -> str:
-    """Compact, HTML-escaped JSON (Go json.Marshal of a map-based value: keys sorted)."""
+def go_json(obj: Any, sort_keys: bool = True, plain: bool = False) -> str:
+    """Compact, HTML-escaped JSON (Go json.Marshal of a map-based value: keys sorted).
+
+    `plain=True` promises only string keys and no floats; then Python's C encoder writes the same
+    bytes as Go, several times faster than the general encoder (bundle manifests are plain).
+    """
+    if plain:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys).translate(_HTML)
     return _encode(obj, sort_keys).translate(_HTML)
+
+
+def is_plain(obj: Any) -> bool:
+    """True when `obj` has only string keys, strings, ints, bools and nulls (see go_json's `plain`)."""
+    if isinstance(obj, dict):
+        return all(isinstance(k, str) and is_plain(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return all(map(is_plain, obj))
+    return obj is None or isinstance(obj, (str, int))
 
 
 def compact_raw(raw: str) -> str:

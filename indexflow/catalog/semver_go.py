@@ -67,17 +67,18 @@ class Version:
                     raise SemverError(f'Invalid character(s) found in build meta data "{b}"')
         return cls(major, minor, patch, pre, build)
 
-    def _key(self) -> tuple:
+    def precedence(self) -> tuple:
+        """Sort key of semver precedence (build metadata ignored)."""
         return (self.major, self.minor, self.patch, _pre_key(self.pre))
 
     def __lt__(self, other: "Version") -> bool:  # semver precedence (build ignored)
-        return self._key() < other._key()
+        return self.precedence() < other.precedence()
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Version) and self._key() == other._key()
+        return isinstance(other, Version) and self.precedence() == other.precedence()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self.precedence())
 
     def go_repr(self) -> str:
         """Go's `%+v` of a blang semver.Version."""
