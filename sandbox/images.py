@@ -19,6 +19,7 @@ from indexflow.registry.client import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, O
 from indexflow.registry.refs import ImageRef
 
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 
 
@@ -40,8 +41,17 @@ def bundle_layer(bundle_dir: Path) -> bytes:
     return tar_gz({str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()})
 
 
+def _uncompressed(layer: bytes) -> bytes:
+    return gzip.decompress(layer) if layer[:2] == b"\x1f\x8b" else layer
+
+
+def _layer_type(types: dict[str, str], layer: bytes) -> str:
+    """Plain tar layers are legal too (OCI `...tar`, Docker has only the gzip type)."""
+    return types["layer"] if layer[:2] == b"\x1f\x8b" or types is DOCKER_TYPES else LAYER_TAR
+
+
 def image_config(layers: Iterable[bytes], labels: dict[str, str], arch: str = "amd64") -> bytes:
-    diff_ids = [f"sha256:{hashlib.sha256(gzip.decompress(layer)).hexdigest()}" for layer in layers]
+    diff_ids = [f"sha256:{hashlib.sha256(_uncompressed(layer)).hexdigest()}" for layer in layers]
     config = {"architecture": arch, "os": "linux", "config": {"Labels": dict(labels)},
               "rootfs": {"type": "layers", "diff_ids": diff_ids},
               "history": [{"created_by": "indexflow sandbox"} for _ in diff_ids]}
@@ -60,7 +70,7 @@ def _manifest(client: RegistryClient, ref: ImageRef, layers: list[bytes], labels
     config = image_config(layers, labels, arch)
     manifest = {"schemaVersion": 2, "mediaType": types["manifest"],
                 "config": {"mediaType": types["config"], "digest": client.push_blob(repo, config), "size": len(config)},
-                "layers": [{"mediaType": types["layer"], "digest": client.push_blob(repo, layer), "size": len(layer)}
+                "layers": [{"mediaType": _layer_type(types, layer), "digest": client.push_blob(repo, layer), "size": len(layer)}
                            for layer in layers]}
     return json.dumps(manifest, separators=(",", ":")).encode()
 
