@@ -138,3 +138,35 @@ def write_request(repo_dir: Path, binary_image: str, request_id: int, arches: li
 
 def kubeconfig(stack) -> dict:  # noqa: ANN001
     return yaml.safe_load(Path(stack.kubeconfig_path).read_text())
+
+
+@dataclass
+class RequestCommit:
+    url: str
+    branch: str
+    sha: str
+    project: str
+
+
+@pytest.fixture
+def request_commit(stack, catalog_repo, binary_image, tmp_path) -> RequestCommit:  # noqa: ANN001
+    """A merge's feature branch pushed (catalog change + build metadata for amd64 and arm64), no MR yet."""
+    from indexflow import gitops
+
+    repo = gitops.clone_branch(catalog_repo.url, OCP, tmp_path / "work", stack.git_token)
+    write_request(tmp_path / "work", binary_image, 7, ["amd64", "arm64"])
+    branch = f"iib-sandbox-request-7-{OCP}"
+    repo.git.checkout("-B", branch)
+    sha = gitops.commit_all(repo, "IIB: Merge operators for request 7", "IIB", "iib@example.com")
+    gitops.push_branch(repo, branch, catalog_repo.url, stack.git_token)
+    return RequestCommit(catalog_repo.url, branch, sha, catalog_repo.project)
+
+
+def set_knobs(stack, **knobs: object) -> dict:  # noqa: ANN001
+    """Set builder knobs the way another process would: POST /_sandbox/knobs with the bearer token."""
+    import httpx
+
+    response = httpx.post(f"{stack.kube_url}/_sandbox/knobs", json=knobs, timeout=5,
+                          headers={"Authorization": f"Bearer {stack.kube.token}"})
+    response.raise_for_status()
+    return response.json()
