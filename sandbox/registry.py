@@ -16,6 +16,7 @@ import json
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -243,7 +244,8 @@ class LocalRegistry:
 
     def _wait_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
-        with httpx.Client(verify=str(self.ca_file) if self.ca_file else True, timeout=2.0) as http:
+        verify = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
+        with httpx.Client(verify=verify, timeout=2.0) as http:
             while time.monotonic() < deadline:
                 if self._proc is not None and self._proc.poll() is not None:
                     break

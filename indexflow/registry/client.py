@@ -178,7 +178,7 @@ class RegistryClient:
             return client
 
     def _base(self, ref: ImageRef) -> str:
-        """`https://host`, or for an insecure registry whatever it speaks (https first, like docker)."""
+        """`https://host`, or for an insecure registry whatever it speaks."""
         host = ref.api_host
         if host not in self.insecure:
             return f"https://{host}"
@@ -189,15 +189,16 @@ class RegistryClient:
         return f"{scheme}://{host}"
 
     def _probe(self, host: str) -> str:
-        """Try https without verification, then plain http; remembered per host (one probe)."""
+        """Plain HTTP when the host answers the v2 API on it, else https without verification;
+        remembered per host. (Asking http first is cheap both ways: a TLS server answers a plain
+        request with an immediate 400, while a plain server may never answer a TLS hello.)"""
         scheme = self._schemes.get(host)
         if scheme is None:
             try:
-                self._http(host).get(f"https://{host}/v2/", timeout=min(self.timeout.connect or 5.0, 5.0))
-                scheme = "https"
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
-                scheme = "http"
-            except httpx.TimeoutException:
+                response = self._http(host).get(f"http://{host}/v2/", auth=None,
+                                                 timeout=min(self.timeout.connect or 5.0, 5.0))
+                scheme = "http" if response.status_code in (200, 401) else "https"
+            except httpx.TransportError:
                 scheme = "https"
             self._schemes[host] = scheme
         return f"{scheme}://{host}"
