@@ -7,15 +7,15 @@ Git branch, and it validates.
 from __future__ import annotations
 
 import filecmp
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import TextIO
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
+from indexflow.merge_cli import apply_prefect_defaults
+
+apply_prefect_defaults()
 
 DEMO_BLOCK = "indexflow-demo"
 

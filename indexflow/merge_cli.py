@@ -15,6 +15,15 @@ from pathlib import Path
 from indexflow.errors import ValidationError
 
 TOKEN_ENV = "INDEXFLOW_OVERWRITE_TARGET_INDEX_TOKEN"
+# No phoning home; and an ephemeral API on a busy 2-core box can take longer than Prefect's 20 s.
+PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+
+
+def apply_prefect_defaults() -> None:
+    """Set the defaults above unless the user chose otherwise (call before Prefect is imported)."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +75,7 @@ def flow_parameters(args: argparse.Namespace) -> dict:
 
 
 def _merge(args: argparse.Namespace) -> int:
+    apply_prefect_defaults()
     from flows.merge_index import run_merge
 
     result = run_merge(**flow_parameters(args))

@@ -5,7 +5,6 @@ Shared by `indexflow demo` and the end-to-end tests so both exercise the very sa
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -115,16 +114,8 @@ class SandboxEnv:
         from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
 
         GitLabCredentials(url=self.gitlab_url, token=self.git_token).save(f"{name}-gitlab", overwrite=True)
-        kubeconfig = json.loads(Path(self.stack.kubeconfig_path).read_text()) \
-            if str(self.stack.kubeconfig_path).endswith(".json") else _yaml(Path(self.stack.kubeconfig_path))
-        KubernetesCredentials(cluster_config=KubernetesClusterConfig(config=kubeconfig, context_name=None)) \
+        KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(self.stack.kubeconfig_path)) \
             .save(f"{name}-kubernetes", overwrite=True)
         self._blocks = {"gitlab": f"{name}-gitlab", "kubernetes": f"{name}-kubernetes"}
         self.settings(**overrides).save(name, overwrite=True)
         return name
-
-
-def _yaml(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text())
