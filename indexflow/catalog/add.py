@@ -7,7 +7,6 @@ the graph step fails), a failed call leaves the db exactly as it was.
 from __future__ import annotations
 
 import functools
-import re
 import sqlite3
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +18,10 @@ from indexflow.catalog.bundle import Bundle, load_bundle_dir
 from indexflow.catalog.db import create_db, require_current, write_transaction
 from indexflow.catalog.graph import DbState, Entry, aggregate, write_entries
 from indexflow.catalog.semver_go import SemverError, Version, compare_with_build
+from indexflow.catalog.validate import reference_error
 from indexflow.errors import CatalogError
 
 MODES = ("replaces", "semver", "semver-skippatch")
-_DIGEST = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$")
 
 
 class SanityError(CatalogError):
@@ -123,11 +122,11 @@ def _check_inputs(bundles: list[Bundle], enable_alpha: bool) -> None:
         if b.substitutesfor and not enable_alpha:
             errors.append("SubstitutesFor is an alpha-only feature. You must enable alpha features with the "
                           "flag --enable-alpha in order to use this feature.")
-        for image in b.related_images:
-            digest = image.partition("@")[2]
-            if digest and not _DIGEST.match(digest):
-                errors.append(f"bundle {b.name} of package {b.package} has an invalid related image "
-                              f'"{image}": bad digest "{digest}"')
+        for image in b.related_images:  # opm stores these; its own validate then rejects the catalog
+            reason = reference_error(image)
+            if reason:
+                errors.append(f'bundle {b.name} of package {b.package} has an invalid related image "{image}": '
+                              f"{reason}")
         for part in b.skiprange.replace("||", " ").split():
             if part.lstrip("<>=!~^").startswith(("v", "V")):
                 errors.append(f'bundle {b.name} of package {b.package} has invalid skipRange "{b.skiprange}": '

@@ -213,6 +213,8 @@ def _dependencies(deps_file: list, required: list[GVK]) -> list[tuple[str, str]]
 def load_bundle_dir(path: Path | str, bundle_path_ref: str) -> Bundle:
     """Read an unpacked bundle directory; `bundle_path_ref` is the image ref stored as bundlepath."""
     bundle_dir = Path(path)
+    if not bundle_dir.is_dir():
+        raise CatalogError(f"bundle directory {bundle_dir} does not exist")
     decoded = _read_manifests(bundle_dir)
     objs = [o for o, _ in decoded]
     csv_at = next((i for i, o in enumerate(objs) if o.get("kind") == "ClusterServiceVersion"), None)

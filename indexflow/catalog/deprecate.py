@@ -93,8 +93,11 @@ def _deprecate(con: sqlite3.Connection, refs: list[str], allow_removal: bool) ->
         refs = _remove_whole_packages(con, refs, listed, touched)
     errors: list[str] = []
     for ref in refs:
+        row = con.execute("SELECT name FROM operatorbundle WHERE bundlepath = ? LIMIT 1", (ref,)).fetchone()
+        if row is None:  # opm ignores an image that an earlier one of this call truncated away
+            continue
         try:
-            _deprecate_one(con, listed[ref], ref, touched)
+            _deprecate_one(con, row[0], ref, touched)
         except CatalogError as exc:
             errors.append(f"error deprecating bundle {ref}: {exc}")
             if str(exc) != DEFAULT_HEAD_ERROR:

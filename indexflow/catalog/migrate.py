@@ -253,9 +253,9 @@ def _icon(con: sqlite3.Connection, pkg: fbcmodel.Package) -> dict | None:
         "JOIN channel_entry ce ON ce.channel_name = c.name AND ce.package_name = c.package_name "
         "AND ce.operatorbundle_name = ob.name WHERE c.package_name = ? AND c.name = ? LIMIT 1",
         (pkg.name, pkg.default_channel)).fetchone()
-    if row is None:
-        raise CatalogError(f'populate package icons: get default channel head for package "{pkg.name}": '
-                           f"no entry found for {pkg.name} {pkg.default_channel}")
+    if row is None:  # opm v1.73 panics here (nil default channel); say which package instead
+        raise CatalogError(f'package "{pkg.name}" has no usable default channel: "{pkg.default_channel}" is not '
+                           f"one of its channels [{' '.join(sorted(pkg.channels))}]")
     name, csv_text = row
     if isinstance(csv_text, bytes):
         csv_text = csv_text.decode("utf-8", "replace")

@@ -286,12 +286,13 @@ def _check_image(pkg: str, bundle: str, what: str, ref: str) -> None:
     """opm >= 1.64 rejects image references that do not parse (empty is allowed)."""
     if not ref:
         return
-    reason = _reference_error(ref)
+    reason = reference_error(ref)
     if reason:
         raise _Invalid(f'package "{pkg}" bundle "{bundle}" {what}: invalid image pull spec "{ref}": {reason}')
 
 
-def _reference_error(ref: str) -> str | None:
+def reference_error(ref: str) -> str | None:
+    """Why `ref` is not a valid image pull spec (distribution/reference grammar), or None."""
     match = _REFERENCE.match(ref)
     if match is None:
         if _REFERENCE.match(ref.lower()):

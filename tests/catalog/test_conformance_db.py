@@ -113,3 +113,23 @@ def test_list(case_id: str, tmp_path: Path) -> None:
     want = sorted(json.loads((case_dir / case["expect"]["bundles"]).read_text()),
                   key=lambda d: json.dumps(d, sort_keys=True))
     assert got == want
+
+
+def test_every_public_case_is_replayed() -> None:
+    """No case is left out: the ops above cover every case dir, in the README's numbers."""
+    import re
+
+    from tests.catalog.test_conformance_fbc import _cases as fbc_cases
+
+    every = {p.parent.name for p in (SHARED / "cases").glob("*/case.json")}
+    covered = {"add": _cases("add"), "deprecatetruncate": _cases("deprecatetruncate"), "list": _cases("list"),
+               "migrate": fbc_cases("migrate"), "validate": fbc_cases("validate")}
+    assert set().union(*covered.values()) == every
+    readme = (SHARED / "README.md").read_text()
+    counts = re.search(r"add: (\d+), deprecatetruncate: (\d+), migrate: (\d+), validate: (\d+) "
+                       r"\(total (\d+)\), plus (\d+) `list` cases \((\d+)\)", readme)
+    assert counts, "README case counts not found"
+    add, dt, mig, val, _, lst, total = map(int, counts.groups())
+    assert {op: len(ids) for op, ids in covered.items()} == {
+        "add": add, "deprecatetruncate": dt, "migrate": mig, "validate": val, "list": lst}
+    assert len(every) == total == 75
