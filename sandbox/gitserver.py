@@ -2,7 +2,9 @@
 
 Stands in for GitLab's git endpoint so the real git client (through GitPython) clones and pushes
 over the real protocol. Any user name is accepted; the password must be the stack's token, like a
-GitLab personal access token. Also hosts the small request router the other stand-ins reuse.
+GitLab personal access token. Pushing to a project that does not exist creates it (GitLab's "push
+to create"), so a fresh `indexflow sandbox up` can take a catalog repo. Also hosts the small
+request router the other stand-ins reuse.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 CGI_TIMEOUT = 300.0
+PROJECT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)+$")
 GIT_PATH = re.compile(r"^/(?P<project>.+?\.git)(?P<rest>/(?:info/refs|git-upload-pack|git-receive-pack|HEAD|objects/.*))$")
 
 
@@ -213,7 +216,9 @@ class GitServer:
             return None
         project = m["project"][: -len(".git")]
         if not (self.bare_path(project) / "HEAD").is_file():
-            return Response(404, b"repository not found\n")
+            if not (req.query.get("service") == "git-receive-pack" and PROJECT_NAME.match(project)):
+                return Response(404, b"repository not found\n")
+            self.create_repo(project)  # GitLab's "push to create a project"
         if not m["rest"].endswith("git-receive-pack") or req.method != "POST":
             return _http_backend(self.root, req, m["project"] + m["rest"])
         with self.lock:

@@ -76,13 +76,17 @@ def _layer(files: dict[str, bytes]) -> tuple[bytes, bytes]:
 
 @pytest.fixture(scope="session")
 def binary_image(stack) -> str:  # noqa: ANN001
-    """A two-arch 'opm' binary image (OCI index) in the stack's registry, one layer per arch."""
+    return push_binary_image(stack.registry.host)
+
+
+def push_binary_image(host: str) -> str:
+    """A two-arch 'opm' binary image (OCI index) in a registry, one layer per arch."""
     from indexflow.registry.client import OCI_INDEX, OCI_MANIFEST, RegistryClient, sha256
     from indexflow.registry.refs import ImageRef
 
-    repo = ImageRef(stack.registry.host, "openshift4/ose-operator-registry-rhel9")
+    repo = ImageRef(host, "openshift4/ose-operator-registry-rhel9")
     entries = []
-    with RegistryClient(insecure=(stack.registry.host,)) as client:
+    with RegistryClient(insecure=(host,)) as client:
         for arch in ("amd64", "arm64"):
             raw, gz = _layer({"bin/opm": f"opm for {arch}\n".encode()})
             config = json.dumps({"architecture": arch, "os": "linux",
