@@ -153,7 +153,24 @@ def run_git(cwd: Path, *args: str, input: bytes | None = None) -> str:  # noqa: 
     return out.stdout.decode()
 
 
-class GitServer:
+class Served:
+    """A stand-in reachable through its `server` (a LoopbackServer): url, start, stop."""
+
+    server: LoopbackServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> "Served":
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class GitServer(Served):
     """Bare repositories under `root`, served at `<url>/<group>/<name>.git` by `git http-backend`.
 
     `on_push` callbacks get (project, {ref: (old_sha, new_sha)}) after every accepted push, so the
@@ -167,17 +184,6 @@ class GitServer:
         self.lock = threading.RLock()  # one writer at a time per stack: pushes, merges, deletes
         self.on_push: list[Callable[[str, dict[str, tuple[str | None, str | None]]], None]] = []
         self.server = LoopbackServer(lambda req: token_matches(req, token), [self._git_route])
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> "GitServer":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
 
     def repo_url(self, project: str) -> str:
         return f"{self.url}/{project}.git"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from sandbox.gitserver import CGI_TIMEOUT, GitServer, LoopbackServer, Request, Response
+from sandbox.gitserver import CGI_TIMEOUT, GitServer, LoopbackServer, Request, Response, Served
 
 SHA_LABEL = "pipelinesascode.tekton.dev/sha"
 CONFIGS_LABEL = "operators.operatorframework.io.index.configs.v1"
@@ -102,7 +102,7 @@ class Knobs:
             setattr(self, key, float(value) if key == "delay" else value)
 
 
-class KubeAPI:
+class KubeAPI(Served):
     """The `pipelineruns` resource of one fake cluster, in memory."""
 
     def __init__(self, token: str) -> None:
@@ -112,17 +112,6 @@ class KubeAPI:
         self._version = 0
         self._lock = threading.RLock()
         self.server = LoopbackServer(self._authorized, [self.route], challenge="Bearer")
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> "KubeAPI":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
 
     def _authorized(self, req: Request) -> bool:
         scheme, _, value = req.headers.get("authorization", "").partition(" ")
