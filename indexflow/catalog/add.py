@@ -123,7 +123,7 @@ def _check_inputs(bundles: list[Bundle], enable_alpha: bool) -> None:
             errors.append("SubstitutesFor is an alpha-only feature. You must enable alpha features with the "
                           "flag --enable-alpha in order to use this feature.")
         for image in b.related_images:  # opm stores these; its own validate then rejects the catalog
-            reason = reference_error(image)
+            reason = reference_error(image) if image else None  # empty is allowed, as in validate
             if reason:
                 errors.append(f'bundle {b.name} of package {b.package} has an invalid related image "{image}": '
                               f"{reason}")

@@ -195,3 +195,13 @@ def test_deprecate_skips_an_image_an_earlier_one_truncated(tmp_path: Path) -> No
     assert rc == 0, err
     assert sorted(r.version for r in list_bundles(db)) == ["0.0.32"]
     assert _dump(db)["deprecated"] == ["dotvirt-operator.v0.0.29"]
+
+
+def test_empty_image_is_allowed_like_opm(fresh_db: Path, tmp_path: Path) -> None:
+    """opm's validate allows an empty image (real bundles have `relatedImages: [{image: ""}]`)."""
+    bundle = _etcd_bundle(tmp_path, "image: quay.io/coreos/etcd-operator@", 'image: ""\n#')
+    assert _cli("db", "add", str(fresh_db), "-b", f"quay.io/x/etcd:1={bundle}") == (0, "")
+    out = tmp_path / "out"
+    assert _cli("db", "migrate", str(fresh_db), str(out)) == (0, "")
+    assert _cli("fbc", "validate", str(out)) == (0, "")
+    assert '"image": ""' in (out / "etcd" / "catalog.json").read_text()
