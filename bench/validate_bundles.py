@@ -81,8 +81,7 @@ def seed(client: RegistryClient, host: str, records: list[dict], workers: int = 
                   "bench.csv-name": rec["csv_name"]}  # real bundles differ in content; keep digests unique
         config = image_config([layer], labels)
         repo = ref.in_repository(ref.repository)
-        start = client.request("POST", repo, "blobs/uploads/", ok=(202,))
-        client._finish_upload(repo, start, config, sha256(config))  # fresh config: no HEAD needed
+        client.upload_blob(repo, config, sha256(config))  # a fresh config: no existence check needed
         manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                     "config": {"mediaType": CONFIG, "digest": sha256(config), "size": len(config)},
                     "layers": [{"mediaType": LAYER_GZIP, "digest": layer_digest, "size": len(layer)}]}

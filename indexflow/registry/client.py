@@ -368,18 +368,25 @@ class RegistryClient:
         digest = digest or (sha256(data) if isinstance(data, bytes) else _file_digest(data))
         if self.blob_exists(ref, digest):
             return digest
-        start = self.request("POST", ref, "blobs/uploads/", ok=(202,), what=ref.name)
-        self._finish_upload(ref, start, data, digest)
-        return digest
+        return self.upload_blob(ref, data, digest)
 
-    def _finish_upload(self, ref: ImageRef, start: httpx.Response, data: bytes | Path, digest: str) -> None:
+    def upload_blob(self, repo_ref: ImageRef, data: bytes | Path, digest: str) -> str:
+        """POST + PUT without the existence check (for callers that know the blob is new)."""
+        ref = repo_ref
+        start = self.request("POST", ref, "blobs/uploads/", ok=(202,), what=ref.name)
         location = start.headers.get("Location", "")
         if location.startswith("/"):
             location = f"{self._base(ref)}{location}"
         # httpx `params=` would replace the upload URL's own query (the registry then 404s)
         url = f"{location}{'&' if '?' in location else '?'}digest={digest}"
-        self.request("PUT", ref, url, ok=(201,), content=data, what=f"{ref.name}@{digest}",
-                     headers={"Content-Type": "application/octet-stream"})
+        try:
+            self.request("PUT", ref, url, ok=(201,), content=data, what=f"{ref.name}@{digest}",
+                         headers={"Content-Type": "application/octet-stream"})
+        except RegistryStatusError as exc:
+            # a retried PUT whose first attempt completed finds its upload session gone
+            if exc.status != 404 or not self.blob_exists(ref, digest):
+                raise
+        return digest
 
     def mount_blob(self, repo_ref: ImageRef, digest: str, source_repository: str) -> bool:
         """Cross-repository mount within one registry; False when the registry started an upload instead."""

@@ -90,3 +90,11 @@ def test_validation_rides_through_flaky_registry(client: RegistryClient, proxy: 
     proxy.add_fault("drop", path=r"/manifests/t", nth=4, times=2)
     assert validate_pullspecs(client, refs + [str(image.with_tag("gone"))], concurrency=4,
                               cache=DigestCache.memory()) == {str(image.with_tag("gone")): "not found"}
+
+
+def test_upload_answered_then_cut_is_not_an_error(client: RegistryClient, proxy: FaultProxy, image: ImageRef) -> None:
+    """The registry stored the blob but the client never heard: the retried PUT finds no session."""
+    fault = proxy.add_fault("drop", path=r"/blobs/uploads/.+digest=", method="PUT", times=1, after_upstream=True)
+    data = uuid.uuid4().bytes * 100
+    digest = client.push_blob(image, data)
+    assert fault.injected == 1 and client.blob(image, digest) == data
