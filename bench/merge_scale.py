@@ -1,0 +1,235 @@
+"""merge_index_image at community scale on the sandbox, beside IIB's way of doing the registry steps.
+
+    .venv/bin/python bench/merge_scale.py                 # everything (first run seeds: minutes)
+    .venv/bin/python bench/merge_scale.py --no-iib --no-latency
+
+Seeds (or reuses, under --state) the full community set: source = the 2026-05-22 bundles, target =
+all of them (sandbox/seed_scale.py). Then, each merge in a fresh child process (so peak RSS is the
+merge's own) against one Prefect API and the sandbox stack, all registry traffic through
+sandbox/faultproxy.py (which counts the requests):
+1. the default (replaces) graph mode, which these bundles do not form: it must stop with one
+   sentence and write nothing remote (IIB's replaces-mode add fails here too);
+2. cold (semver mode, empty caches), 3. warm (same again, caches kept);
+4. IIB's registry steps: `skopeo inspect` per bundle on 5 threads (validation: --raw, labels:
+   --config), with the ratios to indexflow's steps;
+5. cold again with 50 ms added to every registry round trip.
+Wall times exclude the Konflux build (the "Waiting on KONFLUX build" step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+BLOCK = "bench-scale"
+KONFLUX_STEP = "Waiting on KONFLUX build"
+VALIDATION_STEP = "Validating whether the bundles have their pullspecs present in the registry"
+LABELS_STEP = "Adding bundles missing in source index image"
+# IIB on this machine type, real opm and skopeo, same data (issue 7)
+IIB_ANCHOR = {"loopback_s": 279, "labels_one_at_a_time_s": 119, "validation_5_threads_s": 56,
+              "latency_50ms_s": 51 * 60}
+TARGETS = {"cold_s": 60, "warm_s": 20, "cold_50ms_s": 300, "rss_gib": 1.5, "req_per_bundle_cold": 3,
+           "req_per_bundle_warm": 0.05}
+
+
+# -- the child: one merge, its own RSS ----------------------------------------------------------
+
+def child(params: dict) -> dict:
+    """Run one merge in this process; wall time, RSS and the flow's result or its one sentence."""
+    from flows.merge_index import run_merge
+    from indexflow.errors import IndexflowError
+
+    t = time.monotonic()
+    try:
+        result = run_merge(**params)
+        out = {"ok": True, "timings": result["timings"], "missing": result["missing"],
+               "invalid": result["invalid"], "deprecated": result["deprecated"],
+               "bundles_in_db": result["bundles_in_db"], "mr_state": result.get("mr_state")}
+    except IndexflowError as exc:
+        out = {"ok": False, "error": str(exc)}
+    out["wall_s"] = time.monotonic() - t
+    out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def run_child(params: dict, api_url: str, cache_dir: Path) -> dict:
+    env = dict(os.environ, PREFECT_API_URL=api_url, INDEXFLOW_CACHE_DIR=str(cache_dir),
+               PREFECT_LOGGING_LEVEL="WARNING")
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(params)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=3600)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        raise SystemExit(f"merge child failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1])
+
+
+# -- IIB's way: skopeo per bundle on 5 threads ---------------------------------------------------
+
+def skopeo_all(pullspecs: list[str], flag: str, threads: int = 5) -> float:
+    """Seconds to `skopeo inspect <flag>` every pullspec on `threads` threads (IIB's pattern)."""
+
+    def one(spec: str) -> None:
+        subprocess.run(["skopeo", "inspect", flag, "--tls-verify=false", f"docker://{spec}"],
+                       check=True, capture_output=True, timeout=120)
+
+    t = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, pullspecs))
+    return time.monotonic() - t
+
+
+# -- the parent: stack, proxy, seed, runs --------------------------------------------------------
+
+def excluding_konflux(run: dict) -> float:
+    return run["wall_s"] - run.get("timings", {}).get(KONFLUX_STEP, 0.0)
+
+
+def report_run(name: str, run: dict, requests: int, bundles: int) -> None:
+    if not run["ok"]:
+        print(f"\n== {name}: stopped in {run['wall_s']:.1f}s: {run['error']}")
+        return
+    print(f"\n== {name}: {excluding_konflux(run):.1f}s excluding the Konflux build "
+          f"(wall {run['wall_s']:.1f}s), peak RSS {run['rss_mib']:.0f} MiB, {requests} registry requests "
+          f"({requests / bundles:.3f} per unique bundle); missing {run['missing']}, invalid {run['invalid']}, "
+          f"deprecated {run['deprecated']}, {run['bundles_in_db']} bundles in the merged db")
+    for step, secs in run["timings"].items():
+        print(f"  {secs:8.2f}s  {step}")
+
+
+def measured(name: str, params: dict, ctx: dict, cold: bool) -> dict:
+    """One merge through the proxy with the request count; cold empties the flow's caches first."""
+    if cold:
+        shutil.rmtree(ctx["cache"], ignore_errors=True)
+    ctx["proxy"].reset_stats()
+    run = run_child(params, ctx["api"], ctx["cache"])
+    run["requests"] = ctx["proxy"].stats()["requests"]
+    report_run(name, run, run["requests"], ctx["bundles"])
+    return run
+
+
+def remote_snapshot(env) -> tuple[dict, dict]:  # noqa: ANN001
+    from tests.flow.remote_state import git_refs, registry_tags
+
+    return registry_tags(env.stack.registry.url), git_refs(env.git_url)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state", type=Path, default=Path(tempfile.gettempdir()) / "indexflow-bench-scale",
+                        help="cached seed (registry storage, bundle dirs); reused between runs")
+    parser.add_argument("--no-iib", action="store_true", help="skip the skopeo comparison")
+    parser.add_argument("--no-latency", action="store_true", help="skip the 50 ms round-trip run")
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` shows where a long run is
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120), \
+            temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        return bench(args, PREFECT_API_URL.value())
+
+
+def bench(args: argparse.Namespace, api_url: str) -> int:
+    from sandbox.seed_scale import ProxiedEnv
+
+    args.state.mkdir(parents=True, exist_ok=True)
+    with ProxiedEnv.up(args.state) as env:
+        t = time.monotonic()
+        seed = env.seed_scale()
+        print(f"seed: {seed.target_bundles} target / {seed.source_bundles} source bundles of {seed.packages} "
+              f"packages, {seed.missing_from_source} missing from source ({seed.sanitised} sanitised, "
+              f"{seed.dropped} dropped records) ready in {time.monotonic() - t:.1f}s; registry via {env.proxy.url}")
+        env.save_blocks(BLOCK, graph_mode_index_allow_list=[seed.target_index, seed.source_index],
+                        ocp_opm_mapping={}, no_ocp_label_allow_list=[])
+        ctx = {"api": api_url, "cache": args.state / "flow-cache", "proxy": env.proxy,
+               "bundles": seed.target_bundles}
+        base = dict(source_from_index=seed.source_index, target_index=seed.target_index, settings_block=BLOCK)
+        results = runs(args, env, seed, ctx, base)
+    summary(results, seed.target_bundles)
+    return 0
+
+
+def runs(args: argparse.Namespace, env, seed, ctx: dict, base: dict) -> dict:  # noqa: ANN001
+    results: dict = {}
+    before = remote_snapshot(env)
+    results["replaces"] = measured("default graph mode (replaces)", {**base, "request_id": "scale-r"}, ctx, True)
+    if not results["replaces"]["ok"]:
+        results["replaces"]["untouched"] = remote_snapshot(env) == before
+        print(f"  remote state unchanged: {results['replaces']['untouched']}")
+    semver = {**base, "graph_update_mode": "semver"}
+    results["cold"] = measured("cold (semver)", {**semver, "request_id": "scale-c"}, ctx, True)
+    results["warm"] = measured("warm (semver)", {**semver, "request_id": "scale-w"}, ctx, False)
+    if not args.no_iib:
+        results["iib"] = iib_way(env, seed)
+    if not args.no_latency:
+        env.proxy.set_latency(args.latency)
+        try:
+            results["latency"] = measured(f"cold, {args.latency * 1000:.0f} ms per registry round trip",
+                                          {**semver, "request_id": "scale-l"}, ctx, True)
+        finally:
+            env.proxy.set_latency(0)
+    return results
+
+
+def iib_way(env, seed) -> dict:  # noqa: ANN001
+    """IIB's validation and label reads over the same bundles (source + target, unique)."""
+    from indexflow.catalog.db import list_bundles
+
+    paths = sorted({b.bundlePath for db in env.seed_dbs() for b in list_bundles(db)})
+    print(f"\n== IIB's way on {len(paths)} unique bundles (skopeo, 5 threads)")
+    out = {"bundles": len(paths), "validation_s": skopeo_all(paths, "--raw"),
+           "labels_s": skopeo_all(paths, "--config")}
+    print(f"  validation {out['validation_s']:.1f}s, label reads {out['labels_s']:.1f}s")
+    return out
+
+
+def summary(results: dict, bundles: int) -> None:
+    print("\n== summary (target in brackets)")
+    cold, warm = results["cold"], results["warm"]
+    if cold["ok"]:
+        print(f"  cold   {excluding_konflux(cold):7.1f}s  [<= {TARGETS['cold_s']}s]   "
+              f"peak RSS {cold['rss_mib'] / 1024:.2f} GiB [<= {TARGETS['rss_gib']}]")
+    if warm["ok"]:
+        print(f"  warm   {excluding_konflux(warm):7.1f}s  [<= {TARGETS['warm_s']}s]")
+    if "latency" in results and results["latency"]["ok"]:
+        lat = results["latency"]
+        print(f"  50 ms  {excluding_konflux(lat):7.1f}s  [<= {TARGETS['cold_50ms_s']}s]   "
+              f"IIB estimate {IIB_ANCHOR['latency_50ms_s']}s -> x{IIB_ANCHOR['latency_50ms_s'] / excluding_konflux(lat):.0f}")
+    if "iib" in results and cold["ok"]:
+        iib, t = results["iib"], cold["timings"]
+        print(f"  validation: skopeo {iib['validation_s']:.1f}s vs indexflow {t.get(VALIDATION_STEP, 0):.1f}s "
+              f"-> x{iib['validation_s'] / max(t.get(VALIDATION_STEP, 0), 1e-3):.0f}")
+        print(f"  labels:     skopeo {iib['labels_s']:.1f}s vs indexflow {t.get(LABELS_STEP, 0):.1f}s "
+              f"-> x{iib['labels_s'] / max(t.get(LABELS_STEP, 0), 1e-3):.0f}")
+    for name in ("cold", "warm"):
+        run = results[name]
+        if run["ok"]:
+            limit = TARGETS[f"req_per_bundle_{name}"]
+            print(f"  {name} registry requests: {run['requests']} ({run['requests'] / bundles:.3f} per unique "
+                  f"bundle) [<= {limit}]")
+    print(f"  IIB anchor on loopback: {IIB_ANCHOR['loopback_s']}s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""Seed the sandbox with the full community catalog (../shared/corpus/bundles) for the scale bench.
+
+Target = every bundle of the corpus (7,019 at the 2026-08-22 commit); source = the bundles that
+already existed at the 2026-05-22 commit (history_deltas.json), so the merge has the real
+"three months of community releases" to add. Every bundle becomes an image under its real name
+(`<registry>/community-operator-pipeline-prod/<package>:<version>`) with its real labels and a
+synthesised bundle dir (../shared/conformance/tools/synth_bundles.py: real CSV name, graph fields,
+channels, CRDs). The index.dbs are built in semver mode: the real data is not a valid replaces graph.
+
+A few records cannot be loaded as they are (opm rejects them too): `sanitise` repairs what is
+plainly a typo (a `v` in a skipRange, a doubled `sha256:`, a default channel the bundle is not in)
+and drops duplicate CSV names; the counts are reported, never hidden.
+
+Everything expensive is cached under the state dir so a re-run of the bench reuses it: bundle dirs,
+pushed images (the registry storage lives in the stack's state dir), index.dbs (per registry host,
+because pinned pullspecs name it) and the index images / artifacts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from indexflow.catalog.add import add_bundles
+from indexflow.catalog.bundle import load_bundle_dir
+from sandbox import seed_data
+from sandbox.demo_env import GIT_PROJECT, SandboxEnv
+from sandbox.seed import BUNDLE_NS, SOURCE_OCP, TARGET_OCP, Seeder, write_git_branches
+
+CORPUS_DIR = seed_data.CORPUS.parent
+SYNTH_TOOL = CORPUS_DIR.parents[1] / "conformance" / "tools" / "synth_bundles.py"
+SOURCE_DATE = "2026-05-22"
+SEED_VERSION = 1  # bump when the seed's content changes: cached states are rebuilt
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_V_IN_RANGE = re.compile(r"([<>=!~^]*)[vV](\d)")
+
+
+def record_key(rec: dict) -> str:
+    """`package_dir/version_dir`, the corpus's own name for a bundle (history_deltas uses it)."""
+    return f"{rec['package_dir']}/{rec['version_dir']}"
+
+
+def sanitise(rec: dict) -> tuple[dict, bool]:
+    """A loadable copy of a record and whether anything had to change (see module docstring)."""
+    fixed = dict(rec)
+    related = [i.replace("@sha256:sha256:", "@sha256:") for i in rec.get("relatedImages") or [] if i]
+    fixed["relatedImages"] = [i for i in related if "@" not in i or _DIGEST.match(i.partition("@")[2])]
+    if rec.get("containerImage"):
+        fixed["containerImage"] = rec["containerImage"].replace("@sha256:sha256:", "@sha256:")
+    if rec.get("skipRange"):
+        fixed["skipRange"] = _V_IN_RANGE.sub(r"\1\2", rec["skipRange"])
+    if rec.get("default_channel") and rec["default_channel"] not in rec["channels"]:
+        fixed["default_channel"] = rec["channels"][0]
+    changed = any(fixed.get(k) != rec.get(k) for k in ("containerImage", "skipRange", "default_channel")) \
+        or fixed["relatedImages"] != (rec.get("relatedImages") or [])
+    return fixed, changed
+
+
+@dataclass
+class Selection:
+    target: list[dict]
+    source: list[dict]
+    sanitised: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def missing_from_source(self) -> list[dict]:
+        keys = {record_key(r) for r in self.source}
+        return [r for r in self.target if record_key(r) not in keys]
+
+
+def select(corpus_dir: Path = CORPUS_DIR, source_date: str = SOURCE_DATE) -> Selection:
+    """Target = the whole corpus, source = minus what was added after `source_date`."""
+    deltas = json.loads((corpus_dir / "history_deltas.json").read_text())
+    window = next(w for w in deltas["windows"] if w["source_date"] == source_date)
+    added = set(window["added"])
+    target, sanitised, dropped, names = [], [], [], set()
+    for line in (corpus_dir / "bundles.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if not rec.get("csv_name") or rec["csv_name"] in names:
+            dropped.append(record_key(rec))  # no CSV name, or a CSV name another bundle already has
+            continue
+        names.add(rec["csv_name"])
+        rec, changed = sanitise(rec)
+        if changed:
+            sanitised.append(record_key(rec))
+        target.append(rec)
+    source = [r for r in target if record_key(r) not in added]
+    return Selection(target, source, sanitised, dropped)
+
+
+def _synth() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("synth_bundles", SYNTH_TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _write_dirs(args: tuple[list[dict], str]) -> int:
+    """Worker: write the bundle dirs of some records (skipping the ones already there)."""
+    recs, root = args
+    synth, n = _synth(), 0
+    for rec in recs:
+        dest = Path(root) / record_key(rec)
+        if (dest / ".done").exists():
+            continue
+        shutil.rmtree(dest, ignore_errors=True)
+        for name, text in synth.synth(rec).items():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).write_text(text)
+        (dest / ".done").write_text(json.dumps(rec, sort_keys=True))
+        n += 1
+    return n
+
+
+def write_bundle_dirs(recs: list[dict], root: Path, workers: int = 2) -> dict[str, Path]:
+    """key -> bundle dir for every record; written once (a `.done` file holds the record it came from)."""
+    root.mkdir(parents=True, exist_ok=True)
+    stale = [r for r in recs if not _fresh(root / record_key(r), r)]
+    for r in stale:
+        (root / record_key(r) / ".done").unlink(missing_ok=True)
+    if stale:
+        parts = [(stale[i::workers], str(root)) for i in range(workers)]
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_write_dirs, parts))
+    return {record_key(r): root / record_key(r) for r in recs}
+
+
+def _fresh(dest: Path, rec: dict) -> bool:
+    done = dest / ".done"
+    return done.exists() and done.read_text() == json.dumps(rec, sort_keys=True)
+
+
+def bundle_repo(rec: dict) -> str:
+    """The community pipeline's repository for a package (`bundle_image_guess` without the host)."""
+    return f"{BUNDLE_NS}/{rec['package']}"
+
+
+def push_bundles(client, host: str, recs: list[dict], dirs: dict[str, Path],  # noqa: ANN001 - RegistryClient
+                 known: dict[str, str], concurrency: int = 32) -> dict[str, str]:
+    """key -> manifest digest, pushing only the images not in `known` (blobs are skipped when present)."""
+    from indexflow.registry.refs import ImageRef
+    from sandbox.images import push_bundle_image
+
+    def one(rec: dict) -> tuple[str, str]:
+        key = record_key(rec)
+        ref = ImageRef.parse(f"{host}/{bundle_repo(rec)}:{seed_data.tag_of(rec['version_dir'])}")
+        return key, push_bundle_image(client, ref, dirs[key], seed_data.bundle_labels(rec))
+
+    todo = [r for r in recs if record_key(r) not in known]
+    with ThreadPoolExecutor(concurrency) as pool:
+        return {**known, **dict(pool.map(one, todo))}
+
+
+def pinned(host: str, rec: dict, digests: dict[str, str]) -> str:
+    return f"{host}/{bundle_repo(rec)}@{digests[record_key(rec)]}"
+
+
+def build_index_db(path: Path, host: str, recs: list[dict], dirs: dict[str, Path], digests: dict[str, str]) -> Path:
+    """An index.db holding `recs` (semver mode: the real data is not a valid replaces graph)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    add_bundles(path, [load_bundle_dir(dirs[record_key(r)], pinned(host, r, digests)) for r in recs], mode="semver")
+    return path
+
+
+@dataclass
+class ScaleSeed:
+    """What the bench needs to run a merge on the seeded sandbox (saved as seed-scale.json)."""
+
+    version: int
+    registry: str
+    source_index: str
+    target_index: str
+    binary_image: str
+    source_bundles: int
+    target_bundles: int
+    missing_from_source: int
+    sanitised: int
+    dropped: int
+    packages: int
+    git_url: str = ""
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "ScaleSeed | None":
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data) if data.get("version") == SEED_VERSION else None
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def seed_scale(client, host: str, artifacts, stack, state: Path, project: str,  # noqa: ANN001
+               log=print) -> ScaleSeed:  # noqa: ANN001
+    """Seed (or reuse the cached seed of) the full community set on `host`; Git is re-published each time."""
+    import time
+
+    sel = select()
+    saved = ScaleSeed.load(state / "seed-scale.json")
+    cached = saved is not None and saved.registry == host and client.exists(saved.target_index) \
+        and client.exists(saved.source_index)
+    t = time.monotonic()
+    if not cached:
+        saved = _seed_registry(client, host, artifacts, state, sel, log)
+        log(f"seeded registry {host} in {time.monotonic() - t:.1f}s")
+    else:
+        log(f"reusing the cached seed on {host}")
+    saved.git_url = stack.publish_git_repo(project, state / "git-seed")
+    saved.save(state / "seed-scale.json")
+    return saved
+
+
+def _seed_registry(client, host: str, artifacts, state: Path, sel: Selection, log) -> ScaleSeed:  # noqa: ANN001
+    """Bundle images, both index.dbs, index images, artifacts and the local Git seed repo."""
+    import time
+
+    t = time.monotonic()
+    dirs = write_bundle_dirs(sel.target, state / "bundles")
+    log(f"  bundle dirs: {len(dirs)} in {time.monotonic() - t:.1f}s")
+    t = time.monotonic()
+    digests_file = state / "digests.json"
+    known = json.loads(digests_file.read_text()) if digests_file.exists() else {}
+    digests = push_bundles(client, host, sel.target, dirs, _still_there(client, host, sel.target, known))
+    digests_file.write_text(json.dumps(digests))
+    log(f"  bundle images: {len(digests)} in {time.monotonic() - t:.1f}s")
+    t = time.monotonic()
+    work = state / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    seeder = Seeder(client, host, artifacts, work)
+    source_db = build_index_db(state / "dbs" / "source.db", host, sel.source, dirs, digests)
+    target_db = build_index_db(state / "dbs" / "target.db", host, sel.target, dirs, digests)
+    log(f"  index.dbs: {len(sel.source)} + {len(sel.target)} bundles in {time.monotonic() - t:.1f}s")
+    t = time.monotonic()
+    source_index, source_configs = seeder.publish_index(source_db, SOURCE_OCP)
+    target_index, target_configs = seeder.publish_index(target_db, TARGET_OCP)
+    shutil.rmtree(state / "git-seed", ignore_errors=True)
+    write_git_branches(state / "git-seed", {SOURCE_OCP: source_configs, TARGET_OCP: target_configs},
+                       ("seed", "seed@localhost"))
+    log(f"  index images, artifacts, git seed in {time.monotonic() - t:.1f}s")
+    shutil.rmtree(work, ignore_errors=True)
+    return ScaleSeed(SEED_VERSION, host, source_index, target_index, seeder.binary_image(), len(sel.source),
+                     len(sel.target), len(sel.missing_from_source), len(sel.sanitised), len(sel.dropped),
+                     len({r["package"] for r in sel.target}))
+
+
+def _still_there(client, host: str, recs: list[dict], known: dict[str, str]) -> dict[str, str]:  # noqa: ANN001
+    """The cached digests, trusted only if the registry still has a sample of them (storage may be new)."""
+    sample = [r for r in recs if record_key(r) in known][:: max(1, len(known) // 20)]
+    if not sample or not all(client.exists(pinned(host, r, known)) for r in sample):
+        return {}
+    return known
+
+
+class ProxiedEnv(SandboxEnv):
+    """The demo's SandboxEnv with every remote reached through a FaultProxy (registry, git + GitLab,
+    Kubernetes API), so benches can add distance and tests can inject faults. The registry proxy
+    keeps its port between runs: the cached seed's pullspecs name it."""
+
+    proxies: dict = {}
+    scale_state: Path | None = None
+
+    @property
+    def proxy(self):  # noqa: ANN201 - FaultProxy
+        return self.proxies["registry"]
+
+    @property
+    def registry_host(self) -> str:
+        return self.proxy.host
+
+    @property
+    def registry_url(self) -> str:
+        return self.proxy.url
+
+    @property
+    def git_url(self) -> str:
+        return self.stack.git_repo_url(GIT_PROJECT).replace(self.stack.git.url, self.proxies["git"].url)
+
+    @property
+    def gitlab_url(self) -> str:
+        return self.proxies["git"].url
+
+    @classmethod
+    @contextmanager
+    def up(cls, state: Path) -> Iterator["ProxiedEnv"]:  # type: ignore[override]
+        """Stack (storage under `state/stack`), proxies in front of it, clients through the proxies."""
+        from indexflow.registry.artifacts import IndexDbArtifacts
+        from indexflow.registry.client import RegistryClient
+        from sandbox.faultproxy import FaultProxy
+        from sandbox.stack import Stack
+
+        stack = Stack.up(state / "stack")
+        env = cls(state / "stack", stack)
+        env.scale_state, env.proxies = state, {}
+        try:
+            env.proxies["registry"] = _proxy_on_saved_port(FaultProxy, stack.registry.host, state / "proxy-port")
+            for name, url in (("git", stack.git.url), ("kube", stack.kube_url)):
+                env.proxies[name] = FaultProxy(url.split("://", 1)[1]).start()
+            env.registry_client = RegistryClient(insecure=(env.proxy.host, stack.registry.host))
+            env.artifacts = IndexDbArtifacts(env.registry_client, env.proxy.host, cache_dir=state / "seed-artifacts")
+            yield env
+        finally:
+            if env.registry_client is not None:
+                env.registry_client.close()
+            for proxy in env.proxies.values():
+                proxy.stop()
+            stack.down()
+
+    def seed_scale(self) -> ScaleSeed:
+        """The full community seed (cached under the state dir); `seed()` is the demo's small one."""
+        self.seeded = seed_scale(self.registry_client, self.registry_host, self.artifacts, self.stack,
+                                 self.scale_state, GIT_PROJECT)
+        return self.seeded
+
+    def seed_dbs(self) -> list[Path]:
+        """The source and target index.db the scale seed built (kept for the IIB comparison)."""
+        return [self.scale_state / "dbs" / "source.db", self.scale_state / "dbs" / "target.db"]
+
+    def settings(self, **overrides: object):  # noqa: ANN201 - MergeSettings
+        """The demo settings, plus the registry behind the proxy (Konflux pushes its builds there)."""
+        overrides.setdefault("insecure_registries", [self.registry_host, self.stack.registry.host])
+        return super().settings(**overrides)
+
+    def save_blocks(self, name: str, **overrides: object) -> str:
+        """The demo's blocks, with the Kubernetes credentials pointing at the Kubernetes proxy."""
+        import yaml
+        from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
+
+        super().save_blocks(name, **overrides)
+        config = yaml.safe_load(Path(self.stack.kubeconfig_path).read_text())
+        for cluster in config["clusters"]:
+            cluster["cluster"]["server"] = self.proxies["kube"].url
+        path = self.state_dir / "kubeconfig-proxied.yaml"
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(path)) \
+            .save(self._blocks["kubernetes"], overwrite=True)
+        return name
+
+
+def _proxy_on_saved_port(factory, upstream: str, port_file: Path):  # noqa: ANN001, ANN202
+    """A started proxy on the port of the last run when it is free (else any port, saved for next time)."""
+    saved = int(port_file.read_text()) if port_file.exists() else 0
+    try:
+        proxy = factory(upstream, port=saved).start()
+    except RuntimeError:
+        proxy = factory(upstream).start()
+    port_file.write_text(str(proxy.port))
+    return proxy
