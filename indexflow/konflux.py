@@ -8,8 +8,10 @@ Prefect layer (tasks/konflux_wait.py).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from indexflow.errors import PublishError
@@ -18,6 +20,21 @@ GROUP, VERSION, PLURAL = "tekton.dev", "v1", "pipelineruns"
 SHA_LABEL = "pipelinesascode.tekton.dev/sha"
 API_TIMEOUT = 30.0
 SUCCESS_REASONS = frozenset({"Succeeded", "Completed"})
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class KonfluxAPIError(PublishError):
+    """The cluster API failed; `transient` when asking again later may work (5xx, 429, network)."""
+
+    def __init__(self, message: str, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def _api_error(prefix: str, exc: Exception) -> KonfluxAPIError:
+    if isinstance(exc, ApiException):
+        return KonfluxAPIError(f"{prefix}: API error {exc.status}", exc.status in TRANSIENT_STATUSES)
+    return KonfluxAPIError(f"{prefix}: API error {type(exc).__name__} (connection failed or timed out)", True)
 
 
 @dataclass(frozen=True)
@@ -45,8 +62,8 @@ async def find_pipelinerun(api, namespace: str, sha: str, timeout: float = API_T
     try:
         listing = await api.list_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, label_selector=f"{SHA_LABEL}={sha}", _request_timeout=timeout)
-    except ApiException as exc:
-        raise PublishError(f"Failed to fetch pipelineruns for commit {sha}: API error {exc.status}") from None
+    except (ApiException, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise _api_error(f"Failed to fetch pipelineruns for commit {sha}", exc) from None
     items = listing.get("items") or []
     return max(items, key=_creation_key) if items else None
 
@@ -56,8 +73,8 @@ async def get_pipelinerun(api, namespace: str, name: str, timeout: float = API_T
     try:
         return await api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
                                                       _request_timeout=timeout)
-    except ApiException as exc:
-        raise PublishError(f"Failed to monitor pipelinerun {name}: API error {exc.status}") from None
+    except (ApiException, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise _api_error(f"Failed to monitor pipelinerun {name}", exc) from None
 
 
 def outcome(pr: dict) -> Outcome:

@@ -50,18 +50,32 @@ class _Watch:
                             f"{_seconds(timeout)} seconds")
 
 
-async def _poll(api, namespace: str, watch: _Watch, interval: float, deadline: float) -> str:  # noqa: ANN001
-    while True:
-        call_timeout = max(0.1, min(konflux.API_TIMEOUT, deadline - time.monotonic()))
-        if watch.name is None:
-            pr = await konflux.find_pipelinerun(api, namespace, watch.sha, call_timeout)
-            if pr is None:
-                watch.saw("", f"No pipelineruns found for commit {watch.sha}")
-                await asyncio.sleep(interval)
-                continue
+async def _read(api, namespace: str, watch: _Watch, call_timeout: float) -> dict | None:  # noqa: ANN001
+    """The run of the commit (found by label first, then by name); None while there is none."""
+    if watch.name is None:
+        pr = await konflux.find_pipelinerun(api, namespace, watch.sha, call_timeout)
+        if pr is not None:
             watch.name = konflux.run_name(pr)
-        else:
-            pr = await konflux.get_pipelinerun(api, namespace, watch.name, call_timeout)
+        return pr
+    return await konflux.get_pipelinerun(api, namespace, watch.name, call_timeout)
+
+
+async def _poll(api, namespace: str, watch: _Watch, interval: float, deadline: float,  # noqa: ANN001
+                api_timeout: float) -> str:
+    while True:
+        call_timeout = max(0.1, min(api_timeout, deadline - time.monotonic()))
+        try:
+            pr = await _read(api, namespace, watch, call_timeout)
+        except konflux.KonfluxAPIError as exc:
+            if not exc.transient:
+                raise
+            watch.log(f"{exc}; asking again")  # a flaky cluster API is not a failed build
+            await asyncio.sleep(interval)
+            continue
+        if pr is None:
+            watch.saw("", f"No pipelineruns found for commit {watch.sha}")
+            await asyncio.sleep(interval)
+            continue
         result = konflux.outcome(pr)
         watch.saw(result.reason, result.message)
         if result.done:
@@ -74,15 +88,18 @@ async def _poll(api, namespace: str, watch: _Watch, interval: float, deadline: f
 
 
 async def wait_for_image(credentials, namespace: str, sha: str, interval: float, timeout: float,  # noqa: ANN001
-                         log: Callable[[str], None]) -> str:
-    """IMAGE_URL of the PipelineRun of `sha`; raises PublishError on failure or after `timeout`."""
+                         log: Callable[[str], None], api_timeout: float = konflux.API_TIMEOUT) -> str:
+    """IMAGE_URL of the PipelineRun of `sha`; raises PublishError on failure or after `timeout`.
+
+    Transient API failures (5xx, 429, timeouts of one call, dropped connections) are logged and
+    retried until `timeout`; anything else ends the wait at once."""
     if credentials is None or not namespace:
         raise PublishError(MISSING_CONFIG)
     watch = _Watch(sha, log)
     deadline = time.monotonic() + timeout
     async with credentials.get_client("custom_objects") as api:
         try:
-            return await asyncio.wait_for(_poll(api, namespace, watch, interval, deadline), timeout)
+            return await asyncio.wait_for(_poll(api, namespace, watch, interval, deadline, api_timeout), timeout)
         except asyncio.TimeoutError:
             raise watch.timeout_error(timeout) from None
 

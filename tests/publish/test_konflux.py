@@ -220,6 +220,31 @@ def test_sensor_never_blocks_past_its_timeout_on_a_hung_api(stack) -> None:  # n
         assert fault.injected >= 1
 
 
+@pytest.mark.parametrize("fault", [{"action": "status", "status": 503, "times": 2},
+                                   {"action": "status", "status": 429, "times": 1},
+                                   {"action": "drop", "times": 2},
+                                   {"action": "hang", "times": 1}])
+def test_sensor_rides_out_a_flaky_cluster_api(stack, kube_creds, fault) -> None:  # noqa: ANN001
+    from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
+
+    from sandbox.faultproxy import FaultProxy
+
+    sha = secrets.token_hex(20)
+    create_run(kube_creds, stack.konflux_namespace, sha,
+               {**cond("True", "Succeeded"), "results": [{"name": "IMAGE_URL", "value": "reg/x:on-pr"}]})
+    with FaultProxy(stack.kube_url.removeprefix("http://")) as proxy:
+        config = KubernetesClusterConfig.from_file(stack.kubeconfig_path)
+        config.config["clusters"][0]["cluster"]["server"] = proxy.url
+        armed = proxy.add_fault(path="pipelineruns", **fault)
+        logs: list[str] = []
+        url = asyncio.run(wait_for_image(KubernetesCredentials(cluster_config=config), stack.konflux_namespace,
+                                         sha, 0.05, 10, logs.append, api_timeout=0.5))
+    assert url == "reg/x:on-pr"
+    assert armed.injected == fault["times"]
+    # aiohttp itself re-sends a GET once when a kept-alive connection drops
+    assert 1 <= sum("asking again" in line for line in logs) <= fault["times"]
+
+
 def test_sensor_without_credentials_says_what_to_configure(stack) -> None:  # noqa: ANN001
     with pytest.raises(PublishError) as err:
         wait(stack, None, "abc", timeout=1)
