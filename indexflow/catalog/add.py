@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from indexflow.catalog.bundle import Bundle, load_bundle_dir
+from indexflow.catalog.bundle import Bundle, load_bundle_dir, load_bundle_files
 from indexflow.catalog.db import create_db, require_current, write_transaction
 from indexflow.catalog.graph import DbState, Entry, aggregate, write_entries
+from indexflow.catalog.image import image_files
 from indexflow.catalog.semver_go import SemverError, Version, compare_with_build
 from indexflow.catalog.validate import reference_error
 from indexflow.errors import CatalogError
@@ -30,11 +30,11 @@ class SanityError(CatalogError):
     exit_code = 2
 
 
-def fetch_bundles(refs: list[str], fetch: Callable[[str], Path], concurrency: int = 16) -> list[Bundle]:
-    """Unpack and parse every ref concurrently; results keep the order of `refs`."""
+def _load_all(refs: list[str], load: Callable[[str], Bundle], concurrency: int) -> list[Bundle]:
+    """`load` every ref on a thread pool; results keep the order of `refs`."""
     def one(ref: str) -> Bundle:
         try:
-            return load_bundle_dir(fetch(ref), ref)
+            return load(ref)
         except CatalogError as exc:
             raise CatalogError(f"error loading bundle {ref}: {exc}") from exc
 
@@ -42,25 +42,40 @@ def fetch_bundles(refs: list[str], fetch: Callable[[str], Path], concurrency: in
         return list(pool.map(one, refs))
 
 
-def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, Path] | None = None,
-                    mode: str = "replaces", concurrency: int = 16, enable_alpha: bool = False) -> None:
-    """What `indexflow db add` runs: refs in `local_dirs` load from disk, others are pulled.
+def fetch_bundles(refs: list[str], fetch: Callable[[str], Path], concurrency: int = 16) -> list[Bundle]:
+    """Unpack (`fetch`: ref -> bundle dir) and parse every ref concurrently, in the order of `refs`."""
+    return _load_all(refs, lambda ref: load_bundle_dir(fetch(ref), ref), concurrency)
 
-    Each worker pulls and then parses its bundle, so parsing overlaps the other pulls.
+
+def fetch_bundle_images(client: Any, refs: list[str], concurrency: int = 16) -> list[Bundle]:
+    """Read every bundle image through the registry client, in memory, and parse it, concurrently.
+
+    The fast way to load many bundles: no layer files, no unpacked trees (see catalog/image.py).
+    Registry failures propagate as the client's RegistryError (retryable); bad bundles as CatalogError.
+    """
+    return _load_all(refs, lambda ref: load_bundle_files(image_files(client, ref), ref), concurrency)
+
+
+def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, Path] | None = None,
+                    mode: str = "replaces", concurrency: int = 16, enable_alpha: bool = False,
+                    client: Any = None) -> None:
+    """What `indexflow db add` runs: refs in `local_dirs` load from disk, the others from their images.
+
+    `client` is a RegistryClient to reuse; without one, a client is made for the pulled refs.
     """
     local_dirs = local_dirs or {}
     pulled = [r for r in refs if r not in local_dirs]
-    with tempfile.TemporaryDirectory(prefix="indexflow-bundles-") as tmp, ExitStack() as stack:
-        client = stack.enter_context(_registry_client(pulled)) if pulled else None
-        slots = {ref: Path(tmp) / f"bundle_{i}" for i, ref in enumerate(pulled)}
+    with ExitStack() as stack:
+        if pulled and client is None:
+            client = stack.enter_context(_registry_client(pulled))
 
-        def fetch(ref: str) -> Path:
+        def load(ref: str) -> Bundle:
             if ref in local_dirs:
-                return local_dirs[ref]
-            return Path(client.pull_bundle(ref, slots[ref]))
+                return load_bundle_dir(local_dirs[ref], ref)
+            return load_bundle_files(image_files(client, ref), ref)
 
-        bundles = fetch_bundles(refs, fetch, concurrency)
-        add_bundles(db_path, bundles, mode, enable_alpha=enable_alpha)
+        bundles = _load_all(refs, load, concurrency)
+    add_bundles(db_path, bundles, mode, enable_alpha=enable_alpha)
 
 
 def _registry_client(refs: list[str]):  # -> RegistryClient (imported lazily: another layer)

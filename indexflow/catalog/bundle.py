@@ -56,30 +56,41 @@ class Bundle:
     required: list[GVK] = field(default_factory=list)
 
 
-def _decode(path: Path) -> Any:
-    """First YAML/JSON document of a file, or None when it does not decode (opm skips it)."""
+BundleFiles = dict[str, bytes]  # "manifests/<file>" / "metadata/<file>" -> content (direct children only)
+
+
+def _text(data: bytes) -> str | None:
+    """UTF-8 text with universal newlines (as Path.read_text gives), None when not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError:
+        return None
+
+
+def _decode(text: str | None) -> Any:
+    """First YAML/JSON document of a file, or None when it does not decode (opm skips it)."""
+    if text is None:
+        return None
+    try:
         if text.lstrip().startswith("{"):
             return json.loads(text)
         for doc in yaml.load_all(text, Loader=_Loader):
             return doc
-    except (yaml.YAMLError, ValueError, UnicodeDecodeError):
+    except (yaml.YAMLError, ValueError):
         return None
     return None
 
 
-def _decode_manifest(path: Path) -> tuple[Any, bool]:
+def _decode_manifest(text: str | None) -> tuple[Any, bool]:
     """(first document with Go's numbers, plain) — the fast reader, PyYAML when it declines."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        if not text.lstrip().startswith("{"):
+    if text is not None and not text.lstrip().startswith("{"):
+        try:
             doc, plain = load_first(text)
-            if doc is not FALLBACK:
-                return doc, plain
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return None, True
-    doc = _normalise_numbers(_decode(path))
+        except yaml.YAMLError:
+            return None, True
+        if doc is not FALLBACK:
+            return doc, plain
+    doc = _normalise_numbers(_decode(text))
     return doc, is_plain(doc)
 
 
@@ -94,27 +105,28 @@ def _normalise_numbers(obj: Any) -> Any:
     return obj
 
 
-def _read_manifests(bundle_dir: Path) -> list[tuple[dict, bool]]:
-    """(object, plain) of every manifest that decodes to a map, in file name order."""
-    mdir = bundle_dir / "manifests"
-    files = sorted(p for p in mdir.iterdir() if not p.name.startswith(".") and not p.is_dir()) \
-        if mdir.is_dir() else []
-    objs = [(o, plain) for o, plain in map(_decode_manifest, files) if isinstance(o, dict)]
+def _in(files: BundleFiles, folder: str) -> list[tuple[str, bytes]]:
+    """(file name, content) of `folder`'s files, sorted by name."""
+    prefix = folder + "/"
+    return sorted((k[len(prefix):], v) for k, v in files.items() if k.startswith(prefix))
+
+
+def _read_manifests(files: BundleFiles) -> list[tuple[dict, bool]]:
+    """(object, plain) of every manifest that decodes to a map, in file name order (dotfiles skipped)."""
+    decoded = (_decode_manifest(_text(data)) for name, data in _in(files, "manifests") if not name.startswith("."))
+    objs = [(o, plain) for o, plain in decoded if isinstance(o, dict)]
     if not objs:
         raise CatalogError("no bundle objects found")
     return objs
 
 
-def _read_metadata(bundle_dir: Path) -> tuple[dict, list, list]:
+def _read_metadata(files: BundleFiles) -> tuple[dict, list, list]:
     """(annotations, dependencies, properties) — the first metadata file matching each role wins."""
     annotations: dict | None = None
     deps: list | None = None
     props: list | None = None
-    mdir = bundle_dir / "metadata"
-    for path in sorted(mdir.iterdir()) if mdir.is_dir() else []:
-        if path.is_dir():
-            continue
-        doc = _decode(path)
+    for _, data in _in(files, "metadata"):
+        doc = _decode(_text(data))
         if not isinstance(doc, dict):
             continue
         ann = doc.get("annotations")
@@ -128,6 +140,23 @@ def _read_metadata(bundle_dir: Path) -> tuple[dict, list, list]:
     if annotations is None:
         raise CatalogError("Could not find annotations file")
     return annotations, deps or [], props or []
+
+
+def dir_files(bundle_dir: Path) -> BundleFiles:
+    """The files of an unpacked bundle that opm reads: direct children of manifests/ and metadata/."""
+    if not bundle_dir.is_dir():
+        raise CatalogError(f"bundle directory {bundle_dir} does not exist")
+    files: BundleFiles = {}
+    for folder in ("manifests", "metadata"):
+        sub = bundle_dir / folder
+        for path in sub.iterdir() if sub.is_dir() else []:
+            if path.is_dir():
+                continue
+            try:
+                files[f"{folder}/{path.name}"] = path.read_bytes()
+            except OSError as exc:
+                raise CatalogError(f"cannot read {path}: {exc.strerror}") from None
+    return files
 
 
 def _crd_apis(obj: dict) -> list[GVK]:
@@ -212,10 +241,12 @@ def _dependencies(deps_file: list, required: list[GVK]) -> list[tuple[str, str]]
 
 def load_bundle_dir(path: Path | str, bundle_path_ref: str) -> Bundle:
     """Read an unpacked bundle directory; `bundle_path_ref` is the image ref stored as bundlepath."""
-    bundle_dir = Path(path)
-    if not bundle_dir.is_dir():
-        raise CatalogError(f"bundle directory {bundle_dir} does not exist")
-    decoded = _read_manifests(bundle_dir)
+    return load_bundle_files(dir_files(Path(path)), bundle_path_ref)
+
+
+def load_bundle_files(files: BundleFiles, bundle_path_ref: str) -> Bundle:
+    """A bundle from its manifests/ and metadata/ files (from a directory or straight from an image)."""
+    decoded = _read_manifests(files)
     objs = [o for o, _ in decoded]
     csv_at = next((i for i, o in enumerate(objs) if o.get("kind") == "ClusterServiceVersion"), None)
     if csv_at is None:
@@ -225,7 +256,7 @@ def load_bundle_dir(path: Path | str, bundle_path_ref: str) -> Bundle:
         texts = [go_json(o, plain=plain) + "\n" for o, plain in decoded]
     except ValueError as exc:  # .inf / .nan: Go's JSON encoder refuses them too
         raise CatalogError(f"bundle manifests cannot be stored as JSON: {exc}") from exc
-    annotations, deps_file, props_file = _read_metadata(bundle_dir)
+    annotations, deps_file, props_file = _read_metadata(files)
     meta = csv.get("metadata") or {}
     name = str(meta.get("name") or "")
     if not name:

@@ -39,7 +39,7 @@ TRICKY = {
 
 def _reference(path: Path):
     """The reader this replaces: PyYAML's first document, then Go's number normalisation."""
-    return bundle._normalise_numbers(bundle._decode(path))
+    return bundle._normalise_numbers(bundle._decode(path.read_text(encoding="utf-8")))
 
 
 @pytest.mark.parametrize("name", sorted(TRICKY))
@@ -47,7 +47,7 @@ def test_fast_reader_matches_pyyaml(name: str, tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(TRICKY[name], encoding="utf-8")
     want = _reference(path)
-    got, plain = bundle._decode_manifest(path)
+    got, plain = bundle._decode_manifest(path.read_text(encoding="utf-8"))
     assert repr(got) == repr(want)
     if isinstance(want, dict):
         assert go_json(got, plain=plain) == go_json(want)
@@ -66,7 +66,7 @@ def test_fast_reader_matches_on_every_fixture_manifest() -> None:
     assert len(files) > 20
     for path in files:
         want = _reference(path)
-        got, plain = bundle._decode_manifest(path)
+        got, plain = bundle._decode_manifest(path.read_text(encoding="utf-8"))
         assert repr(got) == repr(want), path
         if isinstance(want, dict):
             assert go_json(got, plain=plain) == go_json(want), path
