@@ -108,3 +108,17 @@ def test_token_name_value_form_is_accepted(stack, catalog_repo, tmp_path) -> Non
     assert isinstance(repo, git.Repo)
     assert gitops.credentials(f"iib-bot:{stack.git_token}") == ("iib-bot", stack.git_token)
     assert gitops.credentials("bare") == ("oauth2", "bare")
+
+
+def test_large_push_goes_through_chunked_transfer(stack, catalog_repo, tmp_path) -> None:  # noqa: ANN001
+    """Over git's 1 MiB post buffer the client streams the pack chunked; the server must de-chunk."""
+    import os
+
+    repo = gitops.clone_branch(catalog_repo.url, "v4.17", tmp_path / "clone", stack.git_token)
+    (tmp_path / "clone" / "configs" / "big.bin").write_bytes(os.urandom(3 << 20))
+    sha = gitops.commit_all(repo, "big", "a", "a@b")
+    gitops.push_branch(repo, "big", catalog_repo.url, stack.git_token)
+    assert gitops.remote_branch_sha(catalog_repo.url, "big", stack.git_token) == sha
+    again = gitops.clone_branch(catalog_repo.url, "big", tmp_path / "again", stack.git_token)
+    assert again.head.commit.hexsha == sha
+    assert (tmp_path / "again" / "configs" / "big.bin").stat().st_size == 3 << 20
