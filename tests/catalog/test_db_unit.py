@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import io
-import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -20,8 +18,9 @@ from indexflow.catalog.deprecate import deprecate_truncate
 from indexflow.catalog.gojson import compact_raw, go_json
 from indexflow.cli import main
 from indexflow.errors import CatalogError
+from tests.catalog.fixtures import FIX, golden as _golden
+from tests.catalog.fixtures import dump as _dump
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
 ETCD = ["0.6.1", "0.9.0", "0.9.2", "0.9.2-clusterwide", "0.9.4", "0.9.4-clusterwide"]
 
 
@@ -31,21 +30,6 @@ def _ref(pkg: str, version: str) -> str:
 
 def _dirs(pkg: str, versions: list[str]) -> dict[str, Path]:
     return {_ref(pkg, v): FIX / "bundles" / pkg / v for v in versions}
-
-
-def _dump(db: Path) -> dict:
-    spec = importlib.util.spec_from_file_location("normalize_db", FIX / "normalize_db.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    data = module.dump(str(db))
-    data["api"] = sorted({(a["group"], a["version"], a["kind"]) for a in data["api"]})
-    return data
-
-
-def _golden(case: str) -> dict:
-    data = json.loads((FIX / "expected" / f"{case}.json").read_text())
-    data["api"] = sorted({(a["group"], a["version"], a["kind"]) for a in data["api"]})
-    return data
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ Everything runs through the CLI, as a user would.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import shutil
 import sqlite3
@@ -21,8 +20,8 @@ import pytest
 
 from indexflow.catalog.db import create_db, list_bundles
 from indexflow.cli import main
+from tests.catalog.fixtures import FIX, dump
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
 ETCD_CSV = "manifests/etcdoperator.v0.9.0.clusterserviceversion.yaml"
 DOTVIRT = ["0.0.27", "0.0.28", "0.0.29", "0.0.32"]
 
@@ -35,10 +34,7 @@ def _cli(*argv: str) -> tuple[int, str]:
 
 
 def _dump(db: Path) -> dict:
-    spec = importlib.util.spec_from_file_location("normalize_db", FIX / "normalize_db.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dump(str(db))
+    return dump(db)
 
 
 def _one_error_line(stderr: str) -> str:

@@ -8,9 +8,7 @@ Layer handling (several layers, whiteouts, links, hostile names) is checked on h
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-import json
 import tarfile
 from pathlib import Path
 
@@ -24,25 +22,15 @@ from indexflow.cli import main
 from indexflow.errors import CatalogError
 from indexflow.registry.refs import ImageRef
 from sandbox.images import build_image, bundle_layer, push_bundle_image
+from tests.catalog.fixtures import FIX, dump
+from tests.catalog.fixtures import golden as _golden
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
 ETCD = ["0.6.1", "0.9.0", "0.9.2", "0.9.2-clusterwide", "0.9.4", "0.9.4-clusterwide"]
 CANONICAL = "quay.io/conformance/"
 
 
 def _dump(db: Path, host: str) -> dict:
-    spec = importlib.util.spec_from_file_location("normalize_db", FIX / "normalize_db.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    data = module.dump(str(db), [(f"{host}/conformance/", CANONICAL)])
-    data["api"] = sorted({(a["group"], a["version"], a["kind"]) for a in data["api"]})
-    return data
-
-
-def _golden(case: str) -> dict:
-    data = json.loads((FIX / "expected" / f"{case}.json").read_text())
-    data["api"] = sorted({(a["group"], a["version"], a["kind"]) for a in data["api"]})
-    return data
+    return dump(db, [(f"{host}/conformance/", CANONICAL)])
 
 
 @pytest.fixture(scope="module")
