@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import os
 import re
 import subprocess
 import threading
@@ -192,8 +193,14 @@ class GitServer(Served):
         return self.root / f"{project}.git"
 
     def projects(self) -> list[str]:
-        return sorted(str(p.relative_to(self.root))[: -len(".git")] for p in self.root.rglob("*.git")
-                      if (p / "HEAD").is_file())
+        """Every `group/.../name` with a bare repo (the walk never descends into a repository)."""
+        found = []
+        for top, dirs, _ in os.walk(self.root):
+            for name in [d for d in dirs if d.endswith(".git")]:
+                dirs.remove(name)
+                if (Path(top) / name / "HEAD").is_file():
+                    found.append(str((Path(top) / name).relative_to(self.root))[: -len(".git")])
+        return sorted(found)
 
     def create_repo(self, project: str) -> Path:
         """An empty bare repository for `project` (kept if it exists)."""
