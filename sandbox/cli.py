@@ -96,8 +96,10 @@ def start_background(state_dir: Path) -> dict:
         time.sleep(0.1)
     else:
         proc.terminate()
-    tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-    raise IndexflowError(f"the sandbox did not start in {state_dir}: {' '.join(tail) or 'no output'}")
+    lines = log_path.read_text(errors="replace").strip().splitlines()
+    said = [ln.removeprefix("Error: ") for ln in lines if ln.startswith("Error: ")]
+    reason = said[-1] if said else " ".join(lines[-3:]) or "no output"
+    raise IndexflowError(f"the sandbox did not start in {state_dir}: {reason}")
 
 
 def stop_background(state_dir: Path) -> bool:

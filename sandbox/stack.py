@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexflow.errors import IndexflowError
 from sandbox.gitlab import GitLabAPI
 from sandbox.gitserver import GitServer
 from sandbox.konflux import Builder, KubeAPI
@@ -112,7 +113,11 @@ class Stack:
 
 def serve(state_dir: Path) -> int:
     """Run the stack until SIGTERM/SIGINT (the body of `indexflow sandbox up`'s background process)."""
-    stack = Stack.up(state_dir)
+    try:
+        stack = Stack.up(state_dir)
+    except IndexflowError as exc:  # e.g. docker-registry missing: one line for `sandbox up` to show
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        return 1
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -98,3 +98,13 @@ def test_down_stops_every_part(tmp_path) -> None:  # noqa: ANN001
             httpx.get(url, timeout=2)
     assert not (tmp_path / "stack.json").exists()
     assert "no sandbox running" in indexflow("sandbox", "status", "--state-dir", str(tmp_path), cwd=tmp_path).stdout
+
+
+def test_up_without_docker_registry_is_one_sentence(tmp_path) -> None:  # noqa: ANN001
+    env = {**os.environ, "PATH": str(tmp_path)}  # nothing installed on this PATH
+    up = subprocess.run([sys.executable, "-m", "indexflow.cli", "sandbox", "up", "--state-dir", str(tmp_path)],
+                        capture_output=True, text=True, timeout=120, env=env)
+    assert up.returncode == 1
+    assert up.stderr.startswith(f"Error: the sandbox did not start in {tmp_path}: the docker-registry binary "
+                                "is not installed"), up.stderr
+    assert "Traceback" not in up.stderr and not (tmp_path / "stack.json").exists()
