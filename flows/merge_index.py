@@ -191,17 +191,27 @@ def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Buil
         if req.overwrite_target_index:
             git_mr.merge_merge_request(mrs, mr.iid)
             mr_state = "merged"
-        else:
-            git_mr.close_merge_request(mrs, mr.iid)
-            git_mr.delete_branch(built.git_url, branch, s.git_token)
-            mr_state = "closed"
     except BaseException as exc:
         undone, failed = rollback(undo)
         if not isinstance(exc, Exception):
             raise
         raise PublishError(failure_message(story.current, exc, undone, failed)) from exc
+    if not req.overwrite_target_index:
+        mr_state = close_unmerged(mrs, mr.iid, built.git_url, branch, s.git_token)
     return {"output_pullspecs": pullspecs, "mr_url": mr.web_url, "mr_state": mr_state, "commit": sha,
             "image_url": image_url, "index_db": refs}
+
+
+def close_unmerged(mrs: Any, iid: int, git_url: str, branch: str, token: str) -> str:
+    """Without overwrite the MR only carried the build: close it and drop its branch. Everything is
+    published by now, so (like IIB) a failure here is a warning, not a reason to undo the merge."""
+    try:
+        git_mr.close_merge_request(mrs, iid)
+        git_mr.delete_branch(git_url, branch, token)
+    except IndexflowError as exc:
+        get_run_logger().warning("could not close merge request !%s or delete %s: %s", iid, branch, exc)
+        return f"left open: {exc}"
+    return "closed"
 
 
 def write_tag(undo: Compensations, client: Any, pullspec: str, write: Any) -> None:

@@ -108,12 +108,14 @@ class SandboxEnv:
         values.update(overrides)
         return MergeSettings(**values)
 
-    def save_blocks(self, name: str, **overrides: Any) -> str:
-        """Credential blocks + a MergeSettings block called `name` (overwritten if present)."""
+    def save_blocks(self, name: str, gitlab_url: str | None = None, **overrides: Any) -> str:
+        """Credential blocks + a MergeSettings block called `name` (overwritten if present).
+
+        `gitlab_url` and `overrides` let tests route the merge through fault proxies."""
         from prefect_gitlab import GitLabCredentials
         from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
 
-        GitLabCredentials(url=self.gitlab_url, token=self.git_token).save(f"{name}-gitlab", overwrite=True)
+        GitLabCredentials(url=gitlab_url or self.gitlab_url, token=self.git_token).save(f"{name}-gitlab", overwrite=True)
         KubernetesCredentials(cluster_config=KubernetesClusterConfig.from_file(self.stack.kubeconfig_path)) \
             .save(f"{name}-kubernetes", overwrite=True)
         self._blocks = {"gitlab": f"{name}-gitlab", "kubernetes": f"{name}-kubernetes"}

@@ -14,13 +14,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
 from indexflow.errors import RegistryError
+from tasks.retry import transient_only
 
 
 def _by_digest(context: TaskRunContext, parameters: dict) -> str:
     return f"indexflow-index-db-{parameters['digest']}"
 
 
-@task(name="pull index.db", cache_key_fn=_by_digest, persist_result=True, retries=2, retry_delay_seconds=5)
+@task(name="pull index.db", cache_key_fn=_by_digest, persist_result=True, retries=2,
+      retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
 def pull_index_db(artifacts, ref: str, digest: str) -> str:  # noqa: ANN001 - IndexDbArtifacts
     """Download the artifact once per digest; the path is the (persisted) result."""
     pulled = artifacts.pull(ref)
@@ -40,6 +42,7 @@ def cached_index_db(artifacts, ref: str) -> Path:  # noqa: ANN001
     return path
 
 
-@task(name="push index.db", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="push index.db", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=transient_only)
 def push_index_db(artifacts, ref: str, db_path: Path, annotations: dict[str, str]) -> str:  # noqa: ANN001
     return artifacts.push(ref, db_path, annotations)

@@ -19,18 +19,7 @@ from indexflow.catalog.db import BundleRecord, list_bundles
 from indexflow.catalog.deprecate import deprecate_truncate
 from indexflow.catalog.migrate import migrate
 from indexflow.catalog.validate import validate_fbc
-from indexflow.errors import RegistryError
-
-
-def _registry_hiccup(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
-    """Retry only registry failures; the engine's graph errors would fail the same way again."""
-    try:
-        state.result()
-    except RegistryError:
-        return True
-    except Exception:
-        return False
-    return False
+from tasks.retry import transient_only
 
 
 @task(name="read bundles", cache_policy=NO_CACHE)
@@ -48,7 +37,7 @@ def working_copy(db_path: Path, dest: Path) -> Path:
 
 
 @task(name="add missing bundles", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=_registry_hiccup)
+      retry_condition_fn=transient_only)
 def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scratch: Path,  # noqa: ANN001
                         concurrency: int) -> int:
     """Pull and parse the missing bundles concurrently, then add them in one transaction."""

@@ -13,9 +13,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from indexflow.errors import PublishError
+from tasks.retry import transient_only
 
 
-@task(name="clone Git configs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="clone Git configs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=transient_only)
 def clone_configs(url: str, branch: str, dest: Path, token: str) -> Path:
     """Shallow clone of the OCP branch; the repo must hold `configs/` (IIB's layout)."""
     from indexflow import gitops
@@ -41,7 +43,8 @@ def commit_and_push(repo_dir: Path, branch: str, url: str, token: str, message: 
     return sha
 
 
-@task(name="open merge request", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="open merge request", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=transient_only)
 def open_merge_request(mrs, source_branch: str, target_branch: str, request_id: str):  # noqa: ANN001, ANN201
     return mrs.open(source_branch, target_branch, request_id)
 
@@ -51,7 +54,8 @@ def merge_merge_request(mrs, iid: int) -> str:  # noqa: ANN001 - gitlab_mr.Merge
     return mrs.merge(iid)
 
 
-@task(name="close merge request", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="close merge request", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=transient_only)
 def close_merge_request(mrs, iid: int) -> None:  # noqa: ANN001
     mrs.close(iid)
 
@@ -85,7 +89,8 @@ def undo_mr_open(mrs, branch: str) -> Callable[[], bool]:  # noqa: ANN001 - gitl
     return undo
 
 
-@task(name="delete feature branch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="delete feature branch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=transient_only)
 def delete_branch(url: str, branch: str, token: str) -> None:
     """A closed MR's branch is of no further use (IIB leaves it behind; we tidy up)."""
     from indexflow import gitops

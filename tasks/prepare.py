@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from indexflow.merge import plan
 from indexflow.merge.params import MergeRequest
+from tasks.retry import transient_only
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def _index_info(client, pullspec: str) -> plan.IndexInfo:  # noqa: ANN001 - Regi
     return plan.IndexInfo.from_labels(pullspec, str(resolved), client.labels(resolved), client.arches(resolved))
 
 
-@task(name="resolve index images", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="resolve index images", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=transient_only)
 def resolve_indexes(client, target_client, req: MergeRequest, binary_image_config: dict,  # noqa: ANN001
                     less_arches_allowed: list[str]) -> Prepared:
     """Digests, delivery labels and arches of source and target; then binary image and arches."""

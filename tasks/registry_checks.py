@@ -15,9 +15,11 @@ from prefect.futures import as_completed
 from indexflow.catalog.db import BundleRecord
 from indexflow.merge.diff import chunks, unique
 from indexflow.merge.ocp import OCP_LABEL
+from tasks.retry import transient_only
 
 
-@task(name="validate pullspecs chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(name="validate pullspecs chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=transient_only)
 def validate_chunk(client, pullspecs: list[str], concurrency: int) -> dict[str, str]:  # noqa: ANN001
     """pullspec -> reason for the ones that do not exist (empty when all do)."""
     from indexflow.registry.validation import validate_pullspecs
@@ -25,14 +27,16 @@ def validate_chunk(client, pullspecs: list[str], concurrency: int) -> dict[str, 
     return validate_pullspecs(client, pullspecs, concurrency=concurrency)
 
 
-@task(name="read bundle labels chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(name="read bundle labels chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=transient_only)
 def labels_chunk(client, pullspecs: list[str], concurrency: int) -> dict[str, dict]:  # noqa: ANN001
     from indexflow.registry.validation import read_bundle_labels
 
     return read_bundle_labels(client, pullspecs, concurrency=concurrency)
 
 
-@task(name="resolve deprecation list", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="resolve deprecation list", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=transient_only)
 def resolve_deprecations(client, pullspecs: list[str]) -> list[str]:  # noqa: ANN001
     """Each entry as `repository@digest` (a manifest list counts by its first manifest, like IIB)."""
     from indexflow.registry.refs import ImageRef

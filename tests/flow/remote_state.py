@@ -1,14 +1,16 @@
 """A snapshot of everything remote a merge can touch, to prove a failed run left no trace.
 
-Read straight from the services' own HTTP APIs (not through our clients), so a bug in our
-registry or GitLab layer cannot hide itself: registry tags -> digests of every repository, Git
-refs, merge request states.
+Read straight from the services (registry HTTP API, the bare Git repository, GitLab's REST API),
+not through our clients, so a bug in our registry or GitLab layer cannot hide itself. The Konflux
+build output (`konflux/*` repositories) is left out: the build system writes it, not the merge,
+and IIB does not own it either.
 """
 
 from __future__ import annotations
 
-import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
 
@@ -16,32 +18,29 @@ ACCEPT = ", ".join([
     "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json"])
+NOT_OURS = ("konflux/",)
 
 
 def registry_tags(base_url: str) -> dict[str, str]:
-    """`repo:tag -> digest` for every tag of every repository of a registry."""
-    out: dict[str, str] = {}
-    with httpx.Client(base_url=base_url, timeout=10) as http:
-        repos = http.get("/v2/_catalog", params={"n": 10000}).json().get("repositories") or []
-        for repo in repos:
-            tags = http.get(f"/v2/{repo}/tags/list").json().get("tags") or []
-            for tag in tags:
+    """`repo:tag -> digest` for every tag of every repository of a registry (Konflux's excepted)."""
+    with httpx.Client(base_url=base_url, timeout=10, limits=httpx.Limits(max_connections=16)) as http:
+        repos = http.get("/v2/_catalog", params={"n": 100000}).json().get("repositories") or []
+        repos = [r for r in repos if not r.startswith(NOT_OURS)]
+
+        def tags_of(repo: str) -> dict[str, str]:
+            out = {}
+            for tag in http.get(f"/v2/{repo}/tags/list").json().get("tags") or []:
                 r = http.head(f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
                 if r.status_code == 200:
                     out[f"{repo}:{tag}"] = r.headers["Docker-Content-Digest"]
-    return out
+            return out
 
-
-def git_refs(url: str) -> dict[str, str]:
-    """`ref -> sha` as `git ls-remote` sees them."""
-    text = subprocess.run(["git", "ls-remote", url], check=True, capture_output=True, text=True, timeout=30).stdout
-    return {ref: sha for sha, ref in (line.split("\t") for line in text.splitlines() if line)}
+        with ThreadPoolExecutor(8) as pool:
+            return {k: v for part in pool.map(tags_of, repos) for k, v in part.items()}
 
 
 def merge_requests(api_url: str, project: str, token: str) -> dict[int, str]:
     """`iid -> state` of every MR of a project (GitLab REST v4)."""
-    from urllib.parse import quote
-
     r = httpx.get(f"{api_url}/projects/{quote(project, safe='')}/merge_requests",
                   params={"state": "all", "per_page": 100}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     r.raise_for_status()
@@ -57,3 +56,17 @@ class RemoteState:
     def open_or_merged(self) -> dict[int, str]:
         """MRs that matter: a closed MR is how an opened one is undone."""
         return {k: v for k, v in self.mrs.items() if v in ("opened", "merged")}
+
+    def assert_same(self, before: "RemoteState") -> None:
+        """Registry tags, branches and live MRs exactly as in `before` (diffs named on failure)."""
+        changed = {k: (before.tags.get(k), self.tags.get(k)) for k in before.tags.keys() | self.tags.keys()
+                   if before.tags.get(k) != self.tags.get(k)}
+        assert not changed, f"registry tags changed: {changed}"
+        assert self.refs == before.refs, f"git branches changed: {before.refs} -> {self.refs}"
+        assert self.open_or_merged() == before.open_or_merged(), f"MRs changed: {before.mrs} -> {self.mrs}"
+
+
+def snapshot(registry_url: str, git_server, project: str, gitlab_api: str, token: str) -> RemoteState:  # noqa: ANN001
+    """Everything at once: registry tags, the project's branches (from the bare repo), its MRs."""
+    return RemoteState(registry_tags(registry_url), git_server.refs(project),
+                       merge_requests(gitlab_api, project, token))

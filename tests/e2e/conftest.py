@@ -1,0 +1,88 @@
+"""One sandbox stack, one seed and one Prefect API for the whole end-to-end session.
+
+The merge reaches the registry and the git/GitLab server through fault proxies (transparent until
+a test arms a fault), so failures are injected where they happen in real life: a registry that
+refuses a write, a GitLab that refuses an MR, a Konflux build that fails. Our code has no hooks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.flow.conftest import prefect_harness  # noqa: F401 - the session's Prefect API
+from tests.flow.remote_state import RemoteState, snapshot
+
+BLOCK = "e2e"
+
+
+@dataclass
+class E2E:
+    """The seeded sandbox as the merge sees it (through the proxies)."""
+
+    env: object  # sandbox.demo_env.SandboxEnv
+    registry_proxy: object  # sandbox.faultproxy.FaultProxy
+    git_proxy: object
+    ids: Iterator[int]
+
+    @property
+    def seed(self):  # noqa: ANN201 - SeedResult
+        return self.env.seeded
+
+    def via_proxy(self, pullspec: str) -> str:
+        """The same image addressed through the registry proxy."""
+        return pullspec.replace(self.env.registry_host, self.registry_proxy.host, 1)
+
+    @property
+    def source(self) -> str:
+        return self.via_proxy(self.seed.source_index)
+
+    @property
+    def target(self) -> str:
+        return self.via_proxy(self.seed.target_index)
+
+    def request_id(self, name: str) -> str:
+        return f"{name}-{next(self.ids)}"
+
+    def remote_state(self) -> RemoteState:
+        from sandbox.demo_env import GIT_PROJECT
+
+        env = self.env
+        return snapshot(env.registry_url, env.stack.git, GIT_PROJECT, f"{env.gitlab_url}/api/v4", env.git_token)
+
+    def clear_faults(self) -> None:
+        self.registry_proxy.clear()
+        self.git_proxy.clear()
+        self.env.stack.set_knobs(fail=False, cancel=False, never_finish=False, delay=0.0)
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory: pytest.TempPathFactory, prefect_harness) -> Iterator[E2E]:  # noqa: F811
+    from sandbox.demo_env import GIT_PROJECT, SandboxEnv
+    from sandbox.faultproxy import FaultProxy
+    from sandbox.seed import INDEX_REPO
+
+    with pytest.MonkeyPatch.context() as mp, SandboxEnv.up(Path(tmp_path_factory.mktemp("sandbox"))) as env:
+        mp.setenv("INDEXFLOW_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        env.seed()
+        git_host = env.gitlab_url.removeprefix("http://").rstrip("/")
+        with FaultProxy(env.registry_host) as rp, FaultProxy(git_host) as gp:
+            env.save_blocks(
+                BLOCK, gitlab_url=gp.url, iib_registry=rp.host, index_db_artifact_registry=rp.host,
+                insecure_registries=[rp.host, env.registry_host],
+                index_to_gitlab_push_map={f"{rp.host}/{INDEX_REPO}": f"{gp.url}/{GIT_PROJECT}.git"},
+                no_ocp_label_allow_list=[f"{rp.host}/{INDEX_REPO}"], konflux_poll_interval=0.2,
+                konflux_pipeline_timeout=30)
+            yield E2E(env, rp, gp, itertools.count(1))
+
+
+@pytest.fixture
+def sandbox(e2e: E2E) -> Iterator[E2E]:
+    """The session sandbox with every fault and Konflux knob cleared after the test."""
+    e2e.clear_faults()
+    yield e2e
+    e2e.clear_faults()

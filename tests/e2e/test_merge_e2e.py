@@ -1,0 +1,224 @@
+"""merge_index_image end to end: real registry, git server, GitLab and Konflux stand-ins, real
+Prefect API; one seed of real catalog data (45 packages, 413 bundles, 88 missing from the source).
+
+The successful overwrite runs last: it is the only test that moves the target for the others.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterKey, FlowRunFilter,
+                                            FlowRunFilterId)
+from pydantic import SecretStr
+
+from flows.merge_index import merge_index_image
+from tasks import report
+from tests.e2e.conftest import BLOCK, E2E
+
+pytestmark = pytest.mark.e2e
+FAULT_TAG = "e2e-extra"
+
+
+def merge(sb: E2E, **params):  # noqa: ANN201 - a Prefect State
+    params.setdefault("source_from_index", sb.source)
+    params.setdefault("settings_block", BLOCK)
+    params.setdefault("ignore_bundle_ocp_version", True)
+    if params.get("overwrite_target_index"):
+        params["overwrite_target_index_token"] = SecretStr("e2e:not-checked-by-the-sandbox")
+    return merge_index_image(**params, return_state=True)
+
+
+def table(key: str) -> list[dict]:
+    """Rows of the latest table artifact with this key."""
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert found, f"no artifact {key}"
+    data = found[-1].data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def task_states(state) -> dict[str, list[str]]:  # noqa: ANN001
+    """Task name -> state names of one flow run."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    out: dict[str, list[str]] = {}
+    for run in runs:
+        out.setdefault(run.name.rsplit("-", 1)[0], []).append(run.state.name)
+    return out
+
+
+def direct(sb: E2E, pullspec: str) -> str:
+    return pullspec.replace(sb.registry_proxy.host, sb.env.registry_host, 1)
+
+
+def digest(sb: E2E, pullspec: str) -> str | None:
+    from indexflow.registry.refs import ImageRef
+
+    return sb.env.registry_client.find_digest(ImageRef.parse(direct(sb, pullspec)))
+
+
+def bundles_of_artifact(sb: E2E, ref: str) -> set[str]:
+    from indexflow.catalog.db import list_bundles
+
+    return {b.bundlePath for b in list_bundles(sb.env.artifacts.pull(direct(sb, ref)).path)}
+
+
+def output_configs(sb: E2E, pullspec: str) -> Path:
+    """Unpack an output image; its /configs must validate."""
+    from indexflow.catalog.validate import validate_fbc
+    from indexflow.registry.refs import ImageRef
+
+    dest = Path(tempfile.mkdtemp(prefix="e2e-image-"))
+    sb.env.registry_client.pull_bundle(ImageRef.parse(direct(sb, pullspec)), dest)
+    validate_fbc(dest / "configs")
+    return dest / "configs"
+
+
+def test_dry_run_reports_the_diff_and_writes_nothing(sandbox: E2E):
+    before, rid = sandbox.remote_state(), sandbox.request_id("dry")
+    state = merge(sandbox, target_index=sandbox.target, deprecation_list=sandbox.seed.deprecation_list,
+                  dry_run=True, request_id=rid)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["missing"] == len(sandbox.seed.missing_from_source) == 88
+    added = {row["pullspec"] for row in table(report.artifact_key("bundles-added", rid))}
+    assert added == set(sandbox.seed.missing_from_source)
+    invalid = [row["pullspec"] for row in table(report.artifact_key("bundles-invalid", rid))]
+    assert invalid == [sandbox.seed.invalid_bundle]
+    deprecated = [row["pullspec"] for row in table(report.artifact_key("bundles-deprecated", rid))]
+    assert len(deprecated) == 2 and any("hawtio-operator@" in p for p in deprecated)
+    assert "kube-green" in result["packages_touched"] and "output_pullspecs" not in result
+    sandbox.remote_state().assert_same(before)
+
+
+def test_merge_without_overwrite_publishes_outputs_and_closes_the_mr(sandbox: E2E):
+    from indexflow.merge import plan
+
+    seed, rid = sandbox.seed, sandbox.request_id("plain")
+    target_before = digest(sandbox, sandbox.target)
+    canonical = plan.artifact_refs(sandbox.target, sandbox.registry_proxy.host, rid)
+    canonical_before = digest(sandbox, canonical.canonical)
+    state = merge(sandbox, target_index=sandbox.target, deprecation_list=seed.deprecation_list,
+                  build_tags=["e2e-tag"], request_id=rid)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["mr_state"] == "closed"
+    outputs = result["output_pullspecs"]
+    assert [o.rsplit(":", 1)[1] for o in outputs] == [rid, "e2e-tag"]
+    built = digest(sandbox, result["image_url"])
+    assert {digest(sandbox, o) for o in outputs} == {built}
+    assert digest(sandbox, sandbox.target) == target_before
+    assert digest(sandbox, canonical.canonical) == canonical_before
+    in_db = bundles_of_artifact(sandbox, canonical.per_request)
+    assert seed.invalid_bundle not in in_db
+    assert not any("hawtio-operator:" in p for p in in_db)
+    kube_green = {p for p in seed.missing_from_source if "/kube-green@" in p}
+    assert kube_green <= in_db and len(in_db) == result["bundles_in_db"]
+    configs = output_configs(sandbox, outputs[0])
+    assert (configs / "kube-green" / "catalog.json").is_file()
+    state_after = sandbox.remote_state()
+    assert not any(rid in branch for branch in state_after.refs)
+    assert "opened" not in state_after.mrs.values()
+
+
+def test_rerun_takes_index_db_from_the_cache(sandbox: E2E):
+    probe = sandbox.registry_proxy.add_fault("status", r"^/v2/index-db/blobs/", method="GET", nth=10**9)
+    state = merge(sandbox, target_index=sandbox.target, dry_run=True, request_id=sandbox.request_id("cache"))
+    assert state.is_completed(), state.message
+    assert task_states(state)["pull index.db"] == ["Cached", "Cached"]
+    assert probe.matched == 0, "an index.db was downloaded again"
+
+
+def test_merge_without_target_uses_the_source_branch(sandbox: E2E):
+    from indexflow.merge import plan
+
+    rid = sandbox.request_id("notarget")
+    canonical = plan.artifact_refs(sandbox.source, sandbox.registry_proxy.host, rid)
+    before = digest(sandbox, canonical.canonical)
+    state = merge(sandbox, deprecation_list=sandbox.seed.deprecation_list, request_id=rid)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["missing"] == 0 and result["mr_state"] == "closed"
+    assert digest(sandbox, canonical.canonical) == before
+    assert digest(sandbox, canonical.per_request) is not None
+    metadata_branch = plan.branch_name("sandbox", rid, "v4.16")
+    assert metadata_branch not in sandbox.remote_state().refs
+    configs = output_configs(sandbox, result["output_pullspecs"][0])
+    assert not (configs / "kube-green").exists()  # only the target has that package
+
+
+def _refuse(proxy_attr: str, path: str, method: str, status: int = 403):  # noqa: ANN202
+    return lambda sb: getattr(sb, proxy_attr).add_fault("status", path, method=method, status=status, times=99)
+
+
+def _knob(**knobs):  # noqa: ANN202
+    return lambda sb: sb.env.stack.set_knobs(**knobs)
+
+
+# (id, arm the fault, overwrite?, step named in the failure, what the rollback must say)
+FAULTS = [
+    ("git-push-refused", _refuse("git_proxy", r"git-receive-pack$", "POST"), False,
+     report.COMMITTING, "Nothing remote had been changed"),
+    ("mr-open-refused", _refuse("git_proxy", r"/merge_requests$", "POST"), False,
+     report.COMMITTING, "deleted branch"),
+    ("konflux-build-failed", _knob(fail="unit tests failed"), False, report.WAITING, "closed the merge request"),
+    ("konflux-build-cancelled", _knob(cancel=True), False, report.WAITING, "closed the merge request"),
+    ("output-copy-refused", _refuse("registry_proxy", rf"^/v2/iib-build/manifests/{FAULT_TAG}$", "PUT"), False,
+     report.COPYING, "restored"),
+    ("target-overwrite-refused", _refuse("registry_proxy", r"^/v2/rh-osbs/iib-pub-pending/manifests/v4\.17$", "PUT"),
+     True, "Overwriting the index image", "iib-build"),
+    ("request-index-db-refused", _refuse("registry_proxy", r"^/v2/index-db/manifests/iib-pub-pending-v4\.17-", "PUT"),
+     True, report.PUSHING_DB, "rh-osbs/iib-pub-pending:v4.17"),
+    ("canonical-index-db-refused", _refuse("registry_proxy", r"^/v2/index-db/manifests/iib-pub-pending-v4\.17$",
+                                           "PUT"), True, report.PUSHING_DB, "index-db:iib-pub-pending-v4.17-"),
+    ("mr-merge-refused", _refuse("git_proxy", r"/merge_requests/\d+/merge(\?|$)", "PUT", status=405), True,
+     report.PUSHING_DB, "index-db:iib-pub-pending-v4.17"),
+]
+
+
+@pytest.mark.parametrize(("arm", "overwrite", "step", "undid"), [f[1:] for f in FAULTS], ids=[f[0] for f in FAULTS])
+def test_failure_at_each_remote_step_leaves_remote_state_as_before(sandbox: E2E, arm, overwrite, step, undid):
+    before = sandbox.remote_state()
+    arm(sandbox)
+    state = merge(sandbox, target_index=sandbox.target, overwrite_target_index=overwrite, build_tags=[FAULT_TAG],
+                  request_id=sandbox.request_id("fault"))
+    assert state.is_failed()
+    assert f"Failed to merge operators at step '{step}" in state.message, state.message
+    assert undid in state.message, state.message
+    sandbox.clear_faults()
+    sandbox.remote_state().assert_same(before)
+
+
+def test_rerun_after_a_failed_build_succeeds(sandbox: E2E):
+    rid = sandbox.request_id("again")
+    sandbox.env.stack.set_knobs(fail=True)
+    assert merge(sandbox, target_index=sandbox.target, request_id=rid).is_failed()
+    sandbox.clear_faults()
+    state = merge(sandbox, target_index=sandbox.target, request_id=rid)
+    assert state.is_completed(), state.message
+    assert state.result()["mr_state"] == "closed"
+
+
+def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sandbox: E2E):
+    from flows.demo import check_output_image
+    from indexflow.merge import plan
+
+    rid = sandbox.request_id("overwrite")
+    refs = plan.artifact_refs(sandbox.target, sandbox.registry_proxy.host, rid)
+    branch_before = sandbox.remote_state().refs["v4.17"]
+    state = merge(sandbox, target_index=sandbox.target, deprecation_list=sandbox.seed.deprecation_list,
+                  overwrite_target_index=True, request_id=rid)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["mr_state"] == "merged"
+    assert digest(sandbox, sandbox.target) == digest(sandbox, result["output_pullspecs"][0])
+    assert digest(sandbox, refs.canonical) == digest(sandbox, refs.per_request) is not None
+    after = sandbox.remote_state()
+    assert after.refs["v4.17"] != branch_before and "merged" in after.mrs.values()
+    with tempfile.TemporaryFile("w+") as out:
+        check_output_image(sandbox.env, direct(sandbox, result["output_pullspecs"][0]), "v4.17", out)
