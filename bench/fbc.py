@@ -39,8 +39,9 @@ else:
     from indexflow.catalog.validate import validate_report
     report = validate_report({out!r})
     note = "passed" if report.passed else "failed: " + report.message.splitlines()[0][:70]
-print(json.dumps({{"inside": time.perf_counter() - start, "note": note,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({{"inside": time.perf_counter() - start, "note": note, "cpu": usage.ru_utime + usage.ru_stime,
+                  "rss_mb": usage.ru_maxrss / 1024}}))
 """
 
 
@@ -77,7 +78,8 @@ def find_7000(args: argparse.Namespace, work: Path) -> Path | None:
         src, index = catalog.synth(work, None)
         db = work / "all.db"
         db.unlink(missing_ok=True)
-        catalog.add_all(db, [e["ref"] for e in index], {e["ref"]: src / e["dir"] for e in index}, 200, 8)
+        dirs = {e["ref"]: src / e["dir"] for e in index}
+        catalog.add_batches(db, list(dirs), lambda chunk: catalog.fetch_bundles(chunk, dirs.get, 8), 200, [])
         return db
     return None
 
