@@ -7,7 +7,6 @@ both explicit and testable.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,10 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from indexflow.errors import IndexflowError, PublishError
-
-FAULT_ENV = "INDEXFLOW_FAIL_AFTER"
-
+from indexflow.errors import IndexflowError
 
 @dataclass
 class Compensations:
@@ -65,10 +61,3 @@ def failure_message(step: str, error: BaseException, undone: list[str], failed: 
     if failed:
         text += f" Could NOT undo: {'; '.join(failed)}."
     return text
-
-
-def fault_point(step: str) -> None:
-    """Failure injection for the end-to-end tests: `INDEXFLOW_FAIL_AFTER=<step>` fails right after
-    that remote write, so rollback is exercised on a real stack. Unset in production."""
-    if os.environ.get(FAULT_ENV) == step:
-        raise PublishError(f"injected failure after {step}")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from prefect import flow
 
 from indexflow.errors import PublishError
 from tasks.lock import lock_name, target_lock
-from tasks.rollback import Compensations, failure_message, fault_point, rollback
+from tasks.rollback import Compensations, failure_message, rollback
 
 
 @flow
@@ -40,14 +39,6 @@ def test_rollback_newest_first_and_continues_past_failures():
 
 def test_failure_message_when_nothing_remote():
     assert failure_message("x", PublishError("boom"), [], []).endswith("Nothing remote had been changed.")
-
-
-def test_fault_point(monkeypatch):
-    fault_point("push_branch")  # unset: no-op
-    monkeypatch.setenv("INDEXFLOW_FAIL_AFTER", "push_branch")
-    with pytest.raises(PublishError, match="injected failure after push_branch"):
-        fault_point("push_branch")
-    fault_point("open_mr")
 
 
 EVENTS: list = []  # flow parameters are copied, so the runs report through a module-level list
