@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import git
 
@@ -28,11 +29,14 @@ def credentials(token: str) -> tuple[str, str]:
     return "oauth2", token
 
 
-def auth_env(token: str) -> dict[str, str]:
-    """Environment for one git process: basic auth header, no prompts, no credential helpers."""
+def auth_env(token: str, url: str) -> dict[str, str]:
+    """Environment for one git process: basic auth header for `url`'s server only (never sent on
+    a redirect elsewhere), no prompts, no credential helpers."""
     user, password = credentials(token)
     basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-    settings = [("http.extraHeader", f"Authorization: Basic {basic}"), ("credential.helper", "")]
+    parts = urlsplit(url)
+    settings = [(f"http.{parts.scheme}://{parts.netloc}/.extraHeader", f"Authorization: Basic {basic}"),
+                ("credential.helper", "")]
     env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": "", **LOW_SPEED,
            "GIT_CONFIG_COUNT": str(len(settings))}
     for i, (key, value) in enumerate(settings):
@@ -65,10 +69,11 @@ def _fail(what: str, exc: Exception, token: str) -> PublishError:
     return PublishError(scrub(f"{what}: {tail}" if tail else what, token))
 
 
-def _run(cmd: git.Git, args: list[str], token: str, what: str) -> str:
-    """Run one git command with the token in its environment; failures become a scrubbed PublishError."""
+def _run(cmd: git.Git, args: list[str], url: str, token: str, what: str) -> str:
+    """Run one git command against `url` with the token in its environment; failures become a
+    scrubbed PublishError."""
     try:
-        return cmd.execute(["git", *args], env=auth_env(token), kill_after_timeout=GIT_TIMEOUT)
+        return cmd.execute(["git", *args], env=auth_env(token, url), kill_after_timeout=GIT_TIMEOUT)
     except (git.GitCommandError, OSError) as exc:
         raise _fail(what, exc, token) from None
 
@@ -79,7 +84,7 @@ def clone_branch(url: str, branch: str, dest: Path, token: str) -> git.Repo:
     dest.parent.mkdir(parents=True, exist_ok=True)
     _run(git.Git(str(dest.parent)),
          ["clone", "--depth", "1", "--single-branch", "--branch", branch, "--", url, str(dest)],
-         token, f"Error cloning remote repository for {url} (branch {branch})")
+         url, token, f"Error cloning remote repository for {url} (branch {branch})")
     return git.Repo(dest)
 
 
@@ -100,13 +105,13 @@ def commit_all(repo: git.Repo, message: str, author_name: str, author_email: str
 def push_branch(repo: git.Repo, branch: str, url: str, token: str, force: bool = False) -> None:
     """Push the current HEAD to `branch` on `url`; a rejected push (e.g. non-fast-forward) raises."""
     refspec = f"{'+' if force else ''}HEAD:refs/heads/{branch}"
-    _run(repo.git, ["push", "--porcelain", url, refspec], token,
+    _run(repo.git, ["push", "--porcelain", url, refspec], url, token,
          f"Failed to push branch {branch} to {url}")
 
 
 def remote_branch_sha(url: str, branch: str, token: str) -> str | None:
     """The sha `branch` points at on `url`, or None when there is no such branch."""
-    out = _run(git.Git(), ["ls-remote", "--heads", url, f"refs/heads/{branch}"], token,
+    out = _run(git.Git(), ["ls-remote", "--heads", url, f"refs/heads/{branch}"], url, token,
                f"Failed to read branch {branch} of {url}")
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")
@@ -121,5 +126,5 @@ def delete_remote_branch(url: str, branch: str, token: str) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="indexflow-git-") as scratch:
         repo = git.Repo.init(scratch, bare=True)
-        _run(repo.git, ["push", "--porcelain", url, f":refs/heads/{branch}"], token,
+        _run(repo.git, ["push", "--porcelain", url, f":refs/heads/{branch}"], url, token,
              f"Failed to delete branch {branch} of {url}")
