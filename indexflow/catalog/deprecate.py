@@ -8,8 +8,8 @@ duration of the transaction, their effect is applied once at the end, and they a
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from indexflow.catalog.db import TRIGGERS, connect, require_current, write_transaction
@@ -24,6 +24,7 @@ _SCRATCH_INDEXES = {
     "ix_ch_head": "channel(head_operatorbundle_name)", "ix_prop_name": "properties(operatorbundle_name)",
     "ix_dep_name": "dependencies(operatorbundle_name)", "ix_ri_name": "related_image(operatorbundle_name)",
     "ix_ap_name": "api_provider(operatorbundle_name)", "ix_ar_name": "api_requirer(operatorbundle_name)",
+    "ix_ob_path": "operatorbundle(bundlepath)",
 }
 
 
@@ -36,27 +37,47 @@ class _Row:
     replaces: int | None
 
 
-@dataclass
 class _Graph:
-    """channel_entry rows indexed by id and by bundle name."""
+    """channel_entry rows around one bundle, read on demand through the scratch indexes.
 
-    rows: dict[int, _Row]
-    by_name: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    One deprecation only looks at its own tail, so reading the whole table per image (as a
+    200-image chunk on a 7,000-bundle db would) is wasted work. Build one per deprecation,
+    before changing anything: it caches what it has read.
+    """
 
-    @classmethod
-    def load(cls, con: sqlite3.Connection) -> "_Graph":
-        graph = cls({eid: _Row(eid, ch, pkg, n, r) for eid, ch, pkg, n, r in con.execute(
-            "SELECT entry_id, channel_name, package_name, operatorbundle_name, replaces FROM channel_entry")})
-        for row in graph.rows.values():
-            graph.by_name[row.bundle].append(row.entry_id)
-        return graph
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+        self.rows: dict[int, _Row | None] = {}
+        self.by_name: dict[str, list[int]] = {}
+
+    def row(self, entry_id: int) -> _Row | None:
+        if entry_id not in self.rows:
+            found = self.con.execute("SELECT entry_id, channel_name, package_name, operatorbundle_name, replaces "
+                                     "FROM channel_entry WHERE entry_id = ?", (entry_id,)).fetchone()
+            self.rows[entry_id] = _Row(*found) if found else None
+        return self.rows[entry_id]
+
+    def ids(self, name: str) -> list[int]:
+        if name not in self.by_name:
+            found = self.con.execute("SELECT entry_id, channel_name, package_name, operatorbundle_name, replaces "
+                                     "FROM channel_entry WHERE operatorbundle_name = ?", (name,)).fetchall()
+            for values in found:
+                self.rows[values[0]] = _Row(*values)
+            self.by_name[name] = [values[0] for values in found]
+        return self.by_name[name]
 
     def channels(self, name: str) -> set[str]:
-        return {self.rows[i].channel for i in self.by_name.get(name, ())}
+        return {self.rows[i].channel for i in self.ids(name)}
 
     def replaced(self, name: str) -> set[str]:
-        return {self.rows[self.rows[i].replaces].bundle for i in self.by_name.get(name, ())
-                if self.rows[i].replaces in self.rows}
+        targets = (self.row(self.rows[i].replaces) for i in self.ids(name) if self.rows[i].replaces is not None)
+        return {t.bundle for t in targets if t is not None}
+
+    def replacers(self, name: str) -> set[str]:
+        """Names of the entries whose replaces points at one of `name`'s entries."""
+        return {n for (n,) in self.con.execute(
+            "SELECT DISTINCT ce.operatorbundle_name FROM channel_entry t JOIN channel_entry ce "
+            "ON ce.replaces = t.entry_id WHERE t.operatorbundle_name = ?", (name,))}
 
 
 def deprecate_truncate(db_path: Path | str, refs: list[str], allow_package_removal: bool = False) -> None:
@@ -92,12 +113,17 @@ def _deprecate(con: sqlite3.Connection, refs: list[str], allow_removal: bool) ->
     if allow_removal:
         refs = _remove_whole_packages(con, refs, listed, touched)
     errors: list[str] = []
+    cleaned = False
     for ref in refs:
         row = con.execute("SELECT name FROM operatorbundle WHERE bundlepath = ? LIMIT 1", (ref,)).fetchone()
         if row is None:  # opm ignores an image that an earlier one of this call truncated away
             continue
         try:
             _deprecate_one(con, row[0], ref, touched)
+            # only removing packages strands bundles, and no deprecation removes one: the scan of
+            # every olm.package property is needed once per call, not once per image
+            _strand_cleanup(con, touched, scan_packages=not cleaned)
+            cleaned = True
         except CatalogError as exc:
             errors.append(f"error deprecating bundle {ref}: {exc}")
             if str(exc) != DEFAULT_HEAD_ERROR:
@@ -197,7 +223,7 @@ def _tail(graph: _Graph, start: str) -> dict[str, set[str]]:
 
 def _deprecate_one(con: sqlite3.Connection, name: str, ref: str, touched: set[tuple]) -> None:
     """opm's DeprecateBundle for one bundle (spec §3.2)."""
-    graph = _Graph.load(con)
+    graph = _Graph(con)
     pkg = _package_of(con, name)
     default = con.execute("SELECT default_channel FROM package WHERE name = ?", (pkg,)).fetchone()
     head = _heads(con, pkg).get(default[0]) if default else None
@@ -205,16 +231,14 @@ def _deprecate_one(con: sqlite3.Connection, name: str, ref: str, touched: set[tu
     if head in tail:
         raise CatalogError(DEFAULT_HEAD_ERROR)
     d_channels = graph.channels(name)
-    replaced_by: dict[str, set[str]] = defaultdict(set)
-    for row in graph.rows.values():
-        if row.replaces in graph.rows:
-            replaced_by[graph.rows[row.replaces].bundle].add(row.bundle)
+    others = [n for n in tail if n != name]
+    plan = [(b, [i for i in graph.ids(b) if graph.rows[i].channel in d_channels],
+             graph.channels(b) <= d_channels and graph.replacers(b) <= tail.keys()) for b in others]
     doomed = []
-    for b in (n for n in tail if n != name):
-        ids = [i for i in graph.by_name.get(b, ()) if graph.rows[i].channel in d_channels]
+    for b, ids, gone in plan:
         con.executemany("UPDATE channel_entry SET replaces = NULL WHERE replaces = ?", [(i,) for i in ids])
         con.executemany("DELETE FROM channel_entry WHERE entry_id = ?", [(i,) for i in ids])
-        if graph.channels(b) <= d_channels and replaced_by[b] <= tail.keys():
+        if gone:
             doomed.append(b)
     _delete_bundles(con, doomed, touched)
     con.execute("UPDATE channel_entry SET replaces = NULL WHERE operatorbundle_name = ?", (name,))
@@ -222,11 +246,16 @@ def _deprecate_one(con: sqlite3.Connection, name: str, ref: str, touched: set[tu
     version = con.execute("SELECT version FROM operatorbundle WHERE name = ?", (name,)).fetchone()[0]
     con.execute("INSERT INTO properties VALUES ('olm.deprecated', '{}', ?, ?, ?)", (name, version or None, ref))
     con.execute("INSERT OR REPLACE INTO deprecated(operatorbundle_name) VALUES (?)", (name,))
-    _strand_cleanup(con, touched)
 
 
-def _strand_cleanup(con: sqlite3.Connection, touched: set[tuple]) -> None:
+def _strand_cleanup(con: sqlite3.Connection, touched: set[tuple], scan_packages: bool = True) -> None:
     """Drop bundles whose package no longer exists, and deprecations of vanished bundles."""
+    if scan_packages:
+        _drop_packageless(con, touched)
+    con.execute("DELETE FROM deprecated WHERE operatorbundle_name NOT IN (SELECT name FROM operatorbundle)")
+
+
+def _drop_packageless(con: sqlite3.Connection, touched: set[tuple]) -> None:
     gone = [n for (n,) in con.execute(
         "SELECT DISTINCT operatorbundle_name FROM properties WHERE type = 'olm.package' AND "
         "json_extract(value, '$.packageName') NOT IN (SELECT name FROM package)")]
@@ -238,7 +267,6 @@ def _strand_cleanup(con: sqlite3.Connection, touched: set[tuple]) -> None:
                      f"WHERE ob.name IN ({','.join('?' * len(chunk))})")
             touched.update(con.execute(f"SELECT t.group_name, t.version, t.kind {where}", chunk).fetchall())
     con.executemany("DELETE FROM operatorbundle WHERE name = ?", [(n,) for n in gone])
-    con.execute("DELETE FROM deprecated WHERE operatorbundle_name NOT IN (SELECT name FROM operatorbundle)")
 
 
 def _api_cleanup(con: sqlite3.Connection, touched: set[tuple]) -> None:
