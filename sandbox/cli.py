@@ -103,7 +103,7 @@ def start_background(state_dir: Path) -> dict:
 
 
 def stop_background(state_dir: Path) -> bool:
-    """SIGTERM the recorded stack process and wait for it (SIGKILL after a grace period)."""
+    """SIGTERM the recorded stack process and wait for it (SIGKILL to its group after a grace period)."""
     state = running_state(state_dir)
     if state is None:
         return False
@@ -112,8 +112,8 @@ def stop_background(state_dir: Path) -> bool:
     deadline = time.monotonic() + STOP_TIMEOUT
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    if _alive(pid):  # the stack leads its own process group: take its docker-registry down with it
+        os.killpg(pid, signal.SIGKILL)
     (state_dir / "stack.json").unlink(missing_ok=True)
     return True
 
