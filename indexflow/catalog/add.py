@@ -124,7 +124,8 @@ def _add(con: sqlite3.Connection, bundles: list[Bundle], mode: str, enable_alpha
     _write_packages(con, state, list(dict.fromkeys(b.package for b in bundles)))
     if mode != "replaces":
         con.execute("UPDATE operatorbundle SET bundle = NULL, csv = NULL WHERE bundlepath != '' AND bundlepath "
-                    "IS NOT NULL AND name NOT IN (SELECT head_operatorbundle_name FROM channel)")
+                    "IS NOT NULL AND (bundle IS NOT NULL OR csv IS NOT NULL) "  # rewrite only rows that change
+                    "AND name NOT IN (SELECT head_operatorbundle_name FROM channel)")
     _post_check(state, bundles)
     _check_defaults(con, {b.package for b in bundles})
 
