@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,6 +44,7 @@ from indexflow.registry.validation import (  # noqa: E402
 from sandbox.images import CONFIG, LAYER_GZIP, image_config, tar_gz  # noqa: E402
 from sandbox.registry import LocalRegistry  # noqa: E402
 
+T = TypeVar("T")
 CORPUS = ROOT.parent / "shared" / "corpus" / "bundles" / "bundles.jsonl"
 OCP_LABEL = "com.redhat.openshift.versions"
 PACKAGE_LABEL = "operators.operatorframework.io.bundle.package.v1"
@@ -78,7 +81,7 @@ def seed(client: RegistryClient, host: str, records: list[dict], workers: int = 
     def push(rec: dict) -> str:
         ref = local_name(rec["bundle_image_guess"], host)
         labels = {PACKAGE_LABEL: rec["package"], OCP_LABEL: rec.get("ocp_versions") or "",
-                  "bench.csv-name": rec["csv_name"]}  # real bundles differ in content; keep digests unique
+                  "bench.image": rec["bundle_image_guess"]}  # real bundles differ in content: unique digests
         config = image_config([layer], labels)
         repo = ref.in_repository(ref.repository)
         client.upload_blob(repo, config, sha256(config))  # a fresh config: no existence check needed
@@ -92,10 +95,26 @@ def seed(client: RegistryClient, host: str, records: list[dict], workers: int = 
         return list(pool.map(push, records))
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
+class Clock:
+    """Wall time, and CPU time of this process, its children (skopeo) and the registry process.
+
+    The CPU figures do not depend on what else the machine runs; the wall figures do."""
+
+    def __init__(self, registry_pid: int) -> None:
+        self.registry_pid = registry_pid
+
+    def _cpu(self) -> tuple[float, float, float]:
+        fields = Path(f"/proc/{self.registry_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        registry = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time(), children.ru_utime + children.ru_stime, registry
+
+    def run(self, fn: Callable[[], T]) -> tuple[float, float, T]:
+        """(wall seconds, CPU seconds spent by client side + registry, result)."""
+        before, start = self._cpu(), time.perf_counter()
+        result = fn()
+        wall, after = time.perf_counter() - start, self._cpu()
+        return wall, sum(after) - sum(before), result
 
 
 def skopeo_way(pullspecs: list[str], threads: int) -> list[str]:
@@ -130,34 +149,43 @@ def main() -> None:
     records = corpus_records(args.bundles)
     with LocalRegistry() as registry, RegistryClient(insecure=(registry.host,)) as seeder, \
             tempfile.TemporaryDirectory(prefix="indexflow-bench-") as tmp:
-        seconds, pullspecs = timed(lambda: seed(seeder, registry.host, records))
+        clock = Clock(registry._proc.pid)
+        seconds, _, pullspecs = clock.run(lambda: seed(seeder, registry.host, records))
         n = len(pullspecs)
         load = os.getloadavg()[0]
         print(f"seeded {n} bundle images ({seeder.stats.requests} requests) in {seconds:.1f}s on {registry.host}")
 
-        t_a, failed = timed(lambda: skopeo_way(pullspecs, args.threads))
+        t_a, cpu_a, failed = clock.run(lambda: skopeo_way(pullspecs, args.threads))
         assert not failed, f"skopeo could not inspect {len(failed)} images, e.g. {failed[0]}"
 
-        def run(cache: str, labels: bool) -> tuple[float, tuple[int, dict, dict]]:
-            return timed(lambda: indexflow_run(registry.host, pullspecs, Path(tmp) / cache / DB_NAME, labels,
-                                               args.concurrency))
+        def run(cache: str, labels: bool) -> tuple[float, float, tuple[int, dict, dict]]:
+            return clock.run(lambda: indexflow_run(registry.host, pullspecs, Path(tmp) / cache / DB_NAME, labels,
+                                                   args.concurrency))
 
-        t_b_val, (req_b_val, missing, _) = run("validation-only", False)
-        t_b, (req_b, missing_b, labels) = run("cache", True)
-        t_c, (req_c, missing_c, labels_c) = run("cache", True)
+        t_bv, cpu_bv, (req_bv, missing, _) = run("validation-only", False)
+        t_b, cpu_b, (req_b, missing_b, labels) = run("cache", True)
+        t_c, cpu_c, (req_c, missing_c, labels_c) = run("cache", True)
         assert not missing and not missing_b and not missing_c and labels == labels_c and len(labels) == n
+        report(n, args, load, [
+            ("(a) IIB way: skopeo inspect --raw per pullspec", t_a, cpu_a, None),
+            ("(b) indexflow cold, validation only", t_bv, cpu_bv, req_bv),
+            ("(b) indexflow cold, validation + labels", t_b, cpu_b, req_b),
+            ("(c) indexflow warm, validation + labels", t_c, cpu_c, req_c)])
 
-        print(f"{os.cpu_count()} CPUs, load average {load:.1f} -> {os.getloadavg()[0]:.1f} during the run; "
-              f"indexflow concurrency {args.concurrency}")
-        print(f"(a) IIB way, skopeo inspect --raw x {n} on {args.threads} threads: {t_a:8.2f}s")
-        print(f"(b) indexflow cold, validation only:                  {t_b_val:8.2f}s  "
-              f"{req_b_val} requests ({req_b_val / n:.2f}/bundle)")
-        print(f"(b) indexflow cold, validation + labels:              {t_b:8.2f}s  "
-              f"{req_b} requests ({req_b / n:.2f}/bundle)")
-        print(f"(c) indexflow warm, validation + labels:              {t_c:8.3f}s  "
-              f"{req_c} requests ({req_c / n:.3f}/bundle)")
-        print(f"a/b = {t_a / t_b_val:.1f} (validation only; target >= 8), {t_a / t_b:.1f} with labels too")
-        print(f"a/c = {t_a / t_c:.0f} (target >= 100; (c) does validation + labels)")
+
+def report(n: int, args: argparse.Namespace, load: float, rows: list[tuple[str, float, float, int | None]]) -> None:
+    print(f"{os.cpu_count()} CPUs, load average {load:.1f} before -> {os.getloadavg()[0]:.1f} after; "
+          f"skopeo on {args.threads} threads, indexflow concurrency {args.concurrency}")
+    print(f"{'':48} {'wall s':>8} {'ms/bundle':>9} {'CPU ms/bundle':>13} {'requests/bundle':>15}")
+    for name, wall, cpu, requests in rows:
+        per = "" if requests is None else f"{requests / n:.3f}"
+        print(f"{name:48} {wall:8.2f} {wall / n * 1000:9.2f} {cpu / n * 1000:13.2f} {per:>15}")
+    (_, t_a, c_a, _), (_, t_bv, c_bv, _), (_, t_b, c_b, _), (_, t_c, c_c, _) = rows
+    print(f"a/b = {t_a / t_bv:.1f} wall, {c_a / c_bv:.1f} CPU (validation only; target >= 8); "
+          f"with labels too: {t_a / t_b:.1f} wall")
+    print(f"a/c = {t_a / t_c:.0f} wall (target >= 100; (c) does validation + labels)")
+    print("CPU = client side (this process + skopeo children) + the registry process, so machine load does not "
+          "skew it; wall depends on what else runs (skopeo's 5 processes compete better for a busy CPU).")
 
 
 if __name__ == "__main__":

@@ -131,11 +131,18 @@ class LabelCache(_Store):
         self.put(digest, json.dumps(labels, sort_keys=True))
 
 
-def _map(fn: Callable[[str], T], items: list[str], concurrency: int) -> list[T]:
-    if len(items) <= 1 or concurrency <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="indexflow-reg") as pool:
-        return list(pool.map(fn, items))
+def _map(fn: Callable[[str], T], items: list[str], concurrency: int,
+         local: Callable[[str], T | None] = lambda item: None) -> list[T]:
+    """`fn` over items on a bounded pool; items `local` already answers (cache hits) skip the pool,
+    so a warm run costs no thread hand-offs."""
+    done = {item: answer for item in items if (answer := local(item)) is not None}
+    remote = [item for item in items if item not in done]
+    if len(remote) <= 1 or concurrency <= 1:
+        done.update(zip(remote, map(fn, remote)))
+    else:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(remote)), thread_name_prefix="indexflow-reg") as pool:
+            done.update(zip(remote, pool.map(fn, remote)))
+    return [done[item] for item in items]
 
 
 def _reason(exc: RegistryError) -> str:
@@ -148,18 +155,22 @@ def validate_pullspecs(client: RegistryClient, pullspecs: Iterable[str], concurr
     cache = cache if cache is not None else DigestCache.default()
     items = list(dict.fromkeys(pullspecs))
 
+    def known(pullspec: str) -> tuple[str, str | None] | None:
+        try:
+            return (pullspec, None) if cache.confirmed(ImageRef.parse(pullspec)) else None
+        except RegistryError as exc:
+            return pullspec, _reason(exc)
+
     def check(pullspec: str) -> tuple[str, str | None]:
         try:
             ref = ImageRef.parse(pullspec)
-            if cache.confirmed(ref):
-                return pullspec, None
             cache.confirm(ref, client.manifest(ref).digest)
             return pullspec, None
         except RegistryError as exc:
             return pullspec, _reason(exc)
 
     try:
-        results = _map(check, items, concurrency)
+        results = _map(check, items, concurrency, known)
     finally:
         cache.flush()
     return {pullspec: reason for pullspec, reason in results if reason is not None}
@@ -178,6 +189,14 @@ def read_bundle_labels(client: RegistryClient, pullspecs: Iterable[str], concurr
     cache = cache if cache is not None else LabelCache.default()
     items = list(dict.fromkeys(pullspecs))
 
+    def known(pullspec: str) -> tuple[str, dict | str] | None:
+        try:
+            digest = ImageRef.parse(pullspec).digest
+        except RegistryError as exc:
+            return pullspec, _reason(exc)
+        labels = cache.labels(digest) if digest else None
+        return (pullspec, labels) if labels is not None else None
+
     def read(pullspec: str) -> tuple[str, dict | str]:
         try:
             ref = ImageRef.parse(pullspec)
@@ -191,7 +210,7 @@ def read_bundle_labels(client: RegistryClient, pullspecs: Iterable[str], concurr
             return pullspec, _reason(exc)
 
     try:
-        results = _map(read, items, concurrency)
+        results = _map(read, items, concurrency, known)
     finally:
         cache.flush()
     failed = {p: r for p, r in results if isinstance(r, str)}
