@@ -67,7 +67,7 @@ def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, 
     pulled = [r for r in refs if r not in local_dirs]
     with ExitStack() as stack:
         if pulled and client is None:
-            client = stack.enter_context(_registry_client(pulled))
+            client = stack.enter_context(registry_client_for(pulled))
 
         def load(ref: str) -> Bundle:
             if ref in local_dirs:
@@ -78,13 +78,22 @@ def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, 
     add_bundles(db_path, bundles, mode, enable_alpha=enable_alpha)
 
 
-def _registry_client(refs: list[str]):  # -> RegistryClient (imported lazily: another layer)
-    try:
-        from indexflow.registry.client import RegistryClient
-    except ImportError as exc:
-        raise CatalogError(f"cannot pull {refs[0]}: the registry client is not available ({exc})") from exc
-    loopback = tuple({r.split("/", 1)[0] for r in refs if r.startswith(("127.0.0.1", "localhost"))})
-    return RegistryClient(insecure=loopback)
+def registry_client_for(refs: list[str], auth_file: Path | None = None, insecure: bool = False,
+                        ca_file: Path | None = None) -> Any:
+    """A RegistryClient for pulling `refs`, set up the way opm's flags set up its puller.
+
+    Credentials come from a docker config.json (default ~/.docker/config.json, as opm reads it).
+    `insecure` is opm's --use-http / --skip-tls-verify for the refs' registries (loopback ones
+    always are); `ca_file` is opm's --ca-file for them.
+    """
+    from indexflow.registry.auth import DockerAuth
+    from indexflow.registry.client import RegistryClient
+    from indexflow.registry.refs import ImageRef
+
+    hosts = {ImageRef.coerce(r).api_host for r in refs}
+    loopback = {h for h in hosts if h.startswith(("127.0.0.1", "localhost", "[::1]"))}
+    return RegistryClient(auth=DockerAuth.from_config(auth_file), insecure=hosts if insecure else loopback,
+                          ca_files={h: ca_file for h in hosts} if ca_file else None)
 
 
 def add_bundles(db_path: Path | str, bundles: list[Bundle], mode: str = "replaces",

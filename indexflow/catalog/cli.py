@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", "-b", action="append", required=True, metavar="REF[=DIR]",
                    help="bundle image; REF=DIR takes the content from a local bundle directory")
     p.add_argument("--concurrency", type=int, default=16, help="parallel bundle pulls")
+    p.add_argument("--use-http", action="store_true", help="registries of the refs may speak plain HTTP")
+    p.add_argument("--skip-tls-verify", action="store_true", help="do not verify the registries' certificates")
+    p.add_argument("--ca-file", type=Path, help="CA bundle for the registries of the refs")
+    p.add_argument("--auth-file", type=Path, help="docker config.json with credentials (default ~/.docker/config.json)")
     p.add_argument("--enable-alpha", action="store_true", help="allow olm.substitutesFor bundles (opm alpha)")
     p.set_defaults(func=_db_add)
 
@@ -78,11 +82,17 @@ def _db_list(args: argparse.Namespace) -> int:
 
 
 def _db_add(args: argparse.Namespace) -> int:
-    from indexflow.catalog.add import add_bundle_refs
+    from contextlib import ExitStack
+
+    from indexflow.catalog.add import add_bundle_refs, registry_client_for
 
     refs, dirs = _split_bundle_args(args.bundle)
-    add_bundle_refs(args.db, refs, local_dirs=dirs, mode=args.mode, concurrency=args.concurrency,
-                    enable_alpha=args.enable_alpha)
+    pulled = [r for r in refs if r not in dirs]
+    with ExitStack() as stack:
+        client = stack.enter_context(registry_client_for(
+            pulled, args.auth_file, args.use_http or args.skip_tls_verify, args.ca_file)) if pulled else None
+        add_bundle_refs(args.db, refs, local_dirs=dirs, mode=args.mode, concurrency=args.concurrency,
+                        enable_alpha=args.enable_alpha, client=client)
     return 0
 
 

@@ -155,3 +155,33 @@ def test_not_a_tar_layer_is_a_clear_error(registry_client, local_registry) -> No
     build_image(registry_client, ImageRef.parse(ref), [b"this is not a tar archive" * 40], {})
     with pytest.raises(CatalogError, match=rf"{ref} layer 1: not a readable tar layer"):
         image_files(registry_client, ref)
+
+
+@pytest.fixture(scope="module")
+def private_registry():  # noqa: ANN201
+    """A TLS + htpasswd docker-registry, as a private production registry would be."""
+    from sandbox.registry import LocalRegistry
+
+    with LocalRegistry(htpasswd_users={"builder": "s3cret-pass"}) as registry:
+        yield registry
+
+
+def test_cli_add_uses_the_auth_file_for_private_registries(private_registry, tmp_path: Path) -> None:  # noqa: ANN001
+    from indexflow.registry.auth import DockerAuth
+    from indexflow.registry.client import RegistryClient
+
+    ref = f"{private_registry.host}/private/etcd-bundle:0.9.0"
+    auth = DockerAuth.from_config(private_registry.auth_config_path)
+    with RegistryClient(auth=auth, ca_files={private_registry.host: private_registry.ca_file}) as client:
+        push_bundle_image(client, ImageRef.parse(ref), FIX / "bundles" / "etcd" / "0.9.0", {})
+    db = tmp_path / "index.db"
+    rc, err = _cli("db", "add", str(db), "--mode", "semver", "-b", ref, "--auth-file", "/nonexistent/none.json")
+    assert rc == 1 and "cannot read the registry auth file" in err
+    no_creds = tmp_path / "empty.json"
+    no_creds.write_text('{"auths": {}}')
+    rc, err = _cli("db", "add", str(db), "--mode", "semver", "-b", ref, "--auth-file", str(no_creds))
+    assert rc == 1 and ref in err and "s3cret" not in err
+    rc, err = _cli("db", "add", str(db), "--mode", "semver", "-b", ref,
+                   "--auth-file", str(private_registry.auth_config_path), "--ca-file", str(private_registry.ca_file))
+    assert rc == 0, err
+    assert [r.bundlePath for r in list_bundles(db)] == [ref]
