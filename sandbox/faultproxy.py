@@ -23,7 +23,7 @@ import asyncio
 import json
 import re
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +31,7 @@ from typing import Any
 ACTIONS = ("status", "hang", "drop", "partial")
 CHUNK = 256 * 1024
 MAX_HEAD = 64 * 1024
+LOG_SIZE = 100_000  # (method, path) of the latest requests, for tests that check what was sent
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Fault:
     `action`: "status" (answer `status` without forwarding), "hang" (never answer), "drop" (close
     the connection), "partial" (forward, then send half the upstream response and close).
     `after_upstream`: for hang/drop, forward the request first, so the server acts on it but the
-    client never learns the outcome (the nastiest case for rollback).
+    client never learns the outcome (the nastiest case for rollback). `hang_seconds` bounds a hang
+    (then the connection drops), for tests that cannot wait for a client's own timeout.
     """
 
     action: str
@@ -50,6 +52,7 @@ class Fault:
     times: int = 1
     status: int = 503
     after_upstream: bool = False
+    hang_seconds: float | None = None  # a hang that ends (in a dropped connection) after this long
     matched: int = 0
     injected: int = 0
 
@@ -97,12 +100,13 @@ def _parse_head(head: bytes) -> tuple[str, dict[str, str]]:
     return lines[0], headers
 
 
-async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
-    """Bytes up to and including the blank line; None on a clean EOF between messages."""
+async def _read_head(reader: asyncio.StreamReader, prefix: bytes = b"") -> bytes | None:
+    """Bytes up to and including the blank line (after `prefix`, already read); None on a clean EOF
+    between messages."""
     try:
-        return await reader.readuntil(b"\r\n\r\n")
+        return prefix + await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as e:
-        if not e.partial:
+        if not e.partial and not prefix:
             return None
         raise _Closed from e
     except asyncio.LimitOverrunError as e:
@@ -171,6 +175,7 @@ class FaultProxy:
         self._faults: list[Fault] = []
         self._latency = latency
         self._counts: Counter[str] = Counter()
+        self._log: deque[tuple[str, str]] = deque(maxlen=LOG_SIZE)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
@@ -210,8 +215,15 @@ class FaultProxy:
             self._latency = 0.0
 
     def reset_stats(self) -> None:
+        """Zero the counters and forget the request log."""
         with self._lock:
             self._counts.clear()
+            self._log.clear()
+
+    def requests(self) -> list[tuple[str, str]]:
+        """(method, path) of every request since the last `reset_stats` (the latest LOG_SIZE)."""
+        with self._lock:
+            return list(self._log)
 
     def stats(self) -> dict[str, Any]:
         """Requests seen (total, per method), connections, injected faults, current settings."""
@@ -225,6 +237,7 @@ class FaultProxy:
         with self._lock:
             self._counts["requests"] += 1
             self._counts[f"method:{method}"] += 1
+            self._log.append((method, path))
             hit = None
             for f in self._faults:
                 if f.hit(method, path) and hit is None:
@@ -294,8 +307,12 @@ class FaultProxy:
         try:
             if delay := self._delay():
                 await asyncio.sleep(delay)
+            first = await reader.read(1)
+            if not first or first == b"\x16":  # EOF, or a TLS hello: this proxy speaks plain HTTP only
+                return
             while True:
-                head = await _read_head(reader)
+                head = await _read_head(reader, first)
+                first = b""
                 if head is None:
                     return
                 if upstream is None or upstream[0].at_eof():
@@ -375,7 +392,7 @@ class FaultProxy:
             writer.write(_status_response(fault.status))
             await writer.drain()
             return True
-        await self._hang(reader)
+        await self._hang(reader, fault.hang_seconds)
         return False
 
     async def _fault_after(self, fault: Fault, writer: asyncio.StreamWriter, resp_head: bytes,
@@ -399,17 +416,17 @@ class FaultProxy:
             await writer.drain()
             return not close
         if fault.action == "hang":
-            await self._hang(None)
+            await self._hang(None, fault.hang_seconds)
         return False
 
-    async def _hang(self, reader: asyncio.StreamReader | None) -> None:
-        """Never answer: wait until the client gives up (closes) or the proxy stops."""
+    async def _hang(self, reader: asyncio.StreamReader | None, limit: float | None) -> None:
+        """Never answer: wait until the client gives up (closes), `limit` passes or the proxy stops."""
         stop = asyncio.ensure_future(self._stopping.wait())  # type: ignore[union-attr]
         waits = [stop]
         if reader is not None:
             waits.append(asyncio.ensure_future(reader.read()))
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
