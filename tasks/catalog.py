@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from prefect import task
@@ -40,16 +41,38 @@ def working_copy(db_path: Path, dest: Path) -> Path:
       retry_condition_fn=transient_only)
 def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scratch: Path,  # noqa: ANN001
                         concurrency: int) -> int:
-    """Pull and parse the missing bundles concurrently, then add them in one transaction."""
+    """Pull (or reuse) and parse the missing bundles concurrently, then add them in one transaction."""
     if not refs:
         return 0
-    scratch.mkdir(parents=True, exist_ok=True)
-    slots = {ref: scratch / f"bundle-{i}" for i, ref in enumerate(refs)}
-    for slot in slots.values():
-        shutil.rmtree(slot, ignore_errors=True)
-    bundles = fetch_bundles(refs, lambda ref: Path(client.pull_bundle(ref, slots[ref])), concurrency)
+    from indexflow.registry.artifacts import cache_root
+
+    cache = cache_root() / "bundles"
+    for d in (cache, scratch):
+        d.mkdir(parents=True, exist_ok=True)
+    bundles = fetch_bundles(refs, lambda ref: unpacked_bundle(client, ref, cache, scratch), concurrency)
     add_bundles(db_path, bundles, mode)
     return len(bundles)
+
+
+def unpacked_bundle(client, ref: str, cache: Path, scratch: Path) -> Path:  # noqa: ANN001 - RegistryClient
+    """A digest-pinned bundle never changes: unpack it once per machine and reuse it on every later
+    merge (a re-run after a failure pulls nothing). Tag refs are unpacked afresh into `scratch`."""
+    if "@sha256:" not in ref:
+        return Path(client.pull_bundle(ref, tempfile.mkdtemp(dir=scratch, prefix="bundle-")))
+    slot = cache / ref.rsplit("@", 1)[1].replace(":", "-")
+    if slot.is_dir():
+        return slot
+    part = Path(tempfile.mkdtemp(dir=cache, prefix=".part-"))
+    try:
+        client.pull_bundle(ref, part)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    try:
+        part.rename(slot)
+    except OSError:  # another worker unpacked the same digest first; theirs is identical
+        shutil.rmtree(part, ignore_errors=True)
+    return slot
 
 
 @task(name="deprecatetruncate chunk", cache_policy=NO_CACHE)
