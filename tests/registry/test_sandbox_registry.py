@@ -1,0 +1,43 @@
+"""The sandbox registry itself: own config (never the packaged one), clean stop, clear missing-binary error."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import yaml
+
+from indexflow.errors import IndexflowError
+from indexflow.registry.auth import DockerAuth
+from sandbox.registry import LocalRegistry
+
+
+def test_generated_config_and_clean_stop() -> None:
+    registry = LocalRegistry().start()
+    root, proc = registry.root, registry._proc
+    config = yaml.safe_load((root / "config.yml").read_text())
+    assert "auth" not in config and config["storage"]["delete"]["enabled"] is True
+    assert config["storage"]["filesystem"]["rootdirectory"].startswith(str(root))
+    assert config["http"]["addr"] == registry.host and registry.host.startswith("127.0.0.1:")
+    assert httpx.get(f"{registry.url}/v2/", timeout=5).status_code == 200
+    registry.stop()
+    assert proc.poll() is not None and not root.exists()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{registry.url}/v2/", timeout=2)
+
+
+def test_htpasswd_variant_writes_a_docker_config(monkeypatch) -> None:  # noqa: ANN001
+    with LocalRegistry(htpasswd_users={"carol": "pw-carol"}) as registry:
+        assert registry.url.startswith("https://") and registry.ca_file.is_file()
+        auths = json.loads(registry.auth_config_path.read_text())["auths"]
+        assert list(auths) == [registry.host]
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(registry.auth_config_path))
+        assert DockerAuth.from_config(None).credentials(registry.host).username == "carol"
+
+
+def test_missing_binary_is_one_sentence(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(IndexflowError, match=r"^the docker-registry binary is not installed; install it with "
+                                             r"`sudo apt-get install docker-registry`"):
+        LocalRegistry().start()
