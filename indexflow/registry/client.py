@@ -419,6 +419,12 @@ class RegistryClient:
 
         return copy_image(self, ImageRef.coerce(src), ImageRef.coerce(dst))
 
+    def copy_blob(self, src: ImageRef | str, dst: ImageRef | str, digest: str) -> None:
+        """One blob into `dst`'s repository: skipped if there, mounted within a registry, else streamed."""
+        from indexflow.registry.transfer import copy_blob
+
+        copy_blob(self, ImageRef.coerce(src), ImageRef.coerce(dst), digest)
+
     def delete_tag(self, ref: ImageRef | str) -> None:
         from indexflow.registry.transfer import delete_tag
 

@@ -41,11 +41,11 @@ def _copy_single(client: "RegistryClient", src: ImageRef, manifest: "Manifest", 
     descriptors = [manifest.json.get("config") or {}, *(manifest.json.get("layers") or [])]
     for desc in descriptors:
         if desc.get("digest") and not desc.get("urls"):  # foreign layers stay where their URLs say
-            _copy_blob(client, src, dst, desc["digest"])
+            copy_blob(client, src, dst, desc["digest"])
     return client.push_manifest(dst, manifest.raw, manifest.media_type)
 
 
-def _copy_blob(client: "RegistryClient", src: ImageRef, dst: ImageRef, digest: str) -> None:
+def copy_blob(client: "RegistryClient", src: ImageRef, dst: ImageRef, digest: str) -> None:
     repo = dst.in_repository(dst.repository)
     if client.blob_exists(repo, digest):
         return

@@ -67,6 +67,16 @@ def test_copy_within_registry_mounts_and_keeps_digest(registry_client: RegistryC
     assert "PUT" not in registry_client.stats.by_method()
 
 
+def test_copy_blob_mounts_or_streams(registry_client: RegistryClient, repo: str) -> None:
+    src = ImageRef.parse(f"{repo}/blobsrc")
+    digest = registry_client.push_blob(src, b"layer bytes")
+    registry_client.copy_blob(src, ImageRef.parse(f"{repo}/blobdst:any"), digest)
+    assert registry_client.blob_exists(ImageRef.parse(f"{repo}/blobdst"), digest)
+    with LocalRegistry() as other, RegistryClient(insecure=(other.host, src.registry)) as client:
+        client.copy_blob(src, ImageRef.parse(f"{other.host}/far/away"), digest)
+        assert client.blob(ImageRef.parse(f"{other.host}/far/away"), digest) == b"layer bytes"
+
+
 def test_copy_whole_index_across_registries(registry_client: RegistryClient, repo: str) -> None:
     src = ImageRef.parse(f"{repo}/multi:v1")
     digest = build_index(registry_client, src, [LAYER], {"k": "v"}, ["amd64", "arm64"])
