@@ -150,9 +150,15 @@ class RegistryAuth(httpx.Auth):
         return self.docker_auth.credentials(request.url.netloc.decode(), match.group(1) if match else "")
 
     def _cached_token(self, host: str, scope: str | None) -> str | None:
+        """A live token for `scope`; a pull also accepts the push token of the same repository."""
+        keys = [scope or ""] + ([f"{scope},push"] if scope and scope.endswith(":pull") else [])
+        now = time.monotonic()
         with self._lock:
-            token, expiry = self._tokens.get((host, scope or ""), (None, 0.0))
-        return token if token and expiry > time.monotonic() else None
+            for key in keys:
+                token, expiry = self._tokens.get((host, key), (None, 0.0))
+                if token and expiry > now:
+                    return token
+        return None
 
     def _authorise(self, request: httpx.Request) -> None:
         """Attach what worked before for this host, so the request needs no 401 round trip."""
