@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
+
+# The registry caches (confirmed digests, labels, index.db files) persist under $INDEXFLOW_CACHE_DIR;
+# a test session must neither read the user's cache nor leave entries in it.
+if "INDEXFLOW_CACHE_DIR" not in os.environ:
+    os.environ["INDEXFLOW_CACHE_DIR"] = _CACHE = tempfile.mkdtemp(prefix="indexflow-test-cache-")
+    atexit.register(shutil.rmtree, _CACHE, True)
 
 
 @pytest.fixture(scope="session")

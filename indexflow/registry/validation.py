@@ -107,12 +107,15 @@ class _Store:
 
 
 class DigestCache(_Store):
-    """`registry/repository@digest` references confirmed to exist."""
+    """`registry/repository@digest` references confirmed to exist (content under a digest cannot
+    change, but it can be deleted: a confirmation is trusted for `MAX_AGE` seconds, then re-checked)."""
 
     table = "confirmed"
+    MAX_AGE = 7 * 24 * 3600.0
 
     def confirmed(self, ref: ImageRef) -> bool:
-        return bool(ref.digest) and self.get(f"{ref.name}@{ref.digest}") is not None
+        seen = self.get(f"{ref.name}@{ref.digest}") if ref.digest else None
+        return seen is not None and time.time() - float(seen) < self.MAX_AGE
 
     def confirm(self, ref: ImageRef, digest: str) -> None:
         self.put(f"{ref.name}@{digest}", str(time.time()))

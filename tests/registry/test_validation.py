@@ -80,6 +80,16 @@ def test_cold_then_warm_request_budget(local_registry, bundles: dict, tmp_path: 
         assert client.stats.requests == 0
 
 
+def test_old_confirmations_are_checked_again(local_registry, bundles: dict) -> None:  # noqa: ANN001
+    cache = DigestCache.memory()
+    pullspec = bundles["digests"][0]
+    cache.put(f"{ImageRef.parse(pullspec).name}@{ImageRef.parse(pullspec).digest}", "0")  # confirmed in 1970
+    with _fresh(local_registry) as client:
+        assert validate_pullspecs(client, [pullspec], cache=cache) == {}
+        assert client.stats.by_method().get("GET") == 2  # probe + the manifest: asked again
+    assert cache.confirmed(ImageRef.parse(pullspec))
+
+
 def test_tags_are_always_resolved_again(local_registry, bundles: dict) -> None:  # noqa: ANN001
     digest_cache, label_cache = DigestCache.memory(), LabelCache.memory()
     tags = bundles["tags"][:10]
