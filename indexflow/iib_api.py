@@ -37,6 +37,7 @@ ALLOWED_KEYS = {"source_from_index", "target_index", "deprecation_list", "binary
                 "ignore_bundle_ocp_version", "dry_run"}
 IN_PROGRESS = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"}
 UNKNOWN_ERROR = "An unknown error occurred. See logs for details"
+RETRIES = 5
 
 
 class PrefectApiError(IndexflowError):
@@ -84,11 +85,16 @@ class PrefectRest:
         self._id_lock = asyncio.Lock()
 
     async def call(self, method: str, path: str, **kw: Any) -> Any:
-        try:
-            response = await self.http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise PrefectApiError(f"the Prefect API at {self.config.prefect_api_url} is unreachable "
-                                  f"({type(exc).__name__})") from None
+        """One call; 429/503 (a busy server) are retried with backoff, as Prefect's own client does."""
+        for attempt in range(RETRIES + 1):
+            try:
+                response = await self.http.request(method, path, **kw)
+            except httpx.HTTPError as exc:
+                raise PrefectApiError(f"the Prefect API at {self.config.prefect_api_url} is unreachable "
+                                      f"({type(exc).__name__})") from None
+            if response.status_code not in (429, 503) or attempt == RETRIES:
+                break
+            await asyncio.sleep(0.5 * 2 ** attempt)
         if response.status_code == 404:
             return None
         if response.status_code >= 400:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -78,19 +79,33 @@ class PrefectServer:
     home: Path
     env: dict[str, str]
     logs: Path
+    service: Service
+    _ready: bool = False
 
     def run(self, *args: str, check: bool = True, timeout: float = 120, extra_env: dict | None = None
             ) -> subprocess.CompletedProcess:
         """A CLI command (prefect, indexflow) against this server, from the repository root."""
         env = {**self.env, **(extra_env or {})}
+        self.ready()
         result = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=REPO, env=env, capture_output=True,
                                 text=True, timeout=timeout)
         if check and result.returncode != 0:
             pytest.fail(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
         return result
 
+    def ready(self) -> "PrefectServer":
+        """Wait (once) until the server answers; started early so fixtures can overlap its boot."""
+        if not self._ready:
+            wait_http(f"{self.url}/health", STARTUP_TIMEOUT, self.service.proc, self.service.log)
+            self._ready = True
+        return self
+
     def api(self, method: str, path: str, **kw) -> object:
-        response = httpx.request(method, self.url + path, timeout=30.0, **kw)
+        for attempt in range(6):  # like Prefect's own client: a busy SQLite server answers 503 for a moment
+            response = httpx.request(method, self.ready().url + path, timeout=30.0, **kw)
+            if response.status_code not in (429, 503):
+                break
+            time.sleep(0.5 * 2 ** attempt)
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -109,8 +124,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
     server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
                    logs / "server.log")
     try:
-        wait_http(f"{base}/api/health", STARTUP_TIMEOUT, server.proc, server.log)
-        yield PrefectServer(f"{base}/api", base, home, env, logs)
+        yield PrefectServer(f"{base}/api", base, home, env, logs, server)
     finally:
         server.stop()
 
@@ -120,13 +134,14 @@ def prefect_api(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
     """In-process Prefect clients (blocks, get_client) talk to the suite's server for this test."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}):
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.ready().url}):
         yield prefect_server
 
 
 @pytest.fixture(scope="session")
 def process_worker(prefect_server: PrefectServer) -> Iterator[Service]:
-    """`prefect worker start --pool process`, created by `indexflow setup` (see deployed)."""
+    """`prefect worker start --pool process` (it creates the pool; `indexflow setup` then updates it)."""
+    prefect_server.ready()
     worker = start([str(BIN / "prefect"), "worker", "start", "--pool", "process", "--type", "process",
                     "--name", "deploy-tests"], prefect_server.env, prefect_server.logs / "worker.log")
     try:
@@ -150,8 +165,6 @@ GITLAB_BLOCK, KUBE_BLOCK = "sandbox-gitlab", "sandbox-konflux"
 
 def write_setup_yaml(env, folder: Path) -> tuple[Path, dict[str, str]]:  # noqa: ANN001 - SandboxEnv
     """An operator setup file for the sandbox, secrets only referenced; returns it and the env they need."""
-    import yaml
-
     env._blocks = {"gitlab": GITLAB_BLOCK, "kubernetes": KUBE_BLOCK}  # names the setup file creates
     values = env.settings().model_dump(mode="json", exclude={"block_type_slug", "gitlab_credentials",
                                                              "kubernetes_credentials", "registry_auth_secret"})
@@ -171,9 +184,13 @@ def write_setup_yaml(env, folder: Path) -> tuple[Path, dict[str, str]]:  # noqa:
 
 
 @pytest.fixture(scope="session")
-def deployed(prefect_server: PrefectServer, sandbox, process_worker: Service,  # noqa: ANN001
-             tmp_path_factory: pytest.TempPathFactory) -> PrefectServer:
-    """`indexflow setup` for the sandbox, then `prefect deploy --all` from the repository root."""
+def deployed(prefect_server: PrefectServer, sandbox, tmp_path_factory: pytest.TempPathFactory,  # noqa: ANN001
+             request: pytest.FixtureRequest) -> PrefectServer:
+    """`indexflow setup` for the sandbox, then `prefect deploy --all` from the repository root.
+
+    The server boots while the sandbox is seeded (fixture order), then the worker starts.
+    """
+    request.getfixturevalue("process_worker")
     config, secrets = write_setup_yaml(sandbox, tmp_path_factory.mktemp("setup"))
     prefect_server.run("indexflow", "setup", str(config), extra_env=secrets)
     prefect_server.run("prefect", "--no-prompt", "deploy", "--all")
@@ -190,3 +207,84 @@ def wait_final(server: PrefectServer, flow_run_id: str, timeout: float = 150.0) 
         time.sleep(0.5)
     worker_log = (server.logs / "worker.log").read_text()[-4000:]
     pytest.fail(f"flow run {flow_run_id} still {run['state']['type']} after {timeout:.0f} s\n{worker_log}")
+
+
+def merge_params(env, **extra: object) -> dict:  # noqa: ANN001 - SandboxEnv
+    """The seeded merge (source lags target; one OCP-incompatible bundle allowed through the allow-list)."""
+    seed = env.seeded
+    return {"source_from_index": seed.source_index, "target_index": seed.target_index,
+            "deprecation_list": seed.deprecation_list, "ignore_bundle_ocp_version": True, **extra}
+
+
+def deployment_id(server: PrefectServer, name: str) -> str:
+    return server.api("GET", f"/deployments/name/{name}")["id"]
+
+
+def create_run(server: PrefectServer, deployment: str, parameters: dict, **body: object) -> dict:
+    """POST /deployments/{id}/create_flow_run, exactly what release tooling would send."""
+    return server.api("POST", f"/deployments/{deployment_id(server, deployment)}/create_flow_run",
+                      json={"parameters": parameters, **body})
+
+
+def artifacts_of(server: PrefectServer, flow_run_id: str) -> dict[str, dict]:
+    found = server.api("POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+    return {a["key"]: a for a in found if a.get("key")}
+
+
+@pytest.fixture(scope="session")
+def iib_api(deployed: PrefectServer) -> Iterator[str]:
+    """`indexflow iib-api` in front of the deployed merge; yields its base URL."""
+    port = free_port()
+    service = start([str(BIN / "indexflow"), "iib-api", "--port", str(port)],
+                    {**deployed.env, "INDEXFLOW_API_LOG_LEVEL": "warning"}, deployed.logs / "iib-api.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/docs", 60, service.proc, service.log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        service.stop()
+
+
+# -- a complete operator setup file (secrets referenced, not inline) -------------------------------
+KUBECONFIG = {"apiVersion": "v1", "kind": "Config", "current-context": "konflux",
+              "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+              "users": [{"name": "u", "user": {"token": "kube-token"}}],
+              "contexts": [{"name": "konflux", "context": {"cluster": "c", "user": "u"}}]}
+
+
+def setup_file(tmp_path: Path, **changes: object) -> Path:
+    """A complete setup file (secrets referenced, not inline) with `changes` applied per section."""
+    (tmp_path / "kube.yaml").write_text(yaml.safe_dump(KUBECONFIG))
+    (tmp_path / "docker.json").write_text('{"auths": {"quay.example.com": {"auth": "dTpw"}}}')
+    doc = {
+        "settings": {"name": "setup-test", "values": {"iib_registry": "quay.example.com/iib",
+                                                     "index_db_artifact_registry": "quay.example.com/art",
+                                                     "konflux_namespace": "iib-tenant"}},
+        "gitlab": {"name": "setup-test-gitlab", "url": "https://gitlab.example.com",
+                   "token": {"from_env": "SETUP_TEST_GITLAB_TOKEN"}},
+        "kubernetes": {"name": "setup-test-konflux", "kubeconfig": {"from_file": "kube.yaml"}},
+        "registry_auth": {"name": "setup-test-registry", "docker_config": {"from_file": "docker.json"}},
+        "secrets": {"setup-test-token": {"from_env": "SETUP_TEST_OVERWRITE"}},
+        "concurrency_limits": {"setup-test-limit": 3},
+        "work_pools": {"setup-test-process": {"type": "process"},
+                       "setup-test-k8s": {"type": "kubernetes",
+                                          "base_job_template": str(REPO / "deployments/kubernetes-job-template.json")}},
+    }
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            doc[section][field] = value
+        elif value is None:
+            doc.pop(section)
+        else:
+            doc[section] = value
+    path = tmp_path / "setup.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture()
+def secrets_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {"SETUP_TEST_GITLAB_TOKEN": "glpat-s3cr3t", "SETUP_TEST_OVERWRITE": "user:pa55"}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values

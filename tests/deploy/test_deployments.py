@@ -1,0 +1,245 @@
+"""On a real `prefect server start` with a process worker: setup, `prefect deploy --all`, and merges
+triggered over REST, the CLI, the IIB-compatible endpoint and the batch deployment, on the sandbox.
+
+Every flow run is started at once by the `started` fixture (they overlap on the worker), then each
+test waits for its own run; the UI test looks at the finished REST-triggered merge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from indexflow.cli import main
+from indexflow.registry.refs import ImageRef
+from tests.deploy import browser
+from tests.deploy.conftest import (BIN, REPO, artifacts_of, create_run, deployment_id, merge_params, setup_file,
+                                   wait_final)
+
+MERGE, BATCH = "merge-index-image/merge-index-image", "batch-merge/batch-merge"
+BUILDS = "/api/v1/builds"
+TOKEN = "release-bot:t0ps3cret"
+
+
+@pytest.fixture(scope="module")
+def started(deployed, sandbox, iib_api: str, tmp_path_factory: pytest.TempPathFactory) -> dict:  # noqa: ANN001
+    """Fire every run the tests below check, the way each client would, without waiting."""
+    folder = tmp_path_factory.mktemp("batch")
+    good = merge_params(sandbox, dry_run=True)
+    batch_file = folder / "batch.yaml"
+    batch_file.write_text(yaml.safe_dump({"settings_block": "indexflow", "merges": [
+        {"name": "nightly-a", **good}, {"name": "nightly-b", **good, "build_tags": ["b"]},
+        {"name": "broken", **good, "source_from_index": f"{sandbox.registry_host}/rh-osbs/iib-pub-pending:v4.98"}]}))
+    api = f"{iib_api}{BUILDS}/merge-index-image"
+    runs = {
+        "rest": create_run(deployed, MERGE, merge_params(sandbox, request_id="rest-1"), tags=["release-tooling"]),
+        "batch": create_run(deployed, BATCH, {"batch_file": str(batch_file), "max_parallel": 3}),
+        "iib_ok": httpx.post(api, json=merge_params(sandbox, dry_run=True, overwrite_target_index=True,
+                                                    overwrite_target_index_token=TOKEN, build_tags=["api"]),
+                             timeout=30),
+        "iib_failed": httpx.post(api, json=merge_params(
+            sandbox, dry_run=True, source_from_index=f"{sandbox.registry_host}/rh-osbs/iib-pub-pending:v4.99"),
+            timeout=30),
+    }
+    params = json.dumps(merge_params(sandbox, dry_run=True, request_id="cli-1"))
+    runs["cli"] = subprocess.run([str(BIN / "prefect"), "deployment", "run", MERGE, "--params", params],
+                                 cwd=REPO, env=deployed.env, capture_output=True, text=True, timeout=120)
+    return runs
+
+
+# -- setup and deploy ------------------------------------------------------------------------------
+def test_setup_writes_blocks_limits_and_pools_idempotently(prefect_api, tmp_path: Path, secrets_env: dict,  # noqa: ANN001
+                                                           capsys: pytest.CaptureFixture) -> None:
+    from prefect.blocks.system import Secret
+    from prefect.client.orchestration import get_client
+    from prefect_gitlab import GitLabCredentials
+    from prefect_kubernetes.credentials import KubernetesCredentials
+
+    from blocks.settings import MergeSettings
+
+    assert main(["setup", str(setup_file(tmp_path))]) == 0
+    first = capsys.readouterr().out
+    assert "work pool setup-test-k8s (kubernetes)" in first and "glpat-s3cr3t" not in first
+    settings = MergeSettings.load("setup-test")
+    assert (settings.gitlab_credentials, settings.kubernetes_credentials, settings.registry_auth_secret) == \
+        ("setup-test-gitlab", "setup-test-konflux", "setup-test-registry")
+    gitlab = GitLabCredentials.load("setup-test-gitlab")
+    assert gitlab.token.get_secret_value() == "glpat-s3cr3t" and gitlab.url == "https://gitlab.example.com"
+    kube = KubernetesCredentials.load("setup-test-konflux")
+    assert kube.cluster_config.context_name == "konflux"
+    assert kube.cluster_config.config["users"][0]["user"]["token"] == "kube-token"
+    # Secret.get() parses JSON text: the docker config comes back as a mapping
+    assert Secret.load("setup-test-registry").get() == {"auths": {"quay.example.com": {"auth": "dTpw"}}}
+    assert Secret.load("setup-test-token").get() == "user:pa55"
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name("setup-test-limit").limit == 3
+        pool = client.read_work_pool("setup-test-k8s")
+        block_id = client.read_block_document_by_name("setup-test", "indexflow-merge-settings").id
+    assert pool.type == "kubernetes"
+    assert pool.base_job_template["variables"]["properties"]["secret_name"]["default"] == "indexflow-worker-env"
+
+    assert main(["setup", str(setup_file(tmp_path, concurrency_limits={"setup-test-limit": 5}))]) == 0
+    with get_client(sync_client=True) as client:  # updated in place
+        assert client.read_global_concurrency_limit_by_name("setup-test-limit").limit == 5
+        assert client.read_block_document_by_name("setup-test", "indexflow-merge-settings").id == block_id
+
+
+def test_deploy_all_creates_the_two_deployments(deployed) -> None:  # noqa: ANN001
+    merge = deployed.api("GET", f"/deployments/name/{MERGE}")
+    assert merge["enforce_parameter_schema"] is True and merge["work_pool_name"] == "process"
+    assert merge["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+    assert merge["global_concurrency_limit"]["limit"] == 4
+    assert merge["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    assert merge["schedules"] == []
+    batch = deployed.api("GET", f"/deployments/name/{BATCH}")
+    assert [(s["schedule"]["cron"], s["active"]) for s in batch["schedules"]] == [("0 2 * * *", True)]
+    assert batch["parameters"] == {"batch_file": "deployments/batches/nightly.yaml", "max_parallel": 2}
+    # the server's scheduler turns the cron schedule into runs at 02:00 UTC
+    deadline, scheduled = time.monotonic() + 60, []
+    while not scheduled and time.monotonic() < deadline:
+        scheduled = deployed.api("POST", "/flow_runs/filter", json={"flow_runs": {
+            "deployment_id": {"any_": [batch["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}})
+        time.sleep(1)
+    assert scheduled and all(r["expected_start_time"].endswith("T02:00:00Z") for r in scheduled)
+
+
+def test_parameter_schema_is_enforced(deployed) -> None:  # noqa: ANN001
+    url = f"{deployed.url}/deployments/{deployment_id(deployed, MERGE)}/create_flow_run"
+    response = httpx.post(url, json={"parameters": {"source_from_index": 17, "dry_run": "maybe"}}, timeout=30)
+    assert response.status_code == 409
+    assert "Validation failed for field 'source_from_index'" in response.text
+
+
+# -- REST and CLI triggers -------------------------------------------------------------------------
+def test_rest_triggered_merge_publishes_on_the_sandbox(started: dict, deployed, sandbox) -> None:  # noqa: ANN001
+    done = wait_final(deployed, started["rest"]["id"])
+    assert done["state"]["type"] == "COMPLETED", done["state"]["message"]
+    output = f"{sandbox.registry_host}/iib-build:rest-1"
+    assert sandbox.registry_client.exists(ImageRef.parse(output))
+    keys = artifacts_of(deployed, done["id"])
+    assert "merge-summary-rest-1" in keys and "bundles-added-rest-1" in keys
+    assert output in keys["merge-summary-rest-1"]["data"]
+
+
+def test_prefect_deployment_run_cli(started: dict, deployed) -> None:  # noqa: ANN001
+    cli = started["cli"]
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert "Created flow run" in cli.stdout
+    runs = deployed.api("POST", "/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [
+        deployment_id(deployed, MERGE)]}}})
+    cli_run = next(r for r in runs if r["parameters"].get("request_id") == "cli-1")
+    assert wait_final(deployed, cli_run["id"])["state"]["type"] == "COMPLETED"
+
+
+# -- IIB-compatible endpoint -----------------------------------------------------------------------
+def poll_build(api: str, build_id: int, timeout: float = 150.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{api}{BUILDS}/{build_id}", timeout=10).json()
+        if body["state"] != "in_progress":
+            return body
+        time.sleep(0.5)
+    pytest.fail(f"build {build_id} still in progress after {timeout:.0f} s: {body['state_reason']}")
+
+
+@pytest.mark.parametrize("payload, status, error", [
+    ([1, 2], 400, "The input data must be a JSON object"),
+    ({"target_index": "a:b"}, 400, 'The "source_from_index" value must be a string'),
+    ({"source_from_index": "a:b", "deprecation_list": [""]}, 400,
+     'The "deprecation_list" value should be an empty array or an array of strings'),
+    ({"source_from_index": "a:b", "target_index": "c:d", "overwrite_target_index": True}, 400,
+     'The "overwrite_target_index_token" value is required when the "overwrite_target_index" value is set'),
+    ({"source_from_index": "a:b", "distribution_scope": "qa"}, 400,
+     'The "distribution_scope" value must be one of "dev", "stage", or "prod"'),
+    ({"source_from_index": "a:b", "target_index": "c:d", "graph_update_mode": "semver"}, 403,
+     '"graph_update_mode" can only be used on the following index image: []'),
+    ({"source_from_index": "a:b", "bundles": []}, 400, "The following parameters are invalid: bundles"),
+])
+def test_iib_validation(iib_api: str, payload: object, status: int, error: str) -> None:
+    response = httpx.post(f"{iib_api}{BUILDS}/merge-index-image", json=payload, timeout=30)
+    assert (response.status_code, response.json()) == (status, {"error": error})
+
+
+def test_iib_request_runs_the_deployment_and_reports_iib_states(started: dict, iib_api: str, deployed,  # noqa: ANN001
+                                                                sandbox) -> None:
+    response = started["iib_ok"]
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert isinstance(created["id"], int) and created["request_type"] == "merge-index-image"
+    assert (created["state"], created["state_reason"]) == ("in_progress", "The request was initiated")
+    assert created["source_from_index"] == sandbox.seeded.source_index and created["build_tags"] == ["api"]
+    assert TOKEN not in response.text and "overwrite_target_index_token" not in created
+    run = deployed.api("GET", f"/flow_runs/{created['flow_run_id']}")
+    assert run["parameters"]["request_id"] == str(created["id"]) and f"iib-request:{created['id']}" in run["tags"]
+
+    done = poll_build(iib_api, created["id"])
+    assert done["state"] == "complete", done["state_reason"]
+    assert done["state_reason"].startswith("The operator(s) [")
+    assert done["state_reason"].endswith("were successfully merged from the source index image into the "
+                                         "target index image")
+    assert done["index_image"] is None  # a dry run publishes nothing
+    assert TOKEN not in httpx.get(f"{iib_api}{BUILDS}/{created['id']}", timeout=10).text
+
+
+def test_iib_failed_request_keeps_the_flow_error_as_state_reason(started: dict, iib_api: str) -> None:
+    created = started["iib_failed"].json()
+    done = poll_build(iib_api, created["id"])
+    assert done["state"] == "failed"
+    assert "v4.99" in done["state_reason"] and "Traceback" not in done["state_reason"]
+    assert httpx.get(f"{iib_api}{BUILDS}/{created['id'] + 1000}", timeout=10).status_code == 404
+
+
+# -- batch -----------------------------------------------------------------------------------------
+def test_batch_of_three_with_one_failing(started: dict, deployed) -> None:  # noqa: ANN001
+    done = wait_final(deployed, started["batch"]["id"], timeout=170)
+    assert done["state"]["type"] == "FAILED"
+    assert done["state"]["message"] == "1 of 3 merges failed: broken"
+    children = deployed.api("POST", "/flow_runs/filter", json={
+        "flow_runs": {"parent_flow_run_id": {"any_": [done["id"]]}}})
+    states = {r["name"].removeprefix(done["name"] + "-"): r["state"]["type"] for r in children}
+    assert states == {"nightly-a": "COMPLETED", "nightly-b": "COMPLETED", "broken": "FAILED"}
+    summary = artifacts_of(deployed, done["id"])["batch-merge-summary"]["data"]
+    assert "2 of 3 merges complete" in summary and "**Failed:** broken" in summary
+    assert "| nightly-a | complete |" in summary and "| broken | failed | Failed: " in summary and "v4.98" in summary
+
+
+def test_bad_batch_file_fails_in_one_sentence(prefect_api, tmp_path: Path) -> None:  # noqa: ANN001
+    from flows.batch_merge import batch_merge
+
+    batch_file = tmp_path / "inline-token.yaml"
+    batch_file.write_text(yaml.safe_dump({"merges": [{"name": "x", "source_from_index": "a:b",
+                                                      "overwrite_target_index_token": "u:p"}]}))
+    state = asyncio.run(batch_merge(batch_file=str(batch_file), return_state=True))
+    assert state.is_failed()
+    assert state.message == ("merge 'x': put the token in a Secret block and name it in "
+                             "'overwrite_target_index_token_secret', never in the batch file")
+
+
+# -- the UI, as a person sees it -------------------------------------------------------------------
+@pytest.mark.skipif(browser.CHROMIUM is None, reason="chromium is not installed")
+def test_ui_shows_the_run_its_task_graph_and_summary(started: dict, deployed, tmp_path: Path) -> None:  # noqa: ANN001
+    done = wait_final(deployed, started["rest"]["id"])
+    summary_id = artifacts_of(deployed, done["id"])["merge-summary-rest-1"]["id"]
+    with browser.Browser() as page:
+        page.open(f"{deployed.ui_url}/runs/flow-run/{done['id']}")
+        page.wait_for_text(done["name"], "Completed", "Task runs", "merge-index-image", timeout=60)
+        assert page.evaluate("[...document.querySelectorAll('canvas')].some(c => c.width > 300)")  # task graph
+        page.click_text("Artifacts")
+        page.wait_for_text("merge-summary-rest-1", "bundles-added-rest-1", "merge_index_image result")
+        time.sleep(1.0)  # let the graph finish drawing
+        run_png = page.screenshot(tmp_path / "run.png")
+        page.open(f"{deployed.ui_url}/artifacts/artifact/{summary_id}")
+        page.wait_for_text("bundles added", "iib-build:rest-1", "Timings")
+        summary_png = page.screenshot(tmp_path / "summary.png")
+    out = browser.compose([run_png, summary_png], tmp_path / "ui-merge-run.png")
+    assert out.stat().st_size > 100_000
+    if os.environ.get("INDEXFLOW_SAVE_SCREENSHOT"):  # refresh docs/ui-merge-run.png
+        Path(os.environ["INDEXFLOW_SAVE_SCREENSHOT"]).write_bytes(out.read_bytes())
