@@ -202,11 +202,11 @@ def test_batch_of_three_with_one_failing(started: dict, deployed) -> None:  # no
     done = wait_final(deployed, started["batch"]["id"], timeout=170)
     assert done["state"]["type"] == "FAILED"
     assert done["state"]["message"] == "1 of 3 merges failed: broken"
+    summary = artifacts_of(deployed, done["id"])["batch-merge-summary"]["data"]
     children = deployed.api("POST", "/flow_runs/filter", json={
         "flow_runs": {"parent_flow_run_id": {"any_": [done["id"]]}}})
     states = {r["name"].removeprefix(done["name"] + "-"): r["state"]["type"] for r in children}
-    assert states == {"nightly-a": "COMPLETED", "nightly-b": "COMPLETED", "broken": "FAILED"}
-    summary = artifacts_of(deployed, done["id"])["batch-merge-summary"]["data"]
+    assert states == {"nightly-a": "COMPLETED", "nightly-b": "COMPLETED", "broken": "FAILED"}, summary
     assert "2 of 3 merges complete" in summary and "**Failed:** broken" in summary
     assert "| nightly-a | complete |" in summary and "| broken | failed | Failed: " in summary and "v4.98" in summary
 
