@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.flow.conftest import prefect_harness  # noqa: F401 - the session's Prefect API
+from tests.flow.harness import prefect_api
 from tests.flow.remote_state import RemoteState, snapshot
 
 BLOCK = "e2e"
@@ -61,23 +63,31 @@ class E2E:
 
 
 @pytest.fixture(scope="session")
-def e2e(tmp_path_factory: pytest.TempPathFactory, prefect_harness) -> Iterator[E2E]:  # noqa: F811
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    """Stack up and seeded (about 20 s) while the Prefect API starts, then blocks saved."""
     from sandbox.demo_env import GIT_PROJECT, SandboxEnv
     from sandbox.faultproxy import FaultProxy
     from sandbox.seed import INDEX_REPO
 
-    with pytest.MonkeyPatch.context() as mp, SandboxEnv.up(Path(tmp_path_factory.mktemp("sandbox"))) as env:
-        mp.setenv("INDEXFLOW_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    def seeded(stack: ExitStack) -> SandboxEnv:
+        env = stack.enter_context(SandboxEnv.up(Path(tmp_path_factory.mktemp("sandbox"))))
         env.seed()
-        git_host = env.gitlab_url.removeprefix("http://").rstrip("/")
-        with FaultProxy(env.registry_host) as rp, FaultProxy(git_host) as gp:
-            env.save_blocks(
-                BLOCK, gitlab_url=gp.url, iib_registry=rp.host, index_db_artifact_registry=rp.host,
-                insecure_registries=[rp.host, env.registry_host],
-                index_to_gitlab_push_map={f"{rp.host}/{INDEX_REPO}": f"{gp.url}/{GIT_PROJECT}.git"},
-                no_ocp_label_allow_list=[f"{rp.host}/{INDEX_REPO}"], konflux_poll_interval=0.2,
-                konflux_pipeline_timeout=30)
-            yield E2E(env, rp, gp, itertools.count(1))
+        return env
+
+    with pytest.MonkeyPatch.context() as mp, ExitStack() as stack, ThreadPoolExecutor(1) as pool:
+        mp.setenv("INDEXFLOW_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        future = pool.submit(seeded, stack)
+        with prefect_api():
+            env = future.result()
+            git_host = env.gitlab_url.removeprefix("http://").rstrip("/")
+            with FaultProxy(env.registry_host) as rp, FaultProxy(git_host) as gp:
+                env.save_blocks(
+                    BLOCK, gitlab_url=gp.url, iib_registry=rp.host, index_db_artifact_registry=rp.host,
+                    insecure_registries=[rp.host, env.registry_host],
+                    index_to_gitlab_push_map={f"{rp.host}/{INDEX_REPO}": f"{gp.url}/{GIT_PROJECT}.git"},
+                    no_ocp_label_allow_list=[f"{rp.host}/{INDEX_REPO}"], konflux_poll_interval=0.2,
+                    konflux_pipeline_timeout=30)
+                yield E2E(env, rp, gp, itertools.count(1))
 
 
 @pytest.fixture

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
+from tests.flow.harness import prefect_api
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness():
-    from prefect.settings import temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        with temporary_settings(updates={"flows.heartbeat_frequency": None}):
-            yield
+    with prefect_api():
+        yield
