@@ -181,9 +181,12 @@ def report(n: int, args: argparse.Namespace, load: float, rows: list[tuple[str, 
         per = "" if requests is None else f"{requests / n:.3f}"
         print(f"{name:48} {wall:8.2f} {wall / n * 1000:9.2f} {cpu / n * 1000:13.2f} {per:>15}")
     (_, t_a, c_a, _), (_, t_bv, c_bv, _), (_, t_b, c_b, _), (_, t_c, c_c, _) = rows
-    print(f"a/b = {t_a / t_bv:.1f} wall, {c_a / c_bv:.1f} CPU (validation only; target >= 8); "
-          f"with labels too: {t_a / t_b:.1f} wall")
-    print(f"a/c = {t_a / t_c:.0f} wall (target >= 100; (c) does validation + labels)")
+    def verdict(ratio: float, target: float) -> str:
+        return "met" if ratio >= target else "MISSED"
+
+    print(f"a/b = {t_a / t_bv:.1f} wall, {c_a / c_bv:.1f} CPU (validation only; target >= 8: "
+          f"{verdict(t_a / t_bv, 8)}); with labels too: {t_a / t_b:.1f} wall")
+    print(f"a/c = {t_a / t_c:.0f} wall (target >= 100: {verdict(t_a / t_c, 100)}; (c) does validation + labels)")
     print("CPU = client side (this process + skopeo children) + the registry process, so machine load does not "
           "skew it; wall depends on what else runs (skopeo's 5 processes compete better for a busy CPU).")
 
