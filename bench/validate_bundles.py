@@ -187,8 +187,8 @@ def report(n: int, args: argparse.Namespace, load: float, rows: list[tuple[str, 
     print(f"a/b = {t_a / t_bv:.1f} wall, {c_a / c_bv:.1f} CPU (validation only; target >= 8: "
           f"{verdict(t_a / t_bv, 8)}); with labels too: {t_a / t_b:.1f} wall")
     print(f"a/c = {t_a / t_c:.0f} wall (target >= 100: {verdict(t_a / t_c, 100)}; (c) does validation + labels)")
-    print("CPU = client side (this process + skopeo children) + the registry process, so machine load does not "
-          "skew it; wall depends on what else runs (skopeo's 5 processes compete better for a busy CPU).")
+    print("CPU = client side (this process + skopeo children) + the registry process: it does not depend on "
+          "what else the machine runs; the wall times do.")
 
 
 if __name__ == "__main__":
