@@ -10,8 +10,9 @@ the push). `add` then reads every bundle image through the RegistryClient the wa
 does for `indexflow db add` (fetch_bundle_images: manifest + layer blobs, parsed in memory, then
 add_bundles in one transaction), in batches of 200 refs into one growing db, semver mode: opm's recorded procedure. opm ran with
 --permissive (a bad bundle is skipped, the rest of the batch loads); indexflow refuses a whole
-call on any bad bundle, so here a refused batch is split in halves until the bad bundles are
-alone and skipped (parsed bundles are reused; the time of those retries is included).
+call on any bad bundle, so here the bundle a refusal names is dropped and the batch retried (or
+the batch is split in halves when no single bundle is named); parsed bundles are reused, and the
+time of those retries is included.
 
 migrate and validate run in a child process each (start-up included, like opm's wall clock), so
 the peak RSS printed is that step's own. The merge-flow section times every engine call the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import sqlite3
@@ -90,17 +92,31 @@ def push_all(client, host: str, src: Path, index: list[dict], marker: Path) -> l
 
 # --- add ------------------------------------------------------------------------------------
 
+# error shapes that name the one bundle at fault (opm --permissive skips exactly that bundle)
+_CULPRIT = re.compile(r'error loading bundle (\S+) into db|bundle (\S+) of package |failed to add bundle "([^"]+)"|'
+                      r"add prunes bundle (\S+) ")
+
+
 def add_permissive(db: Path, bundles: list[Bundle], skipped: list[str]) -> None:
-    """add_bundles; a refused call is split in halves until the bad bundles are alone (skipped)."""
-    try:
-        add_bundles(db, bundles, mode="semver")
-    except CatalogError as exc:
-        if len(bundles) == 1:
-            skipped.append(f"{bundles[0].bundlepath}: {str(exc)[:150]}")
+    """add_bundles, skipping bad bundles like opm's --permissive: a bundle the error names is
+    dropped and the rest retried; otherwise the call is split in halves until the bad ones are alone."""
+    while bundles:
+        try:
+            add_bundles(db, bundles, mode="semver")
             return
-        half = len(bundles) // 2
-        add_permissive(db, bundles[:half], skipped)
-        add_permissive(db, bundles[half:], skipped)
+        except CatalogError as exc:
+            if len(bundles) == 1:
+                skipped.append(f"{bundles[0].bundlepath}: {str(exc)[:150]}")
+                return
+            named = {n for m in _CULPRIT.finditer(str(exc)) for n in m.groups() if n}
+            bad = [b for b in bundles if b.name in named][-1:] if named else []
+            if not bad:
+                half = len(bundles) // 2
+                add_permissive(db, bundles[:half], skipped)
+                add_permissive(db, bundles[half:], skipped)
+                return
+            skipped.append(f"{bad[0].bundlepath}: {str(exc)[:150]}")
+            bundles = [b for b in bundles if b is not bad[0]]
 
 
 def add_batches(db: Path, refs: list[str], load: Callable[[list[str]], list[Bundle]], batch: int,
