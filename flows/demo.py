@@ -10,6 +10,7 @@ import filecmp
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -50,6 +51,15 @@ def check_output_image(env, pullspec: str, branch: str, out: TextIO) -> None:  #
           f"({len(packages)} packages)", file=out)
 
 
+def start_prefect_api() -> str:
+    """Bring up the API (the ephemeral one unless PREFECT_API_URL is set) while the seed runs."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.hello()
+        return str(client.api_url)
+
+
 def run_demo(state_dir: Path | None = None, keep: bool = False, out: TextIO = sys.stdout) -> int:
     from prefect.settings import temporary_settings
 
@@ -57,14 +67,16 @@ def run_demo(state_dir: Path | None = None, keep: bool = False, out: TextIO = sy
     from sandbox.demo_env import SandboxEnv
 
     started = time.monotonic()
-    with SandboxEnv.up(state_dir, keep=keep) as env, \
+    with SandboxEnv.up(state_dir, keep=keep) as env, ThreadPoolExecutor(1) as pool, \
             temporary_settings(updates={"flows.heartbeat_frequency": None}):
         print(f"sandbox up in {time.monotonic() - started:.1f}s (state in {env.state_dir})", file=out)
+        api = pool.submit(start_prefect_api)
         t = time.monotonic()
         seed = env.seed()
         print(f"seeded {seed.bundles} bundles of {seed.packages} packages; source {seed.source_index} "
               f"({seed.source_bundles} bundles), target {seed.target_index} ({seed.target_bundles} bundles), "
               f"{len(seed.missing_from_source)} missing from source, in {time.monotonic() - t:.1f}s", file=out)
+        print(f"Prefect API ready ({api.result()})", file=out)
         env.save_blocks(DEMO_BLOCK)
         result = run_merge(source_from_index=seed.source_index, target_index=seed.target_index,
                            deprecation_list=seed.deprecation_list, overwrite_target_index=True,

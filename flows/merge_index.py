@@ -260,7 +260,4 @@ def run_merge(**params: Any) -> dict[str, Any]:
     token = params.get("overwrite_target_index_token")
     if token is not None:
         params["overwrite_target_index_token"] = SecretStr(token)
-    try:
-        return merge_index_image(**params)
-    except IndexflowError:
-        raise
+    return merge_index_image(**params)
