@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -141,16 +142,20 @@ def _yaml(lines: list[str]) -> Any:
         raise _Invalid(f"error converting YAML to JSON: {str(exc).splitlines()[0]}") from None
 
 
+_META_KEYS = ("schema", "package", "name")
+
+
 def _meta(doc: Any) -> dict:
     """Every document needs a string `schema` (matched case-insensitively, like opm's Meta)."""
     if doc is None:
         raise _Invalid("object '' is missing root schema field")
     if not isinstance(doc, dict):
         raise _Invalid(f"json: cannot unmarshal {type(doc).__name__} into Go value of type map[string]interface {{}}")
-    for key in ("schema", "package", "name"):
-        folded = [k for k in doc if isinstance(k, str) and k.lower() == key]
-        if len(folded) > 1:
-            raise _Invalid(f'duplicate keys for key "{key}": [{" ".join(folded)}]')
+    if any(k not in _META_KEYS and isinstance(k, str) and k.lower() in _META_KEYS for k in doc):  # "Schema"...
+        for key in _META_KEYS:
+            folded = [k for k in doc if isinstance(k, str) and k.lower() == key]
+            if len(folded) > 1:
+                raise _Invalid(f'duplicate keys for key "{key}": [{" ".join(folded)}]')
     schema = go_field(doc, "schema")
     if not isinstance(schema, str) or not schema:
         raise _Invalid(f"object '{go_json(doc)}\n' is missing root schema field")
@@ -291,6 +296,7 @@ def _check_image(pkg: str, bundle: str, what: str, ref: str) -> None:
         raise _Invalid(f'package "{pkg}" bundle "{bundle}" {what}: invalid image pull spec "{ref}": {reason}')
 
 
+@functools.lru_cache(maxsize=65536)  # catalogs repeat the same related images across bundles
 def reference_error(ref: str) -> str | None:
     """Why `ref` is not a valid image pull spec (distribution/reference grammar), or None."""
     match = _REFERENCE.match(ref)

@@ -179,3 +179,10 @@ def test_enforce_json_refuses_before_changing_anything(tmp_path: Path, files: di
     with pytest.raises(CatalogError, match=message):
         enforce_json(tmp_path)
     assert _tree(tmp_path) == before
+
+
+def test_case_folded_duplicate_meta_keys_are_rejected(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "catalog.json").write_text('{"schema": "olm.package", "Schema": "x", "name": "p"}')
+    report = validate_report(tmp_path)
+    assert not report.passed and 'duplicate keys for key "schema": [schema Schema]' in report.message
