@@ -21,7 +21,6 @@ import json
 import re
 import secrets
 import subprocess
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
@@ -322,7 +321,7 @@ class Builder:
             child, manifest = self.client.image_manifest(base_ref, arch)
             config = copy.deepcopy(self.client.config(child))
             for desc in manifest.json.get("layers") or []:
-                self._copy_blob(child, repo, desc["digest"])
+                self.client.copy_blob(child, repo, desc["digest"])
                 layers.append(desc)
         config.update(architecture=arch, os=config.get("os") or "linux")
         inner = config.setdefault("config", {})
@@ -339,16 +338,6 @@ class Builder:
         digest = self.client.push_manifest(repo, manifest_raw, OCI_MANIFEST)
         return {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest_raw),
                 "platform": {"architecture": arch, "os": config["os"]}}
-
-    def _copy_blob(self, src, dst, digest: str) -> None:  # noqa: ANN001 - ImageRefs
-        """A base layer into the output repository: mounted when on the same registry, else copied."""
-        if self.client.blob_exists(dst, digest):
-            return
-        if src.registry == dst.registry and self.client.mount_blob(dst, digest, src.repository):
-            return
-        with tempfile.TemporaryDirectory(prefix="sandbox-blob-") as tmp:
-            path = self.client.download_blob(src, digest, Path(tmp) / "blob")
-            self.client.push_blob(dst, path, digest)
 
 
 def _git_bytes(bare: Path, *args: str) -> bytes:

@@ -184,6 +184,15 @@ class TokenServer:
         return Handler
 
 
+def _die_with_parent() -> list[str]:
+    """A command prefix that has Linux SIGTERM the registry when the process that started it dies,
+    even by SIGKILL, so a crashed test or bench leaves no orphaned docker-registry. The kernel ties
+    the signal to the starting *thread*, so it is only asked for from the main thread."""
+    if threading.current_thread() is threading.main_thread() and shutil.which("setpriv"):
+        return ["setpriv", "--pdeathsig", "TERM"]
+    return []
+
+
 class LocalRegistry:
     """`with LocalRegistry() as reg:` -> a running registry at `reg.host`; stopped and wiped on exit."""
 
@@ -195,6 +204,7 @@ class LocalRegistry:
         self.token_server: TokenServer | None = None
         self._owned_root = root is None
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="indexflow-registry-", dir=fast_tmp()))
+        self.root.mkdir(parents=True, exist_ok=True)
         self.port = 0
         self.ca_file: Path | None = None
         self.auth_config_path: Path | None = None
@@ -246,8 +256,8 @@ class LocalRegistry:
         config_path = self.root / "config.yml"
         config_path.write_text(yaml.safe_dump(self._config()))
         log = open(self.root / "registry.log", "wb")  # noqa: SIM115 - lives as long as the process
-        self._proc = subprocess.Popen([BINARY, "serve", str(config_path)], stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL)
+        self._proc = subprocess.Popen([*_die_with_parent(), BINARY, "serve", str(config_path)], stdout=log,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         self._wait_ready()
         return self

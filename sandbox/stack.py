@@ -42,7 +42,6 @@ class Stack:
         """Start everything; tokens are fresh per start and only written to the 0600 state files."""
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
-        (state_dir / "registry").mkdir(exist_ok=True)
         registry = LocalRegistry(root=state_dir / "registry").start()
         started: list = [registry]
         try:

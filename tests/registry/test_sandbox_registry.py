@@ -41,3 +41,29 @@ def test_missing_binary_is_one_sentence(monkeypatch, tmp_path) -> None:  # noqa:
     with pytest.raises(IndexflowError, match=r"^the docker-registry binary is not installed; install it with "
                                              r"`sudo apt-get install docker-registry`"):
         LocalRegistry().start()
+
+
+def test_registry_dies_with_a_killed_parent(tmp_path) -> None:  # noqa: ANN001
+    """A SIGKILLed test or bench process must not leave its docker-registry running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import sys; from sandbox.registry import LocalRegistry; r = LocalRegistry(root=sys.argv[1]).start();"
+              " print(r.url, flush=True); import time; time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "reg")], stdout=subprocess.PIPE,
+                              text=True, cwd=os.getcwd())
+    url = parent.stdout.readline().strip()
+    assert httpx.get(f"{url}/v2/", timeout=5).status_code == 200
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/v2/", timeout=1)
+        except httpx.TransportError:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"docker-registry at {url} outlived its killed parent")
