@@ -13,12 +13,12 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import NullPool
+from typing import TYPE_CHECKING, Iterator
 
 from indexflow.errors import CatalogError
+
+if TYPE_CHECKING:  # SQLAlchemy costs ~0.3 s to import: only open_db() needs it, so the CLI verbs skip it
+    from sqlalchemy import Engine
 
 SCHEMA_VERSION = 13
 OLDEST_UPGRADABLE = 5
@@ -155,6 +155,9 @@ def open_db(path: Path | str) -> Engine:
     An older db is upgraded in a temporary copy and the engine points at that copy, so the
     caller's file is never changed silently.
     """
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import NullPool
+
     path = Path(path)
     if schema_version(path) != SCHEMA_VERSION:
         tmp = Path(tempfile.mkdtemp(prefix="indexflow-db-")) / path.name
