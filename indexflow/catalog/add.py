@@ -38,8 +38,11 @@ def _load_all(refs: list[str], load: Callable[[str], Bundle], concurrency: int) 
         except CatalogError as exc:
             raise CatalogError(f"error loading bundle {ref}: {exc}") from exc
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
         return list(pool.map(one, refs))
+    finally:  # on the first failure, do not fetch the hundreds of bundles still queued
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def fetch_bundles(refs: list[str], fetch: Callable[[str], Path], concurrency: int = 16) -> list[Bundle]:

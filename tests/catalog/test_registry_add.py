@@ -185,3 +185,14 @@ def test_cli_add_uses_the_auth_file_for_private_registries(private_registry, tmp
                    "--auth-file", str(private_registry.auth_config_path), "--ca-file", str(private_registry.ca_file))
     assert rc == 0, err
     assert [r.bundlePath for r in list_bundles(db)] == [ref]
+
+
+def test_first_failure_stops_the_queued_pulls(etcd_images: dict[str, Path], local_registry,  # noqa: ANN001
+                                              registry_client) -> None:  # noqa: ANN001
+    from indexflow.errors import RegistryError
+
+    missing = f"{local_registry.host}/conformance/etcd-bundle:0.0.0-missing"
+    before = registry_client.stats.requests
+    with pytest.raises(RegistryError, match="0.0.0-missing"):
+        fetch_bundle_images(registry_client, [missing, *list(etcd_images) * 20], concurrency=2)
+    assert registry_client.stats.requests - before < 30  # not the 240 the whole queue would need
