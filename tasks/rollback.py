@@ -56,7 +56,7 @@ def rollback(log: Compensations) -> tuple[list[str], list[str]]:
 def failure_message(step: str, error: BaseException, undone: list[str], failed: list[str]) -> str:
     """One paragraph: what failed, then what the run undid (and what it could not)."""
     reason = str(error) if isinstance(error, IndexflowError) else f"{type(error).__name__}: {error}"
-    text = f"Failed to merge operators at step {step!r}: {reason}."
+    text = f"Failed to merge operators at step {step!r}: {reason.rstrip('.')}."
     text += f" Rolled back: {'; '.join(undone)}." if undone else " Nothing remote had been changed."
     if failed:
         text += f" Could NOT undo: {'; '.join(failed)}."

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterKey, FlowRunFilter,
+from prefect.client.schemas.filters import (ArtifactCollectionFilter, ArtifactCollectionFilterKey, FlowRunFilter,
                                             FlowRunFilterId)
 from pydantic import SecretStr
 
 from flows.merge_index import merge_index_image
 from tasks import report
 from tests.e2e.conftest import BLOCK, E2E
+from tests.flow.remote_state import RemoteState
 
 pytestmark = pytest.mark.e2e
 FAULT_TAG = "e2e-extra"
@@ -33,12 +34,16 @@ def merge(sb: E2E, **params):  # noqa: ANN201 - a Prefect State
     return merge_index_image(**params, return_state=True)
 
 
+def artifact(key: str):  # noqa: ANN201 - the latest Artifact with this key
+    with get_client(sync_client=True) as client:
+        found = client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key])))
+    assert found, f"no artifact {key}"
+    return found[0]
+
+
 def table(key: str) -> list[dict]:
     """Rows of the latest table artifact with this key."""
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    assert found, f"no artifact {key}"
-    data = found[-1].data
+    data = artifact(key).data
     return json.loads(data) if isinstance(data, str) else data
 
 
@@ -124,6 +129,9 @@ def test_merge_without_overwrite_publishes_outputs_and_closes_the_mr(sandbox: E2
     state_after = sandbox.remote_state()
     assert not any(rid in branch for branch in state_after.refs)
     assert "opened" not in state_after.mrs.values()
+    summary = artifact(report.artifact_key("merge-summary", rid)).data
+    assert outputs[0] in summary and result["mr_url"] in summary and "| Waiting on KONFLUX build |" in summary
+    assert artifact(report.artifact_key("merge-progress", rid)).data == 100.0
 
 
 def test_rerun_takes_index_db_from_the_cache(sandbox: E2E):
@@ -192,6 +200,44 @@ def test_failure_at_each_remote_step_leaves_remote_state_as_before(sandbox: E2E,
     assert undid in state.message, state.message
     sandbox.clear_faults()
     sandbox.remote_state().assert_same(before)
+
+
+def test_target_moved_during_the_build_is_not_overwritten(sandbox: E2E):
+    """Someone else publishes the target while Konflux builds: the overwrite is refused, all undone."""
+    from indexflow.registry.refs import ImageRef
+
+    env, target = sandbox.env, ImageRef.parse(sandbox.seed.target_index)
+    original = env.registry_client.resolve(target)
+
+    def someone_publishes(project: str, branch: str, sha: str) -> None:
+        env.registry_client.copy(ImageRef.parse(sandbox.seed.source_index), target)
+
+    before = sandbox.remote_state()
+    env.stack.gitlab.on_mr_opened.insert(0, someone_publishes)
+    try:
+        state = merge(sandbox, target_index=sandbox.target, overwrite_target_index=True,
+                      request_id=sandbox.request_id("moved"))
+    finally:
+        env.stack.gitlab.on_mr_opened.remove(someone_publishes)
+    moved = sandbox.remote_state()
+    env.registry_client.copy(target.with_tag(None).with_digest(original), target)
+    assert state.is_failed() and "The supplied from_index image changed during the IIB request" in state.message
+    assert "restored" in state.message and "closed the merge request" in state.message
+    assert moved.tags.pop(f"{target.repository}:{target.tag}") != original
+    moved.assert_same(RemoteState({k: v for k, v in before.tags.items() if k != f"{target.repository}:{target.tag}"},
+                                  before.refs, before.mrs))
+
+
+def test_cli_dry_run_and_a_refused_request(sandbox: E2E, capsys: pytest.CaptureFixture[str]):
+    from indexflow.cli import main
+
+    args = ["merge", "--source-from-index", sandbox.source, "--target-index", sandbox.target, "--dry-run",
+            "--ignore-bundle-ocp-version", "--settings", BLOCK]
+    assert main([*args, "--request-id", sandbox.request_id("cli")]) == 0
+    assert "88 bundles added" in capsys.readouterr().out
+    assert main([*args, "--overwrite-target-index"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('Error: The "overwrite_target_index_token" value is required') and "Traceback" not in err
 
 
 def test_rerun_after_a_failed_build_succeeds(sandbox: E2E):

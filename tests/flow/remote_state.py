@@ -21,15 +21,28 @@ ACCEPT = ", ".join([
 NOT_OURS = ("konflux/",)
 
 
+def _paged(http: httpx.Client, path: str, key: str) -> list[str]:
+    """Every item of a paginated distribution listing (the registry caps a page at 1000)."""
+    items: list[str] = []
+    url: str | None = f"{path}?n=1000"
+    while url:
+        r = http.get(url)
+        r.raise_for_status()
+        items += r.json().get(key) or []
+        link = r.headers.get("Link", "")
+        url = link[link.index("<") + 1:link.index(">")] if "<" in link else None
+    return items
+
+
 def registry_tags(base_url: str) -> dict[str, str]:
     """`repo:tag -> digest` for every tag of every repository of a registry (Konflux's excepted)."""
     with httpx.Client(base_url=base_url, timeout=10, limits=httpx.Limits(max_connections=16)) as http:
-        repos = http.get("/v2/_catalog", params={"n": 100000}).json().get("repositories") or []
-        repos = [r for r in repos if not r.startswith(NOT_OURS)]
+        repos = [r for r in _paged(http, "/v2/_catalog", "repositories") if not r.startswith(NOT_OURS)]
+        assert repos, "the registry lists no repositories"
 
         def tags_of(repo: str) -> dict[str, str]:
             out = {}
-            for tag in http.get(f"/v2/{repo}/tags/list").json().get("tags") or []:
+            for tag in _paged(http, f"/v2/{repo}/tags/list", "tags"):
                 r = http.head(f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
                 if r.status_code == 200:
                     out[f"{repo}:{tag}"] = r.headers["Docker-Content-Digest"]
@@ -59,6 +72,7 @@ class RemoteState:
 
     def assert_same(self, before: "RemoteState") -> None:
         """Registry tags, branches and live MRs exactly as in `before` (diffs named on failure)."""
+        assert before.tags and before.refs, "an empty snapshot proves nothing"
         changed = {k: (before.tags.get(k), self.tags.get(k)) for k in before.tags.keys() | self.tags.keys()
                    if before.tags.get(k) != self.tags.get(k)}
         assert not changed, f"registry tags changed: {changed}"
