@@ -6,6 +6,7 @@ written anywhere but a 0600 temp file the run deletes.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -44,7 +45,8 @@ def _docker_config(settings: MergeSettings, workdir: Path) -> Path | None:
 
     path = workdir / "docker-config.json"
     path.touch(mode=0o600)
-    path.write_text(str(Secret.load(settings.registry_auth_secret).get()))
+    value = Secret.load(settings.registry_auth_secret).get()  # a JSON secret comes back parsed
+    path.write_text(value if isinstance(value, str) else json.dumps(value))
     return path
 
 
