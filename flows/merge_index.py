@@ -8,6 +8,8 @@ Konflux and the registry under a per-target lock, rolling back every remote writ
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -87,11 +89,19 @@ def run_request(settings: MergeSettings, req: MergeRequest) -> dict[str, Any]:
         session.close()
 
 
+@dataclass(frozen=True)
 class Built:
-    """What the local part of the merge produced (steps 1-8)."""
+    """What the local part of the merge produced (steps 1-8): all publish needs, nothing remote yet."""
 
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
+    prep: Prepared
+    diff: merge_diff.MergeDiff
+    db: Path  # the merged index.db (a per-run copy)
+    repo: Path  # the Git checkout whose configs/ holds the validated catalog
+    git_url: str
+    artifact_refs: plan.ArtifactRefs
+    operators: list[str]  # package name per bundle left in the db (IIB's completion message)
+    bundles_in_db: int
+    lock_key: tuple[str, str, str]  # Git repo, branch, canonical artifact: what two merges must not share
 
 
 def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Built:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (ArtifactCollectionFilter, ArtifactCollectionFilterKey, FlowRunFilter,
-                                            FlowRunFilterId)
+                                            FlowRunFilterId, LogFilter, LogFilterFlowRunId)
 from pydantic import SecretStr
 
 from flows.merge_index import merge_index_image
@@ -23,6 +23,7 @@ from tests.flow.remote_state import RemoteState
 
 pytestmark = pytest.mark.e2e
 FAULT_TAG = "e2e-extra"
+OVERWRITE_TOKEN = "e2e:not-checked-by-the-sandbox-7f3a"
 
 
 def merge(sb: E2E, **params):  # noqa: ANN201 - a Prefect State
@@ -30,7 +31,7 @@ def merge(sb: E2E, **params):  # noqa: ANN201 - a Prefect State
     params.setdefault("settings_block", BLOCK)
     params.setdefault("ignore_bundle_ocp_version", True)
     if params.get("overwrite_target_index"):
-        params["overwrite_target_index_token"] = SecretStr("e2e:not-checked-by-the-sandbox")
+        params["overwrite_target_index_token"] = SecretStr(OVERWRITE_TOKEN)
     return merge_index_image(**params, return_state=True)
 
 
@@ -268,3 +269,9 @@ def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sand
     assert after.refs["v4.17"] != branch_before and "merged" in after.mrs.values()
     with tempfile.TemporaryFile("w+") as out:
         check_output_image(sandbox.env, direct(sandbox, result["output_pullspecs"][0]), "v4.17", out)
+    secrets = (OVERWRITE_TOKEN.split(":")[1], sandbox.env.git_token)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    assert len(logs) > 20 and not any(x in log.message for log in logs for x in secrets)
+    assert not any(x in json.dumps(run.parameters, default=str) for x in secrets)
