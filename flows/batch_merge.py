@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.blocks.system import Secret
-from prefect.concurrency.asyncio import concurrency
 from prefect.deployments import run_deployment
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
@@ -25,6 +26,7 @@ from blocks.setup import read_yaml_file
 from indexflow.errors import IndexflowError
 
 MERGE_DEPLOYMENT = "merge-index-image/merge-index-image"
+API_RETRIES = 3
 ENTRY_KEYS = {"name", "source_from_index", "target_index", "deprecation_list", "binary_image",
               "overwrite_target_index", "overwrite_target_index_token_secret", "distribution_scope", "build_tags",
               "graph_update_mode", "ignore_bundle_ocp_version", "dry_run", "settings_block"}
@@ -78,31 +80,39 @@ def _entry(index: int, item: dict[str, Any]) -> Entry:
     return Entry(name, params, item.get("overwrite_target_index_token_secret"))
 
 
-async def run_entry(entry: Entry, deployment: str, gate: asyncio.Semaphore, limit_name: str | None,
-                    timeout_seconds: float) -> Outcome:
+async def run_entry(entry: Entry, deployment: str, gate: asyncio.Semaphore, timeout_seconds: float) -> Outcome:
     """One merge run, waited for; any problem becomes this entry's failed outcome, never the batch's."""
     async with gate:
         try:
             params = dict(entry.parameters)
             if entry.token_secret:
                 params["overwrite_target_index_token"] = str((await Secret.aload(entry.token_secret)).get())
-            async with concurrency(limit_name, occupy=1, strict=False) if limit_name else _nothing():
-                run = await run_deployment(
-                    deployment, parameters=params, timeout=timeout_seconds, poll_interval=2,
-                    flow_run_name=f"{flow_run.get_name() or 'batch'}-{entry.name}", tags=["batch"],
-                    idempotency_key=f"{flow_run.get_id()}-{entry.name}")
+            run = await _run_and_wait(entry, deployment, params, timeout_seconds)
         except Exception as exc:  # noqa: BLE001 - one entry's failure must not stop the others
             get_run_logger().error("merge %s could not run: %s", entry.name, _one_line(exc))
             return Outcome(entry.name, "failed", _one_line(exc))
     return _outcome(entry.name, run, timeout_seconds)
 
 
-class _nothing:
-    async def __aenter__(self) -> None:
-        return None
+async def _run_and_wait(entry: Entry, deployment: str, params: dict[str, Any], timeout_seconds: float) -> Any:
+    """run_deployment, retried when the API is briefly unavailable (after the client's own retries).
 
-    async def __aexit__(self, *exc: object) -> None:
-        return None
+    The idempotency key makes a retry find the run already created instead of starting a second one.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await run_deployment(
+                deployment, parameters=params, timeout=timeout_seconds, poll_interval=2,
+                flow_run_name=f"{flow_run.get_name() or 'batch'}-{entry.name}", tags=["batch"],
+                idempotency_key=f"{flow_run.get_id()}-{entry.name}")
+        except (PrefectHTTPStatusError, httpx.TransportError) as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", 503)
+            attempt += 1
+            if status not in (429, 502, 503, 504) or attempt > API_RETRIES:
+                raise
+            get_run_logger().warning("merge %s: Prefect API busy (%s), retrying", entry.name, status)
+            await asyncio.sleep(5 * attempt)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -143,12 +153,11 @@ def _ui_url() -> str | None:
 
 @flow(name="batch-merge", validate_parameters=True)
 async def batch_merge(batch_file: str = "deployments/batches/nightly.yaml", max_parallel: int = 2,
-                      deployment: str = MERGE_DEPLOYMENT, timeout_seconds: float = 7200.0,
-                      concurrency_limit_name: str | None = "indexflow-batch-merge") -> Any:
+                      deployment: str = MERGE_DEPLOYMENT, timeout_seconds: float = 7200.0) -> Any:
     """Fan out one merge-index-image run per entry of `batch_file` (relative to the repository).
 
-    `max_parallel` bounds this batch; `concurrency_limit_name` (a global concurrency limit, if it
-    exists) bounds merges in flight across all batches and can be changed live from the UI.
+    `max_parallel` bounds this batch; the merge deployment's own concurrency limit bounds merges
+    across everything that triggers them.
     """
     try:
         entries = load_batch(Path(batch_file))
@@ -157,8 +166,7 @@ async def batch_merge(batch_file: str = "deployments/batches/nightly.yaml", max_
         return Failed(message=str(exc))
     gate = asyncio.Semaphore(max(1, max_parallel))
     get_run_logger().info("batch %s: %d merges, at most %d at once", batch_file, len(entries), max_parallel)
-    outcomes = list(await asyncio.gather(*(run_entry(e, deployment, gate, concurrency_limit_name, timeout_seconds)
-                                          for e in entries)))
+    outcomes = list(await asyncio.gather(*(run_entry(e, deployment, gate, timeout_seconds) for e in entries)))
     await acreate_markdown_artifact(summary_markdown(batch_file, outcomes, _ui_url()), key="batch-merge-summary",
                                     description="outcome of every merge in the batch")
     failed = [o.entry for o in outcomes if o.state != "complete"]
