@@ -114,6 +114,7 @@ def report_run(name: str, run: dict, requests: int, bundles: int) -> None:
 
 def measured(name: str, params: dict, ctx: dict, cold: bool) -> dict:
     """One merge through the proxy with the request count; cold empties the flow's caches first."""
+    print(f"\n.. {name}", flush=True)
     if cold:
         shutil.rmtree(ctx["cache"], ignore_errors=True)
     ctx["proxy"].reset_stats()
@@ -123,10 +124,12 @@ def measured(name: str, params: dict, ctx: dict, cold: bool) -> dict:
     return run
 
 
-def remote_snapshot(env) -> tuple[dict, dict]:  # noqa: ANN001
-    from tests.flow.remote_state import git_refs, registry_tags
+def remote_snapshot(env):  # noqa: ANN001, ANN201 - RemoteState, read straight from the services
+    from sandbox.demo_env import GIT_PROJECT
+    from tests.flow.remote_state import snapshot
 
-    return registry_tags(env.stack.registry.url), git_refs(env.git_url)
+    return snapshot(env.stack.registry.url, env.stack.git, GIT_PROJECT, f"{env.stack.gitlab_url}/api/v4",
+                    env.git_token)
 
 
 def main() -> int:
@@ -159,44 +162,54 @@ def bench(args: argparse.Namespace, api_url: str) -> int:
         seed = env.seed_scale()
         print(f"seed: {seed.target_bundles} target / {seed.source_bundles} source bundles of {seed.packages} "
               f"packages, {seed.missing_from_source} missing from source ({seed.sanitised} sanitised, "
-              f"{seed.dropped} dropped records) ready in {time.monotonic() - t:.1f}s; registry via {env.proxy.url}")
-        env.save_blocks(BLOCK, graph_mode_index_allow_list=[seed.target_index, seed.source_index],
-                        ocp_opm_mapping={}, no_ocp_label_allow_list=[])
-        ctx = {"api": api_url, "cache": args.state / "flow-cache", "proxy": env.proxy,
-               "bundles": seed.target_bundles}
-        base = dict(source_from_index=seed.source_index, target_index=seed.target_index, settings_block=BLOCK)
-        results = runs(args, env, seed, ctx, base)
-    summary(results, seed.target_bundles)
+              f"{seed.dropped} dropped records); as the v4.17 catalog holds them: {seed.catalog_target_bundles} / "
+              f"{seed.catalog_source_bundles}, {seed.catalog_missing} missing; ready in {time.monotonic() - t:.1f}s; "
+              f"registry via {env.proxy.url}")
+        env.save_blocks(BLOCK, graph_mode_index_allow_list=[seed.target_index, seed.catalog_target_index])
+        ctx = {"api": api_url, "cache": args.state / "flow-cache", "proxy": env.proxy}
+        results = runs(args, env, seed, ctx)
+    summary(results, seed.catalog_target_bundles)
     return 0
 
 
-def runs(args: argparse.Namespace, env, seed, ctx: dict, base: dict) -> dict:  # noqa: ANN001
+def runs(args: argparse.Namespace, env, seed, ctx: dict) -> dict:  # noqa: ANN001
+    """The whole corpus first (it must stop cleanly, as IIB does), then the v4.17 catalog runs."""
     results: dict = {}
+    full = dict(source_from_index=seed.source_index, target_index=seed.target_index, settings_block=BLOCK)
+    ctx["bundles"] = seed.target_bundles
     before = remote_snapshot(env)
-    results["replaces"] = measured("default graph mode (replaces)", {**base, "request_id": "scale-r"}, ctx, True)
-    if not results["replaces"]["ok"]:
-        results["replaces"]["untouched"] = remote_snapshot(env) == before
-        print(f"  remote state unchanged: {results['replaces']['untouched']}")
-    semver = {**base, "graph_update_mode": "semver"}
-    results["cold"] = measured("cold (semver)", {**semver, "request_id": "scale-c"}, ctx, True)
-    results["warm"] = measured("warm (semver)", {**semver, "request_id": "scale-w"}, ctx, False)
+    results["replaces"] = measured("whole corpus, default graph mode (replaces)", {**full, "request_id": "scale-r"},
+                                   ctx, True)
+    results["full"] = measured("whole corpus, semver", {**full, "graph_update_mode": "semver",
+                                                        "request_id": "scale-f"}, ctx, True)
+    after = remote_snapshot(env)
+    untouched = after.tags == before.tags and after.refs == before.refs \
+        and after.open_or_merged() == before.open_or_merged()
+    print(f"  after both whole-corpus runs the remote state is unchanged: {untouched}")
+    results["untouched"] = untouched
+    ctx["bundles"] = seed.catalog_target_bundles
+    catalog = dict(source_from_index=seed.catalog_source_index, target_index=seed.catalog_target_index,
+                   graph_update_mode="semver", ignore_bundle_ocp_version=True, settings_block=BLOCK)
+    results["cold"] = measured("v4.17 catalog, cold", {**catalog, "request_id": "scale-c"}, ctx, True)
+    results["warm"] = measured("v4.17 catalog, warm", {**catalog, "request_id": "scale-w"}, ctx, False)
     if not args.no_iib:
-        results["iib"] = iib_way(env, seed)
+        results["iib"] = iib_way(env)
     if not args.no_latency:
         env.proxy.set_latency(args.latency)
         try:
-            results["latency"] = measured(f"cold, {args.latency * 1000:.0f} ms per registry round trip",
-                                          {**semver, "request_id": "scale-l"}, ctx, True)
+            results["latency"] = measured(f"v4.17 catalog, cold, {args.latency * 1000:.0f} ms per registry round trip",
+                                          {**catalog, "request_id": "scale-l"}, ctx, True)
         finally:
             env.proxy.set_latency(0)
     return results
 
 
-def iib_way(env, seed) -> dict:  # noqa: ANN001
-    """IIB's validation and label reads over the same bundles (source + target, unique)."""
+def iib_way(env) -> dict:  # noqa: ANN001
+    """IIB's validation and label reads over the same bundles (catalog source + target, unique)."""
     from indexflow.catalog.db import list_bundles
 
-    paths = sorted({b.bundlePath for db in env.seed_dbs() for b in list_bundles(db)})
+    paths = sorted({b.bundlePath for name in ("catalog-source", "catalog-target")
+                    for b in list_bundles(env.seed_db(name))})
     print(f"\n== IIB's way on {len(paths)} unique bundles (skopeo, 5 threads)")
     out = {"bundles": len(paths), "validation_s": skopeo_all(paths, "--raw"),
            "labels_s": skopeo_all(paths, "--config")}
@@ -206,10 +219,15 @@ def iib_way(env, seed) -> dict:  # noqa: ANN001
 
 def summary(results: dict, bundles: int) -> None:
     print("\n== summary (target in brackets)")
+    for name in ("replaces", "full"):
+        run = results[name]
+        print(f"  whole corpus, {name}: " + ("finished" if run["ok"] else f"stopped after {run['wall_s']:.1f}s "
+                                               f"with one sentence") + f", remote untouched: {results['untouched']}")
     cold, warm = results["cold"], results["warm"]
     if cold["ok"]:
         print(f"  cold   {excluding_konflux(cold):7.1f}s  [<= {TARGETS['cold_s']}s]   "
-              f"peak RSS {cold['rss_mib'] / 1024:.2f} GiB [<= {TARGETS['rss_gib']}]")
+              f"peak RSS {cold['rss_mib'] / 1024:.2f} GiB [<= {TARGETS['rss_gib']}]   "
+              f"IIB anchor {IIB_ANCHOR['loopback_s']}s -> x{IIB_ANCHOR['loopback_s'] / excluding_konflux(cold):.1f}")
     if warm["ok"]:
         print(f"  warm   {excluding_konflux(warm):7.1f}s  [<= {TARGETS['warm_s']}s]")
     if "latency" in results and results["latency"]["ok"]:
@@ -228,7 +246,6 @@ def summary(results: dict, bundles: int) -> None:
             limit = TARGETS[f"req_per_bundle_{name}"]
             print(f"  {name} registry requests: {run['requests']} ({run['requests'] / bundles:.3f} per unique "
                   f"bundle) [<= {limit}]")
-    print(f"  IIB anchor on loopback: {IIB_ANCHOR['loopback_s']}s")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ synthesised bundle dir (../shared/conformance/tools/synth_bundles.py: real CSV n
 channels, CRDs). The index.dbs are built in semver mode: the real data is not a valid replaces graph.
 
 A few records cannot be loaded as they are (opm rejects them too): `sanitise` repairs what is
-plainly a typo (a `v` in a skipRange, a doubled `sha256:`, a default channel the bundle is not in)
-and drops duplicate CSV names; the counts are reported, never hidden.
+plainly a typo (a `v` in a skipRange, a doubled `sha256:`, a default channel the bundle is not in),
+drops related images that are URLs rather than image references, and drops duplicate CSV names;
+the counts are reported, never hidden.
 
 Everything expensive is cached under the state dir so a re-run of the bench reuses it: bundle dirs,
 pushed images (the registry storage lives in the stack's state dir), index.dbs (per registry host,
@@ -38,7 +39,7 @@ from sandbox.seed import BUNDLE_NS, SOURCE_OCP, TARGET_OCP, Seeder, write_git_br
 CORPUS_DIR = seed_data.CORPUS.parent
 SYNTH_TOOL = CORPUS_DIR.parents[1] / "conformance" / "tools" / "synth_bundles.py"
 SOURCE_DATE = "2026-05-22"
-SEED_VERSION = 1  # bump when the seed's content changes: cached states are rebuilt
+SEED_VERSION = 3  # bump when the seed's content changes: cached states are rebuilt
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _V_IN_RANGE = re.compile(r"([<>=!~^]*)[vV](\d)")
 
@@ -48,19 +49,41 @@ def record_key(rec: dict) -> str:
     return f"{rec['package_dir']}/{rec['version_dir']}"
 
 
+def content_key(rec: dict) -> str:
+    """record_key plus a hash of the record: a cached image digest is only reused for the same content."""
+    import hashlib
+
+    return f"{record_key(rec)}#{hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:16]}"
+
+
+def _pullspec(text: str | None) -> str | None:
+    """`text` with a doubled `sha256:` repaired, or None when it is no image reference at all
+    (URLs like `https://quay.io/repository/...` or `oci://...` appear in real CSVs)."""
+    from indexflow.errors import IndexflowError
+    from indexflow.registry.refs import ImageRef
+
+    if not text:
+        return None
+    text = text.replace("@sha256:sha256:", "@sha256:")
+    try:
+        ImageRef.parse(text)
+    except IndexflowError:
+        return None
+    return text if "@" not in text or _DIGEST.match(text.partition("@")[2]) else None
+
+
 def sanitise(rec: dict) -> tuple[dict, bool]:
     """A loadable copy of a record and whether anything had to change (see module docstring)."""
     fixed = dict(rec)
-    related = [i.replace("@sha256:sha256:", "@sha256:") for i in rec.get("relatedImages") or [] if i]
-    fixed["relatedImages"] = [i for i in related if "@" not in i or _DIGEST.match(i.partition("@")[2])]
-    if rec.get("containerImage"):
-        fixed["containerImage"] = rec["containerImage"].replace("@sha256:sha256:", "@sha256:")
+    fixed["relatedImages"] = [i for i in map(_pullspec, rec.get("relatedImages") or []) if i]
+    fixed["containerImage"] = _pullspec(rec.get("containerImage"))
     if rec.get("skipRange"):
         fixed["skipRange"] = _V_IN_RANGE.sub(r"\1\2", rec["skipRange"])
     if rec.get("default_channel") and rec["default_channel"] not in rec["channels"]:
         fixed["default_channel"] = rec["channels"][0]
-    changed = any(fixed.get(k) != rec.get(k) for k in ("containerImage", "skipRange", "default_channel")) \
-        or fixed["relatedImages"] != (rec.get("relatedImages") or [])
+    changed = any(fixed.get(k) != rec.get(k) for k in ("skipRange", "default_channel")) \
+        or fixed["containerImage"] != (rec.get("containerImage") or None) \
+        or fixed["relatedImages"] != [i for i in rec.get("relatedImages") or [] if i]
     return fixed, changed
 
 
@@ -75,6 +98,16 @@ class Selection:
     def missing_from_source(self) -> list[dict]:
         keys = {record_key(r) for r in self.source}
         return [r for r in self.target if record_key(r) not in keys]
+
+    def for_ocp(self, ocp: str) -> "Selection":
+        """Only the bundles a catalog for `ocp` holds (label range includes it, or no label), as the
+        published per-OCP community catalogs do."""
+        from indexflow.merge.ocp import is_bundle_version_valid
+
+        def keep(recs: list[dict]) -> list[dict]:
+            return [r for r in recs if is_bundle_version_valid(r.get("ocp_versions"), ocp, True)]
+
+        return Selection(keep(self.target), keep(self.source), self.sanitised, self.dropped)
 
 
 def select(corpus_dir: Path = CORPUS_DIR, source_date: str = SOURCE_DATE) -> Selection:
@@ -146,22 +179,22 @@ def bundle_repo(rec: dict) -> str:
 
 def push_bundles(client, host: str, recs: list[dict], dirs: dict[str, Path],  # noqa: ANN001 - RegistryClient
                  known: dict[str, str], concurrency: int = 32) -> dict[str, str]:
-    """key -> manifest digest, pushing only the images not in `known` (blobs are skipped when present)."""
+    """content key -> manifest digest, pushing only the images not in `known` (blobs are skipped when
+    present)."""
     from indexflow.registry.refs import ImageRef
     from sandbox.images import push_bundle_image
 
     def one(rec: dict) -> tuple[str, str]:
-        key = record_key(rec)
         ref = ImageRef.parse(f"{host}/{bundle_repo(rec)}:{seed_data.tag_of(rec['version_dir'])}")
-        return key, push_bundle_image(client, ref, dirs[key], seed_data.bundle_labels(rec))
+        return content_key(rec), push_bundle_image(client, ref, dirs[record_key(rec)], seed_data.bundle_labels(rec))
 
-    todo = [r for r in recs if record_key(r) not in known]
+    todo = [r for r in recs if content_key(r) not in known]
     with ThreadPoolExecutor(concurrency) as pool:
         return {**known, **dict(pool.map(one, todo))}
 
 
 def pinned(host: str, rec: dict, digests: dict[str, str]) -> str:
-    return f"{host}/{bundle_repo(rec)}@{digests[record_key(rec)]}"
+    return f"{host}/{bundle_repo(rec)}@{digests[content_key(rec)]}"
 
 
 def build_index_db(path: Path, host: str, recs: list[dict], dirs: dict[str, Path], digests: dict[str, str]) -> Path:
@@ -187,6 +220,12 @@ class ScaleSeed:
     sanitised: int
     dropped: int
     packages: int
+    # the same data as the per-OCP catalogs hold it (only bundles valid for the target OCP)
+    catalog_source_index: str = ""
+    catalog_target_index: str = ""
+    catalog_source_bundles: int = 0
+    catalog_target_bundles: int = 0
+    catalog_missing: int = 0
     git_url: str = ""
 
     def save(self, path: Path) -> None:
@@ -238,25 +277,44 @@ def _seed_registry(client, host: str, artifacts, state: Path, sel: Selection, lo
     work = state / "work"
     shutil.rmtree(work, ignore_errors=True)
     seeder = Seeder(client, host, artifacts, work)
-    source_db = build_index_db(state / "dbs" / "source.db", host, sel.source, dirs, digests)
-    target_db = build_index_db(state / "dbs" / "target.db", host, sel.target, dirs, digests)
-    log(f"  index.dbs: {len(sel.source)} + {len(sel.target)} bundles in {time.monotonic() - t:.1f}s")
+    catalog = sel.for_ocp(TARGET_OCP)
+    dbs = {name: build_index_db(state / "dbs" / f"{name}.db", host, recs, dirs, digests)
+           for name, recs in (("source", sel.source), ("target", sel.target),
+                              ("catalog-source", catalog.source), ("catalog-target", catalog.target))}
+    log(f"  index.dbs: {len(sel.source)} + {len(sel.target)} + {len(catalog.source)} + {len(catalog.target)} "
+        f"bundles in {time.monotonic() - t:.1f}s")
     t = time.monotonic()
-    source_index, source_configs = seeder.publish_index(source_db, SOURCE_OCP)
-    target_index, target_configs = seeder.publish_index(target_db, TARGET_OCP)
+    indexes = {name: publish(seeder, db, tag, ocp) for name, db, tag, ocp in (
+        ("source", dbs["source"], SOURCE_OCP, SOURCE_OCP), ("target", dbs["target"], TARGET_OCP, TARGET_OCP),
+        ("catalog-source", dbs["catalog-source"], f"catalog-{SOURCE_OCP}", SOURCE_OCP),
+        ("catalog-target", dbs["catalog-target"], f"catalog-{TARGET_OCP}", TARGET_OCP))}
     shutil.rmtree(state / "git-seed", ignore_errors=True)
-    write_git_branches(state / "git-seed", {SOURCE_OCP: source_configs, TARGET_OCP: target_configs},
-                       ("seed", "seed@localhost"))
+    write_git_branches(state / "git-seed", {SOURCE_OCP: indexes["catalog-source"][1],
+                                            TARGET_OCP: indexes["catalog-target"][1]}, ("seed", "seed@localhost"))
     log(f"  index images, artifacts, git seed in {time.monotonic() - t:.1f}s")
     shutil.rmtree(work, ignore_errors=True)
-    return ScaleSeed(SEED_VERSION, host, source_index, target_index, seeder.binary_image(), len(sel.source),
-                     len(sel.target), len(sel.missing_from_source), len(sel.sanitised), len(sel.dropped),
-                     len({r["package"] for r in sel.target}))
+    return ScaleSeed(SEED_VERSION, host, indexes["source"][0], indexes["target"][0], seeder.binary_image(),
+                     len(sel.source), len(sel.target), len(sel.missing_from_source), len(sel.sanitised),
+                     len(sel.dropped), len({r["package"] for r in sel.target}),
+                     indexes["catalog-source"][0], indexes["catalog-target"][0], len(catalog.source),
+                     len(catalog.target), len(catalog.missing_from_source))
+
+
+def publish(seeder: Seeder, db: Path, tag: str, ocp: str) -> tuple[str, Path]:
+    """Index image `tag` (labelled `ocp`) with /configs, and its canonical index.db artifact."""
+    from indexflow.catalog.migrate import migrate
+    from indexflow.merge import plan
+
+    configs = seeder.work / f"configs-{tag}"
+    migrate(db, configs, level=plan.migrate_level(ocp))
+    pullspec = seeder.index_image(tag, configs, ocp)
+    seeder.artifacts.push(seeder.artifacts.canonical_ref(pullspec), db, {"request_id": "seed", "request_type": "seed"})
+    return pullspec, configs
 
 
 def _still_there(client, host: str, recs: list[dict], known: dict[str, str]) -> dict[str, str]:  # noqa: ANN001
     """The cached digests, trusted only if the registry still has a sample of them (storage may be new)."""
-    sample = [r for r in recs if record_key(r) in known][:: max(1, len(known) // 20)]
+    sample = [r for r in recs if content_key(r) in known][:: max(1, len(known) // 20)]
     if not sample or not all(client.exists(pinned(host, r, known)) for r in sample):
         return {}
     return known
@@ -307,6 +365,8 @@ class ProxiedEnv(SandboxEnv):
             for name, url in (("git", stack.git.url), ("kube", stack.kube_url)):
                 env.proxies[name] = FaultProxy(url.split("://", 1)[1]).start()
             env.registry_client = RegistryClient(insecure=(env.proxy.host, stack.registry.host))
+            # the Konflux stand-in pulls the binary image by its (proxied) name: plain HTTP there too
+            stack.builder.client = RegistryClient(insecure=(stack.registry.host, env.proxy.host))
             env.artifacts = IndexDbArtifacts(env.registry_client, env.proxy.host, cache_dir=state / "seed-artifacts")
             yield env
         finally:
@@ -322,9 +382,9 @@ class ProxiedEnv(SandboxEnv):
                                  self.scale_state, GIT_PROJECT)
         return self.seeded
 
-    def seed_dbs(self) -> list[Path]:
-        """The source and target index.db the scale seed built (kept for the IIB comparison)."""
-        return [self.scale_state / "dbs" / "source.db", self.scale_state / "dbs" / "target.db"]
+    def seed_db(self, name: str) -> Path:
+        """An index.db the scale seed built (source, target, catalog-source, catalog-target)."""
+        return self.scale_state / "dbs" / f"{name}.db"
 
     def settings(self, **overrides: object):  # noqa: ANN201 - MergeSettings
         """The demo settings, plus the registry behind the proxy (Konflux pushes its builds there)."""
