@@ -1,37 +1,73 @@
-"""One seeded sandbox per test session for the proof suites (bad inputs, faults, secrets, concurrency).
+"""One seeded sandbox per test process for the proof suites (bad inputs, faults, secrets, concurrency).
 
 Every remote (registry, git + GitLab, Kubernetes API) is reached through a FaultProxy, transparent
-until a test arms it; the demo seed (45 real packages) is the starting state. Suites import these
-fixtures into their conftest so one xdist worker builds the stack once, whatever suite it runs.
+until a test arms it; the demo seed (45 real packages) is the starting state.
+
+The stack is built once per process (several conftests import these fixtures, and pytest keeps one
+instance of a session fixture per conftest, so the stack lives in `_SHARED` and is closed at exit).
+The Prefect API is per module: an API already running (tests/flow's harness, when the same xdist
+worker ran those first) is reused; otherwise one is started and stopped with the module, so no
+second ephemeral API is ever started while another is live (Prefect's event client then drops
+task-run events).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
-from tests.flow.remote_state import RemoteState, merge_requests, registry_tags
+from tests.flow.remote_state import RemoteState, snapshot
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 BLOCK = "proof-suites"
+SETTINGS = {"konflux_pipeline_timeout": 25}  # a Kubernetes API that never answers fails the run this soon
+_SHARED: dict = {}
 
 
-@pytest.fixture(scope="session")
-def proxied_env(tmp_path_factory: pytest.TempPathFactory, prefect_harness) -> Iterator[object]:  # noqa: ANN001
-    """A stack behind fault proxies, seeded with the demo data, with its Prefect blocks saved."""
-    from sandbox.demo_env import GIT_PROJECT
-    from sandbox.seed_scale import ProxiedEnv
+def _sandbox() -> object:
+    """The process's seeded ProxiedEnv (built on first use, closed at interpreter exit)."""
+    if "env" not in _SHARED:
+        from sandbox.demo_env import GIT_PROJECT
+        from sandbox.seed_scale import ProxiedEnv
 
-    state = tmp_path_factory.mktemp("proof-sandbox")
-    os.environ["INDEXFLOW_CACHE_DIR"] = str(state / "flow-cache")  # never the user's ~/.cache
-    with ProxiedEnv.up(state) as env:
+        state = Path(tempfile.mkdtemp(prefix="indexflow-proof-"))
+        os.environ["INDEXFLOW_CACHE_DIR"] = str(state / "flow-cache")  # never the user's ~/.cache
+        stack = ExitStack()
+        atexit.register(stack.close)
+        env = stack.enter_context(ProxiedEnv.up(state))
         env.seed()
-        env.save_blocks(BLOCK)
         env.git_project = GIT_PROJECT
-        yield env
+        _SHARED["env"] = env
+    return _SHARED["env"]
+
+
+@pytest.fixture(scope="module")
+def prefect_api() -> Iterator[None]:
+    """The running Prefect API if there is one, else an ephemeral one for this module."""
+    from prefect.settings import get_current_settings, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    if get_current_settings().api.url:
+        yield
+        return
+    with prefect_test_harness(server_startup_timeout=120):
+        with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+            yield
+
+
+@pytest.fixture(scope="module")
+def proxied_env(prefect_api) -> Iterator[object]:  # noqa: ANN001
+    """The stack behind fault proxies, seeded with the demo data, its blocks saved in this API."""
+    env = _sandbox()
+    env.save_blocks(BLOCK, **SETTINGS)
+    yield env
 
 
 @pytest.fixture()
@@ -46,5 +82,24 @@ def clean_proxies(proxied_env) -> Iterator[None]:  # noqa: ANN001
 
 def remote_state(env) -> RemoteState:  # noqa: ANN001
     """Registry tags, git refs and MRs, read straight from the services (not through the proxies)."""
-    return RemoteState(tags=registry_tags(env.stack.registry.url), refs=env.stack.git.refs(env.git_project),
-                       mrs=merge_requests(f"{env.stack.gitlab_url}/api/v4", env.git_project, env.git_token))
+    return snapshot(env.stack.registry.url, env.stack.git, env.git_project, f"{env.stack.gitlab_url}/api/v4",
+                    env.git_token)
+
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def reset_request_logs(env) -> None:  # noqa: ANN001
+    for proxy in env.proxies.values():
+        proxy.reset_stats()
+
+
+def remote_writes(env) -> list[str]:  # noqa: ANN001
+    """Write requests that went through the proxies since `reset_request_logs` (a git fetch is a POST
+    to git-upload-pack: a read)."""
+    out = []
+    for name, proxy in env.proxies.items():
+        for method, path in proxy.requests():
+            if method in WRITE_METHODS and not path.endswith("git-upload-pack"):
+                out.append(f"{name}: {method} {path}")
+    return out
