@@ -103,7 +103,7 @@ class SandboxEnv:
             index_to_gitlab_push_map={f"{host}/{INDEX_REPO}": self.git_url},
             no_ocp_label_allow_list=[f"{host}/{INDEX_REPO}"], environment_name="sandbox",
             konflux_namespace=self.stack.konflux_namespace, konflux_poll_interval=0.5,
-            konflux_pipeline_timeout=120, validation_chunks=8,
+            konflux_pipeline_timeout=120,
             gitlab_credentials=self._blocks["gitlab"], kubernetes_credentials=self._blocks["kubernetes"])
         values.update(overrides)
         return MergeSettings(**values)
