@@ -7,6 +7,7 @@ Git branch, and it validates.
 from __future__ import annotations
 
 import filecmp
+import json
 import sys
 import tempfile
 import time
@@ -30,8 +31,28 @@ def _tree_diff(a: Path, b: Path) -> list[str]:
     return diff
 
 
-def check_output_image(env, pullspec: str, branch: str, out: TextIO) -> None:  # noqa: ANN001 - SandboxEnv
-    """Unpack the output image, validate its /configs and compare it with the merged Git branch."""
+def fbc_bundle_images(configs: Path) -> set[str]:
+    """The `image` of every olm.bundle in a catalog dir (JSON streams, as the merge writes them)."""
+    decoder, images = json.JSONDecoder(), set()
+    for path in sorted(configs.rglob("*.json")):
+        text, pos = path.read_text(), 0
+        while (pos := _skip_space(text, pos)) < len(text):
+            obj, pos = decoder.raw_decode(text, pos)
+            if obj.get("schema") == "olm.bundle":
+                images.add(obj["image"])
+    return images
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def check_output_image(env, pullspec: str, branch: str, out: TextIO,  # noqa: ANN001 - SandboxEnv
+                       index_db_ref: str | None = None) -> None:
+    """Unpack the output image, validate its /configs and compare it with the merged Git branch and,
+    when given, with the bundles of the merged index.db artifact (the catalog is exactly the merge)."""
     from indexflow.catalog.validate import validate_fbc
     from indexflow.errors import IndexflowError
     from indexflow.gitops import clone_branch
@@ -49,6 +70,16 @@ def check_output_image(env, pullspec: str, branch: str, out: TextIO) -> None:  #
     packages = sorted(p.name for p in configs.iterdir() if p.is_dir())
     print(f"check: {pullspec} /configs validates and equals Git {branch}/configs "
           f"({len(packages)} packages)", file=out)
+    if index_db_ref:
+        from indexflow.catalog.db import list_bundles
+
+        in_db = {b.bundlePath for b in list_bundles(env.artifacts.pull(index_db_ref).path)}
+        in_image = fbc_bundle_images(configs)
+        if in_db != in_image:
+            raise IndexflowError(f"output image {pullspec} /configs holds {len(in_image)} bundles, the merged "
+                                 f"index.db {index_db_ref} {len(in_db)}: {sorted(in_db ^ in_image)[:3]}")
+        print(f"check: its {len(in_image)} bundles are exactly those of the merged index.db {index_db_ref}",
+              file=out)
 
 
 def start_prefect_api() -> str:
@@ -87,6 +118,6 @@ def run_demo(state_dir: Path | None = None, keep: bool = False, out: TextIO = sy
         print("per-step seconds:", file=out)
         for name, secs in result["timings"].items():
             print(f"  {secs:8.2f}  {name}", file=out)
-        check_output_image(env, result["output_pullspecs"][0], "v4.17", out)
+        check_output_image(env, result["output_pullspecs"][0], "v4.17", out, result["index_db"][0])
     print(f"demo finished in {time.monotonic() - started:.1f}s", file=out)
     return 0

@@ -280,7 +280,8 @@ def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sand
     after = sandbox.remote_state()
     assert after.refs["v4.17"] != branch_before and "merged" in after.mrs.values()
     with tempfile.TemporaryFile("w+") as out:
-        check_output_image(sandbox.env, direct(sandbox, result["output_pullspecs"][0]), "v4.17", out)
+        check_output_image(sandbox.env, direct(sandbox, result["output_pullspecs"][0]), "v4.17", out,
+                           direct(sandbox, result["index_db"][0]))
     secrets = (OVERWRITE_TOKEN.split(":")[1], sandbox.env.git_token)
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(state.state_details.flow_run_id)
