@@ -76,6 +76,8 @@ def image_files(client: Any, ref: str) -> BundleFiles:
         with ExitStack() as stack:
             for i, layer in enumerate(manifest.json.get("layers") or []):
                 where = f"{ref} layer {i + 1}"
+                if int(layer.get("size") or 0) > MAX_LAYER_BYTES:  # refuse before downloading it
+                    raise CatalogError(f"{where}: larger than {MAX_LAYER_BYTES} bytes, not a bundle layer")
                 data = client.blob(child, layer["digest"], max_bytes=MAX_LAYER_BYTES)
                 tar = stack.enter_context(_open(data, where))
                 for member in tar:
