@@ -69,6 +69,14 @@ def digest(sb: E2E, pullspec: str) -> str | None:
     return sb.env.registry_client.find_digest(ImageRef.parse(direct(sb, pullspec)))
 
 
+def pinned(sb: E2E, pullspec: str) -> str:
+    """`repository@digest` of a tag pullspec (how bundles are named in an index.db)."""
+    from indexflow.registry.refs import ImageRef
+
+    ref = ImageRef.parse(pullspec)
+    return str(ref.with_tag(None).with_digest(sb.env.registry_client.resolve(ref)))
+
+
 def bundles_of_artifact(sb: E2E, ref: str) -> set[str]:
     from indexflow.catalog.db import list_bundles
 
@@ -122,8 +130,13 @@ def test_merge_without_overwrite_publishes_outputs_and_closes_the_mr(sandbox: E2
     assert digest(sandbox, sandbox.target) == target_before
     assert digest(sandbox, canonical.canonical) == canonical_before
     in_db = bundles_of_artifact(sandbox, canonical.per_request)
-    assert seed.invalid_bundle not in in_db
-    assert not any("hawtio-operator:" in p for p in in_db)
+    in_source = bundles_of_artifact(sandbox, plan.artifact_refs(sandbox.source, sandbox.registry_proxy.host,
+                                                                rid).canonical)
+    assert seed.invalid_bundle in seed.missing_from_source and seed.invalid_bundle not in in_db
+    deprecated = pinned(sandbox, seed.deprecation_list[0])
+    assert deprecated in in_source and deprecated not in in_db
+    hawtio = "/hawtio-operator@"
+    assert sum(hawtio in p for p in in_db) < sum(hawtio in p for p in in_source | set(seed.missing_from_source))
     kube_green = {p for p in seed.missing_from_source if "/kube-green@" in p}
     assert kube_green <= in_db and len(in_db) == result["bundles_in_db"]
     configs = output_configs(sandbox, outputs[0])
