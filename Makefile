@@ -7,11 +7,19 @@ export DO_NOT_TRACK := 1
 
 .PHONY: setup system demo test bench clean
 
+# Debian packages: the sandbox registry, skopeo (the IIB baseline in benches), git's http-backend,
+# chromium (the UI check in tests/deploy). Installed only when a binary is missing.
+APT_PKGS := docker-registry skopeo git chromium
+APT_BINS := docker-registry skopeo git chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
 system:
-	@command -v docker-registry >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 || \
-	  { echo "installing docker-registry and skopeo (apt-get)"; \
-	    $(if $(shell id -u | grep -qx 0 && echo y),,sudo) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(if $(shell id -u | grep -qx 0 && echo y),,sudo) apt-get install -y -qq docker-registry skopeo; }
+	@missing=""; for b in $(APT_BINS); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (missing:$$missing)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PKGS); \
+	fi
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
