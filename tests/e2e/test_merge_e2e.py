@@ -279,6 +279,8 @@ def test_rerun_after_a_failed_build_succeeds(sandbox: E2E):
 def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sandbox: E2E):
     from flows.demo import check_output_image
     from indexflow.merge import plan
+    from sandbox.demo_env import GIT_PROJECT
+    from tasks.lock import lock_name
 
     rid = sandbox.request_id("overwrite")
     refs = plan.artifact_refs(sandbox.target, sandbox.registry_proxy.host, rid)
@@ -296,8 +298,11 @@ def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sand
         check_output_image(sandbox.env, direct(sandbox, result["output_pullspecs"][0]), "v4.17", out,
                            direct(sandbox, result["index_db"][0]))
     secrets = (OVERWRITE_TOKEN.split(":")[1], sandbox.env.git_token)
+    lock = lock_name(f"{sandbox.git_proxy.url}/{GIT_PROJECT}.git", "v4.17", refs.canonical)
     with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(lock)
         run = client.read_flow_run(state.state_details.flow_run_id)
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
     assert len(logs) > 20 and not any(x in log.message for log in logs for x in secrets)
     assert not any(x in json.dumps(run.parameters, default=str) for x in secrets)
+    assert limit.limit == 1 and limit.active_slots == 0  # the per-target lock, created on demand, released
