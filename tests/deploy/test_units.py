@@ -1,0 +1,84 @@
+"""Pure parts of the deployment layer: IIB state mapping and batch files (no server needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.batch_merge import BatchFileError, Outcome, load_batch, summary_markdown
+from indexflow.iib_api import UNKNOWN_ERROR, iib_state, request_json
+
+
+@pytest.mark.parametrize("state, last_reason, expected", [
+    ({"type": "SCHEDULED"}, None, ("in_progress", "The request was initiated")),
+    ({"type": "RUNNING"}, "Validating the FBC config", ("in_progress", "Validating the FBC config")),
+    ({"type": "PAUSED"}, "Waiting on KONFLUX build", ("in_progress", "Waiting on KONFLUX build")),
+    ({"type": "COMPLETED"}, "The operator(s) ['a'] were successfully merged",
+     ("complete", "The operator(s) ['a'] were successfully merged")),
+    ({"type": "FAILED", "message": "Failed to merge operators: Konflux build failed"}, "Waiting on KONFLUX build",
+     ("failed", "Failed to merge operators: Konflux build failed")),
+    ({"type": "FAILED", "message": "Flow run encountered an exception: KeyError: 'x'"}, None,
+     ("failed", UNKNOWN_ERROR)),
+    ({"type": "CRASHED", "message": "Flow run infrastructure exited with non-zero status code 137."}, None,
+     ("failed", UNKNOWN_ERROR)),
+    ({"type": "CANCELLED", "message": "cancelled by user"}, None, ("failed", "The request was cancelled")),
+])
+def test_prefect_states_map_to_iib_states(state: dict, last_reason: str | None, expected: tuple) -> None:
+    assert iib_state({"state": state}, last_reason) == expected
+
+
+def test_request_json_names_the_output_only_when_complete_and_never_the_token() -> None:
+    settings = {"iib_registry": "quay.example.com/iib", "image_push_template": "{registry}/iib-build:{request_id}"}
+    payload = {"source_from_index": "s:1", "overwrite_target_index_token": "u:secret", "build_tags": ["x"]}
+    run = {"id": "f00", "state": {"type": "COMPLETED", "timestamp": "2026-01-01T00:00:00Z"}}
+    done = request_json(7, payload, run, ("complete", "ok"), settings, "http://ui")
+    assert done["index_image"] == "quay.example.com/iib/iib-build:7"
+    assert done["flow_run_url"] == "http://ui/runs/flow-run/f00" and "u:secret" not in str(done)
+    assert request_json(7, payload, run, ("failed", "x"), settings, None)["index_image"] is None
+    assert request_json(7, {**payload, "dry_run": True}, run, ("complete", "ok"), settings, None)["index_image"] is None
+
+
+def write(tmp_path: Path, doc: object) -> Path:
+    path = tmp_path / "batch.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_batch_defaults_apply_to_every_entry(tmp_path: Path) -> None:
+    entries = load_batch(write(tmp_path, {"settings_block": "prod", "dry_run": True, "merges": [
+        {"name": "a", "source_from_index": "s:1"},
+        {"name": "b", "source_from_index": "s:2", "dry_run": False, "overwrite_target_index_token_secret": "tok"}]}))
+    assert [(e.name, e.parameters, e.token_secret) for e in entries] == [
+        ("a", {"settings_block": "prod", "dry_run": True, "source_from_index": "s:1"}, None),
+        ("b", {"settings_block": "prod", "dry_run": False, "source_from_index": "s:2"}, "tok")]
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"merges": []}, "must have a non-empty 'merges' list"),
+    ({"merges": [{"source_from_index": "s"}]}, "merges[0] needs a 'name'"),
+    ({"merges": [{"name": "a", "source_from_index": "s", "bundles": []}]}, "merge 'a' has unknown key(s): bundles"),
+    ({"merges": [{"name": "a", "source_from_index": "s"}, {"name": "a", "source_from_index": "t"}]},
+     "repeats entry name(s): a"),
+])
+def test_bad_batch_files_are_one_sentence(tmp_path: Path, doc: object, message: str) -> None:
+    with pytest.raises(BatchFileError) as info:
+        load_batch(write(tmp_path, doc))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unreadable_batch_file(tmp_path: Path) -> None:
+    with pytest.raises(BatchFileError, match=r"^cannot read batch file .*missing\.yaml \(No such file"):
+        load_batch(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("merges: [\n")
+    with pytest.raises(BatchFileError, match=r"bad\.yaml is not valid YAML"):
+        load_batch(tmp_path / "bad.yaml")
+
+
+def test_summary_names_failures_and_links_runs() -> None:
+    text = summary_markdown("b.yaml", [Outcome("a", "complete", "merged", "1234567890"),
+                                       Outcome("b", "failed", "Failed: x | y")], "http://ui")
+    assert text.startswith("# batch-merge: 1 of 2 merges complete")
+    assert "**Failed:** b" in text and "[12345678](http://ui/runs/flow-run/1234567890)" in text
+    assert "| b | failed | Failed: x / y | - |" in text
