@@ -304,7 +304,9 @@ def flow_steps(args: argparse.Namespace, run: Run, db: Path, base: Path, client,
 def report(run: Run) -> bool:
     """Print the table; True when every target is met."""
     opm = OPM[2000 if run.size <= 2000 else 7019]
-    targets = {"add": opm["add"] / ADD_SHARE, "migrate": opm["migrate"], "validate": opm["validate"]}
+    targets = {"migrate": opm["migrate"], "validate": opm["validate"]}
+    if run.size <= 2000:  # issue 3: add of 2,000 in <= 1/6 of opm's time; 7,019 only has to finish
+        targets["add"] = opm["add"] / ADD_SHARE
     print(f"\n== {run.size} bundles, semver mode, batches of 200, pulled from a local registry ==")
     print(f"{'step':<44}{'best (s)':>9}{'spread (s)':>14}{'cpu (s)':>11}{'opm (s)':>9}{'opm/ours':>9}"
           f"{'target':>9}  ok")
