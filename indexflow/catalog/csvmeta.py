@@ -19,7 +19,10 @@ def go_field(obj: Any, key: str) -> Any:
     if key in obj:
         return obj[key]
     low = key.lower()
-    return next((v for k, v in obj.items() if isinstance(k, str) and k.lower() == low), None)
+    for k, v in obj.items():  # a plain loop: absent keys are the common case in entries
+        if isinstance(k, str) and k.lower() == low:
+            return v
+    return None
 
 
 def field_str(obj: Any, key: str) -> str:

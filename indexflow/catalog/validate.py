@@ -172,8 +172,11 @@ def _to_model(blobs: list[dict]) -> list[fbcmodel.Package]:
     packages = _packages(by_schema.get("olm.package", []))
     entries = _channels(packages, by_schema.get("olm.channel", []))
     _bundles(packages, entries, by_schema.get("olm.bundle", []))
+    by_package: dict[str, list[dict[str, dict]]] = {}
+    for (p, _), chan in entries.items():
+        by_package.setdefault(p, []).append(chan)
     for name, pkg in packages.items():
-        missing = sorted(e for (p, _), chan in entries.items() if p == name for e in chan
+        missing = sorted(e for chan in by_package.get(name, []) for e in chan
                          if not any(e in ch.bundles for ch in pkg.channels.values()))
         if missing:
             raise _Invalid(f'no olm.bundle blobs found in package "{name}" for olm.channel entries '
