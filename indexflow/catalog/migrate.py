@@ -366,7 +366,8 @@ def _package_blobs(con: sqlite3.Connection, pkg: _Package, level: str | None) ->
             entries.append(entry)
         yield {"schema": "olm.channel", "name": name, "package": pkg.model.name, "entries": entries}
     for name in sorted(pkg.bundles):
-        yield _bundle_blob(pkg.bundles[name], _objects(con, name), pkg.images[name], level)
+        bundle = pkg.bundles[name]  # most non-head bundles of semver dbs have no objects: skip the query
+        yield _bundle_blob(bundle, _objects(con, name) if bundle.has_objects else [], pkg.images[name], level)
 
 
 def _write_package(con: sqlite3.Connection, pkg: _Package, out_dir: Path, level: str | None, fmt: str) -> None:
