@@ -1,4 +1,4 @@
-"""`indexflow merge ...` and `indexflow demo`: the merge flow from the command line.
+"""`indexflow merge ...`: the merge flow from the command line (`indexflow demo` lives in sandbox/cli.py).
 
 Prefect is imported inside the handlers only, so `indexflow db ...` stays fast and the core
 package keeps its no-Prefect rule. Without PREFECT_API_URL the flow runs on an ephemeral API.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from indexflow.errors import ValidationError
@@ -45,11 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge.add_argument("--settings", default="indexflow", help="name of the MergeSettings block")
     merge.add_argument("--json", action="store_true", help="print the result as JSON")
     merge.set_defaults(func=_merge)
-    if "demo" not in subparsers.choices:
-        demo = subparsers.add_parser("demo", help="sandbox up, seed, merge, check the output image")
-        demo.add_argument("--state-dir", type=Path, default=None)
-        demo.add_argument("--keep", action="store_true", help="leave the sandbox running")
-        demo.set_defaults(func=_demo)
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -85,9 +79,3 @@ def _merge(args: argparse.Namespace) -> int:
         for line in result.get("lines", []):
             print(line)
     return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
-
-    return run_demo(state_dir=args.state_dir, keep=args.keep, out=sys.stdout)
