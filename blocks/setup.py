@@ -283,6 +283,17 @@ def _default_template(pool_type: str) -> dict:
     return ProcessWorker.get_default_base_job_template()
 
 
+def api_url() -> str:
+    """The Prefect API setup writes to; without one Prefect would use a throwaway temporary server."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise SetupError("PREFECT_API_URL is not set (environment or Prefect profile): "
+                         "setup needs the server the workers use")
+    return url
+
+
 def run_setup(path: Path, check_only: bool = False) -> list[str]:
     """Entry point of `indexflow setup`: check everything first, then write (unless check_only)."""
     plan = load_config(path)
@@ -290,4 +301,12 @@ def run_setup(path: Path, check_only: bool = False) -> list[str]:
         return [f"config {path} is valid: settings {plan.settings_name}, "
                 f"{len(plan.secrets) + bool(plan.registry_auth)} secret(s), "
                 f"{len(plan.concurrency_limits)} limit(s), {len(plan.work_pools)} work pool(s)"]
-    return apply(plan)
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    url = api_url()
+    try:
+        return apply(plan)
+    except (httpx.HTTPError, PrefectHTTPStatusError) as exc:
+        raise SetupError(f"the Prefect API at {url} failed during setup ({type(exc).__name__}); "
+                         "objects before the failure were written, re-run setup when it is back") from None

@@ -40,3 +40,27 @@ def test_check_reads_everything_and_reports(tmp_path: Path, secrets_env: dict, c
     out = capsys.readouterr().out
     assert "settings setup-test, 2 secret(s), 1 limit(s), 2 work pool(s)" in out
     assert "glpat-s3cr3t" not in out
+
+
+def test_setup_needs_a_reachable_prefect_api(tmp_path: Path, secrets_env: dict, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    path = str(config(tmp_path))
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # also overrides an outer harness
+        monkeypatch.delenv("PREFECT_API_URL", raising=False)
+        assert main(["setup", path]) == 1
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        assert main(["setup", path]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [
+        "Error: PREFECT_API_URL is not set (environment or Prefect profile): setup needs the server the workers use",
+        "Error: the Prefect API at http://127.0.0.1:9/api failed during setup (ConnectError); objects before the "
+        "failure were written, re-run setup when it is back"]
+
+
+def test_iib_api_needs_the_prefect_api_url(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["iib-api", "--port", "0"]) == 1
+    assert capsys.readouterr().err == ("Error: PREFECT_API_URL must be set to the Prefect server's API URL "
+                                       "(e.g. http://127.0.0.1:4200/api)\n")
