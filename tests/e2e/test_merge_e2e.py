@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -49,14 +50,18 @@ def table(key: str) -> list[dict]:
     return json.loads(data) if isinstance(data, str) else data
 
 
-def task_states(state) -> dict[str, list[str]]:  # noqa: ANN001
-    """Task name -> state names of one flow run."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-    out: dict[str, list[str]] = {}
-    for run in runs:
-        out.setdefault(run.name.rsplit("-", 1)[0], []).append(run.state.name)
-    return out
+def task_states(state, name: str, count: int) -> list[str]:  # noqa: ANN001
+    """Final state names of the `count` task runs called `name` in one flow run. Task run states
+    reach the API through events, a moment after the flow returns: poll briefly."""
+    flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    deadline = time.monotonic() + 20
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = [r for r in client.read_task_runs(flow_run_filter=flow_runs) if r.name.rsplit("-", 1)[0] == name]
+        names = [r.state.name for r in runs if r.state is not None and r.state.is_final()]
+        if len(names) == count or time.monotonic() > deadline:
+            return names
+        time.sleep(0.5)
 
 
 def direct(sb: E2E, pullspec: str) -> str:
@@ -150,10 +155,12 @@ def test_merge_without_overwrite_publishes_outputs_and_closes_the_mr(sandbox: E2
 
 
 def test_rerun_takes_index_db_from_the_cache(sandbox: E2E):
+    first = merge(sandbox, target_index=sandbox.target, dry_run=True, request_id=sandbox.request_id("cache"))
+    assert first.is_completed(), first.message
     probe = sandbox.registry_proxy.add_fault("status", r"^/v2/index-db/blobs/", method="GET", nth=10**9)
     state = merge(sandbox, target_index=sandbox.target, dry_run=True, request_id=sandbox.request_id("cache"))
     assert state.is_completed(), state.message
-    assert task_states(state)["pull index.db"] == ["Cached", "Cached"]
+    assert task_states(state, "pull index.db", 2) == ["Cached", "Cached"]
     assert probe.matched == 0, "an index.db was downloaded again"
 
 
