@@ -32,7 +32,8 @@ from tasks.rollback import Compensations, failure_message, rollback
 from tasks.session import Session, open_session
 
 
-@flow(name="merge-index-image", task_runner=ThreadPoolTaskRunner(max_workers=8), validate_parameters=True,
+@flow(name="merge-index-image", task_runner=ThreadPoolTaskRunner(max_workers=registry_checks.CHUNKS_IN_FLIGHT),
+      validate_parameters=True,
       log_prints=False)
 def merge_index_image(
     source_from_index: str,
