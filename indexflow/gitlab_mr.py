@@ -28,6 +28,13 @@ class MR:
     web_url: str
 
 
+def gitlab_client(url: str, token: str) -> gitlab.Gitlab:
+    """A python-gitlab client whose every request has a timeout. prefect-gitlab's `get_client()`
+    authenticates at once with no timeout, so a dead GitLab hung the run (or raised a bare
+    ConnectionError); here the first real call fails with MergeRequests' one-sentence error."""
+    return gitlab.Gitlab(url=url, oauth_token=token, timeout=HTTP_TIMEOUT)
+
+
 def resolve_git_url(index: str, mapping: dict[str, str]) -> str:
     """The Git repo of an index image: the map key is `<registry>/<namespace>/<repo>` (no tag/digest)."""
     key = index.split("@", 1)[0]

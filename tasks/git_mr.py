@@ -39,7 +39,9 @@ def commit_and_push(repo_dir: Path, branch: str, url: str, token: str, message: 
     repo = git.Repo(repo_dir)
     repo.git.checkout("-B", branch)
     sha = gitops.commit_all(repo, message, author[0], author[1])
-    gitops.push_branch(repo, branch, url, token)
+    # forced: the branch is this request's own, and a run that crashed before its rollback may have
+    # left it behind; the per-target lock rules out a concurrent run pushing the same branch
+    gitops.push_branch(repo, branch, url, token, force=True)
     return sha
 
 

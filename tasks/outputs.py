@@ -21,8 +21,7 @@ def current_digest(client, pullspec: str) -> str | None:  # noqa: ANN001 - Regis
     """The digest a tag points at now, or None when the tag does not exist."""
     from indexflow.registry.refs import ImageRef
 
-    ref = ImageRef.parse(pullspec)
-    return client.resolve(ref) if client.exists(ref) else None
+    return client.find_digest(ImageRef.parse(pullspec))
 
 
 def undo_tag_write(client, pullspec: str, old_digest: str | None) -> Callable[[], bool]:  # noqa: ANN001

@@ -14,6 +14,9 @@ TRANSIENT = re.compile(r"\b(408|429|500|502|503|504)\b|timed? ?out|timeout|conne
 
 def is_transient(exc: BaseException) -> bool:
     """Our errors say what happened in words; network errors from client libraries are OSErrors."""
+    transient = getattr(exc, "transient", None)  # KonfluxAPIError knows from the status it got
+    if isinstance(transient, bool):
+        return transient
     if isinstance(exc, IndexflowError):
         return bool(TRANSIENT.search(str(exc)))
     return isinstance(exc, (OSError, TimeoutError))

@@ -71,6 +71,9 @@ def open_session(settings: MergeSettings, req: MergeRequest) -> Session:
     artifacts = IndexDbArtifacts(registry, settings.index_db_artifact_registry,
                                  template=settings.index_db_artifact_template,
                                  tag_template=settings.index_db_artifact_tag_template)
+    from indexflow.gitlab_mr import gitlab_client
+
     gl_creds = GitLabCredentials.load(settings.gitlab_credentials)
-    return Session(settings, workdir, registry, target_registry, artifacts, gl_creds.get_client(),
-                   gl_creds.token.get_secret_value(), KubernetesCredentials.load(settings.kubernetes_credentials))
+    git_token = gl_creds.token.get_secret_value()
+    return Session(settings, workdir, registry, target_registry, artifacts, gitlab_client(gl_creds.url, git_token),
+                   git_token, KubernetesCredentials.load(settings.kubernetes_credentials))
