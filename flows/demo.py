@@ -109,13 +109,14 @@ def run_demo(state_dir: Path | None = None, keep: bool = False, out: TextIO = sy
               f"{len(seed.missing_from_source)} missing from source, in {time.monotonic() - t:.1f}s", file=out)
         print(f"Prefect API ready ({api.result()})", file=out)
         env.save_blocks(DEMO_BLOCK)
+        t = time.monotonic()
         result = run_merge(source_from_index=seed.source_index, target_index=seed.target_index,
                            deprecation_list=seed.deprecation_list, overwrite_target_index=True,
                            overwrite_target_index_token="demo:demo", ignore_bundle_ocp_version=True,
                            build_tags=["demo"], request_id="1", settings_block=DEMO_BLOCK)
         for line in result["lines"]:
             print(line, file=out)
-        print("per-step seconds:", file=out)
+        print(f"merge flow run: {time.monotonic() - t:.1f}s; per-step seconds:", file=out)
         for name, secs in result["timings"].items():
             print(f"  {secs:8.2f}  {name}", file=out)
         check_output_image(env, result["output_pullspecs"][0], "v4.17", out, result["index_db"][0])
