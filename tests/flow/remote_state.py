@@ -27,6 +27,8 @@ def _paged(http: httpx.Client, path: str, key: str) -> list[str]:
     url: str | None = f"{path}?n=1000"
     while url:
         r = http.get(url)
+        if r.status_code == 404 and key == "tags":  # every tag of the repository deleted (a rollback did)
+            break
         r.raise_for_status()
         items += r.json().get(key) or []
         link = r.headers.get("Link", "")
