@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.blocks.system import Secret
 from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.runtime import flow_run
@@ -40,7 +39,6 @@ class BatchFileError(IndexflowError):
 class Entry:
     name: str
     parameters: dict[str, Any]
-    token_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,18 +74,16 @@ def _entry(index: int, item: dict[str, Any]) -> Entry:
     unknown = sorted(set(item) - ENTRY_KEYS)
     if unknown:
         raise BatchFileError(f"merge {name!r} has unknown key(s): {', '.join(unknown)}")
-    params = {k: v for k, v in item.items() if k not in ("name", "overwrite_target_index_token_secret")}
-    return Entry(name, params, item.get("overwrite_target_index_token_secret"))
+    params = {k: v for k, v in item.items() if k != "name"}
+    return Entry(name, params)
 
 
 async def run_entry(entry: Entry, deployment: str, gate: asyncio.Semaphore, timeout_seconds: float) -> Outcome:
     """One merge run, waited for; any problem becomes this entry's failed outcome, never the batch's."""
     async with gate:
         try:
-            params = dict(entry.parameters)
-            if entry.token_secret:
-                params["overwrite_target_index_token"] = str((await Secret.aload(entry.token_secret)).get())
-            run = await _run_and_wait(entry, deployment, params, timeout_seconds)
+            # a token travels as its Secret block's name (the merge reads it): never a run parameter value
+            run = await _run_and_wait(entry, deployment, dict(entry.parameters), timeout_seconds)
         except Exception as exc:  # noqa: BLE001 - one entry's failure must not stop the others
             get_run_logger().error("merge %s could not run: %s", entry.name, _one_line(exc))
             return Outcome(entry.name, "failed", _one_line(exc))

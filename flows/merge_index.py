@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import SecretStr
 
 from blocks.settings import MergeSettings
+from blocks.tokens import overwrite_token
 from indexflow.errors import IndexflowError, PublishError
 from indexflow.merge import diff as merge_diff
 from indexflow.merge import plan
@@ -42,6 +43,7 @@ def merge_index_image(
     binary_image: str | None = None,
     overwrite_target_index: bool = False,
     overwrite_target_index_token: SecretStr | None = None,
+    overwrite_target_index_token_secret: str | None = None,
     distribution_scope: str | None = None,
     build_tags: list[str] | None = None,
     graph_update_mode: str | None = None,
@@ -53,10 +55,12 @@ def merge_index_image(
     """Merge the bundles of `target_index` missing from `source_from_index` into it (IIB semantics).
 
     A user or remote error ends the run Failed with one sentence (no traceback); bugs still raise.
+    Runs started through the API pass the token as the name of a Secret block
+    (`overwrite_target_index_token_secret`), since Prefect stores parameters in plain text.
     """
     try:
         settings = MergeSettings.load(settings_block)
-        token = overwrite_target_index_token.get_secret_value() if overwrite_target_index_token else None
+        token = overwrite_token(overwrite_target_index_token, overwrite_target_index_token_secret)
         req = validate_request(
             {"source_from_index": source_from_index, "target_index": target_index,
              "deprecation_list": deprecation_list, "binary_image": binary_image,

@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from indexflow.errors import IndexflowError, ValidationError
-from indexflow.merge.params import validate_request
+from indexflow.merge.params import ONE_TIME_SECRET_PREFIX, validate_request
 
 DEFAULT_DEPLOYMENT = "merge-index-image/merge-index-image"
 SETTINGS_SLUG = "indexflow-merge-settings"
@@ -126,6 +126,19 @@ class PrefectRest:
             else:
                 await self.call("POST", "/variables/", json={"name": COUNTER_VARIABLE, "value": value})
             return value
+
+    async def one_time_secret(self, build_id: int, value: str) -> str:
+        """Store `value` in a Secret block the run deletes once read; returns the block's name.
+
+        Prefect keeps flow-run parameters in plain text, so the token travels by reference."""
+        block_type = await self.call("GET", "/block_types/slug/secret")
+        schemas = await self.call("POST", "/block_schemas/filter",
+                                  json={"block_schemas": {"block_type_id": {"any_": [block_type["id"]]}}})
+        name = f"{ONE_TIME_SECRET_PREFIX}{build_id}-{os.urandom(4).hex()}"
+        await self.call("POST", "/block_documents/", json={
+            "name": name, "data": {"value": value}, "block_type_id": block_type["id"],
+            "block_schema_id": schemas[0]["id"], "is_anonymous": False})
+        return name
 
     async def create_run(self, deployment_id: str, request_id: int, parameters: dict[str, Any]) -> dict:
         body = {"parameters": parameters, "name": f"iib-request-{request_id}",
@@ -250,6 +263,9 @@ def create_app(config: ApiConfig) -> FastAPI:
         deployment_id = await prefect.deployment_id()
         build_id = await prefect.next_request_id()
         params.update(request_id=str(build_id), settings_block=config.settings_block)
+        token = params.pop("overwrite_target_index_token", None)
+        if token:
+            params["overwrite_target_index_token_secret"] = await prefect.one_time_secret(build_id, token)
         flow_run = await prefect.create_run(deployment_id, build_id, params)
         body = request_json(build_id, payload, flow_run, ("in_progress", "The request was initiated"),
                             settings, config.ui_url)

@@ -15,6 +15,8 @@ from indexflow.errors import ValidationError
 
 GRAPH_MODES = ("replaces", "semver", "semver-skippatch")
 SCOPES = ("dev", "stage", "prod")
+# Secret blocks named so hold one run's overwrite token; the run deletes them once read (blocks/tokens.py)
+ONE_TIME_SECRET_PREFIX = "indexflow-one-time-"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

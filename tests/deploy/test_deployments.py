@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from indexflow.cli import main
+from indexflow.merge.params import ONE_TIME_SECRET_PREFIX
 from indexflow.registry.refs import ImageRef
 from tests.deploy import browser
 from tests.deploy.conftest import (BIN, REPO, artifacts_of, create_run, deployment_id, merge_params, setup_file,
@@ -198,6 +199,10 @@ def test_iib_request_runs_the_deployment_and_reports_iib_states(started: dict, i
     assert TOKEN not in response.text and "overwrite_target_index_token" not in created
     run = deployed.api("GET", f"/flow_runs/{created['flow_run_id']}")
     assert run["parameters"]["request_id"] == str(created["id"]) and f"iib-request:{created['id']}" in run["tags"]
+    # Prefect stores parameters in plain text: the token travels as a one-time Secret block's name
+    assert TOKEN not in json.dumps(run["parameters"])
+    secret_block = run["parameters"]["overwrite_target_index_token_secret"]
+    assert secret_block.startswith(ONE_TIME_SECRET_PREFIX)
 
     done = poll_build(iib_api, created["id"])
     assert done["state"] == "complete", done["state_reason"]
@@ -206,6 +211,8 @@ def test_iib_request_runs_the_deployment_and_reports_iib_states(started: dict, i
                                          "target index image")
     assert done["index_image"] is None  # a dry run publishes nothing
     assert TOKEN not in httpx.get(f"{iib_api}{BUILDS}/{created['id']}", timeout=10).text
+    with pytest.raises(httpx.HTTPStatusError, match="404"):  # the run deleted the token once it had read it
+        deployed.api("GET", f"/block_types/slug/secret/block_documents/name/{secret_block}")
 
 
 def test_iib_failed_request_keeps_the_flow_error_as_state_reason(started: dict, iib_api: str) -> None:

@@ -50,9 +50,10 @@ def test_batch_defaults_apply_to_every_entry(tmp_path: Path) -> None:
     entries = load_batch(write(tmp_path, {"settings_block": "prod", "dry_run": True, "merges": [
         {"name": "a", "source_from_index": "s:1"},
         {"name": "b", "source_from_index": "s:2", "dry_run": False, "overwrite_target_index_token_secret": "tok"}]}))
-    assert [(e.name, e.parameters, e.token_secret) for e in entries] == [
-        ("a", {"settings_block": "prod", "dry_run": True, "source_from_index": "s:1"}, None),
-        ("b", {"settings_block": "prod", "dry_run": False, "source_from_index": "s:2"}, "tok")]
+    assert [(e.name, e.parameters) for e in entries] == [
+        ("a", {"settings_block": "prod", "dry_run": True, "source_from_index": "s:1"}),
+        ("b", {"settings_block": "prod", "dry_run": False, "source_from_index": "s:2",
+               "overwrite_target_index_token_secret": "tok"})]
 
 
 @pytest.mark.parametrize("doc, message", [
