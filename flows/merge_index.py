@@ -120,11 +120,12 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     with story.step(report.CLONING):
         repo = git_mr.clone_configs(git_url, prep.ocp_version, s.workdir / "git", s.git_token)
     with story.step("Pulling index.db artifacts"):
-        source_db = art.cached_index_db(s.artifacts, s.artifacts.canonical_ref(req.source_from_index))
-        target_db = art.cached_index_db(s.artifacts, s.artifacts.canonical_ref(req.target_index)) \
-            if req.target_index else None
-        source_bundles = catalog.read_bundles(source_db)
-        target_bundles = catalog.read_bundles(target_db) if target_db else []
+        source_ref = s.artifacts.canonical_ref(req.source_from_index)
+        target_ref = s.artifacts.canonical_ref(req.target_index) if req.target_index else None
+        source_db = art.cached_index_db(s.artifacts, source_ref)
+        target_db = art.cached_index_db(s.artifacts, target_ref) if target_ref else None
+        source_bundles = catalog.read_bundles(source_db, source_ref)
+        target_bundles = catalog.read_bundles(target_db, target_ref) if target_db else []
     with story.step(report.VALIDATING):
         registry_checks.validate_all(s.registry, [b.bundlePath for b in [*source_bundles, *target_bundles]],
                                      cfg.validation_chunks, cfg.registry_concurrency, story)

@@ -20,13 +20,23 @@ from indexflow.catalog.db import BundleRecord, list_bundles
 from indexflow.catalog.deprecate import deprecate_truncate
 from indexflow.catalog.migrate import migrate
 from indexflow.catalog.validate import validate_fbc
+from indexflow.errors import CatalogError
 from tasks.retry import transient_only
 
 
 @task(name="read bundles", cache_policy=NO_CACHE)
-def read_bundles(db_path: Path) -> list[BundleRecord]:
-    """`opm render <db>` equivalent in SQL: deprecated bundles excluded."""
-    return list_bundles(db_path)
+def read_bundles(db_path: Path, artifact: str | None = None) -> list[BundleRecord]:
+    """`opm render <db>` equivalent in SQL: deprecated bundles excluded.
+
+    A pulled db that cannot be read is named by its `artifact` ref, not by the local cache path the
+    user never saw."""
+    try:
+        return list_bundles(db_path)
+    except CatalogError as exc:
+        if artifact is None:
+            raise
+        reason = str(exc).replace(str(db_path), "the file")
+        raise CatalogError(f"The index.db artifact {artifact} is not a usable index database: {reason}") from None
 
 
 @task(name="copy source index.db", cache_policy=NO_CACHE)

@@ -18,6 +18,7 @@ SCOPES = ("dev", "stage", "prod")
 # Secret blocks named so hold one run's overwrite token; the run deletes them once read (blocks/tokens.py)
 ONE_TIME_SECRET_PREFIX = "indexflow-one-time-"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # the OCI distribution spec's tag grammar
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,17 @@ def _graph_mode(value: Any, target: str | None, options: Sequence[str], allow_li
     return value
 
 
+def _build_tags(value: Any) -> tuple[str, ...]:
+    """IIB's list check, then each tag against the registry's grammar: a bad tag would otherwise only
+    fail at the output copy, after the MR and the Konflux build."""
+    tags = _str_list(value, '"build_tags" should be either an empty array or an array of non-empty strings')
+    for tag in tags:
+        if not _TAG.match(tag):
+            raise ValidationError(f'The build tag "{tag}" is not a valid image tag (up to 128 letters, digits, '
+                                  '"_", "." or "-", not starting with "." or "-")')
+    return tags
+
+
 def _request_id(value: Any) -> str:
     text = str(value or "")
     if not _REQUEST_ID.match(text):
@@ -126,8 +138,7 @@ def validate_request(payload: Mapping[str, Any], *, request_id: str, binary_imag
     if (overwrite or token) and not target:
         raise ValidationError("Parameter 'target_index' must be set when 'overwrite_target_index' or "
                               "'overwrite_target_index_token' is provided")
-    tags = _str_list(payload.get("build_tags"),
-                     '"build_tags" should be either an empty array or an array of non-empty strings')
+    tags = _build_tags(payload.get("build_tags"))
     return MergeRequest(
         source_from_index=source, request_id=_request_id(payload.get("request_id") or request_id),
         target_index=target, deprecation_list=deprecations, binary_image=binary or None,

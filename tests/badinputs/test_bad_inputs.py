@@ -144,11 +144,6 @@ def _branch_without_configs(ctx: Ctx, branch: str) -> dict:
     return _ocp_target(ctx, branch)
 
 
-def _db_case(name: str, build: Callable) -> object:  # noqa: ANN401 - a pytest param
-    return pytest.param(name, build, marks=pytest.mark.xfail(
-        strict=True, reason="a broken index.db is named by its cache path, not by the artifact or index (reported)"))
-
-
 # Each case: (id, builder(ctx) -> (flow parameters, text the sentence must contain)).
 CASES: list = [
     ("source-pullspec-malformed", lambda c: (c.base(source_from_index="Not A Pullspec!!"), "Not A Pullspec!!")),
@@ -168,9 +163,7 @@ CASES: list = [
                        distribution_scope="prod"), "distribution_scope")),
     ("graph-mode-unknown", lambda c: (c.base(graph_update_mode="sideways"), '"graph_update_mode"')),
     ("graph-mode-not-allowed", lambda c: (c.base(graph_update_mode="semver"), "graph_update_mode")),
-    pytest.param("build-tag-invalid", lambda c: (c.base(build_tags=["bad tag!"]), "bad tag!"),
-                 marks=pytest.mark.xfail(strict=True, reason="the flow checks build tags only when it copies the "
-                                                             "output, after the MR and the build (reported)")),
+    ("build-tag-invalid", lambda c: (c.base(build_tags=["bad tag!"]), "bad tag!")),
     ("delivery-labels-missing",
      lambda c: (c.base(target_index=c.index(labels={}, db=c.target_db())), "v4.5")),
     ("ocp-version-unknown",
@@ -179,12 +172,12 @@ CASES: list = [
     ("no-binary-image-for-ocp",
      lambda c: (c.base(target_index=c.index(labels={**OK_LABELS, plan.VERSION_LABEL: "v4.12"}, db=c.target_db())),
                 "v4.12")),
-    _db_case("index-db-corrupt", lambda c: (c.base(target_index=c.index(db=c.db_file(b"SQLite format 3\0" + b"\xff" * 4000))),
+    ("index-db-corrupt", lambda c: (c.base(target_index=c.index(db=c.db_file(b"SQLite format 3\0" + b"\xff" * 4000))),
                                     "bad-index-db-corrupt")),
-    _db_case("index-db-empty", lambda c: (c.base(target_index=c.index(db=c.db_file(b""))), "bad-index-db-empty")),
-    _db_case("index-db-not-sqlite", lambda c: (c.base(target_index=c.index(db=c.db_file(b'{"not": "a database"}\n'))),
+    ("index-db-empty", lambda c: (c.base(target_index=c.index(db=c.db_file(b""))), "bad-index-db-empty")),
+    ("index-db-not-sqlite", lambda c: (c.base(target_index=c.index(db=c.db_file(b'{"not": "a database"}\n'))),
                                        "bad-index-db-not-sqlite")),
-    _db_case("index-db-no-schema", lambda c: (c.base(target_index=c.index(db=_sqlite_without_tables(c))),
+    ("index-db-no-schema", lambda c: (c.base(target_index=c.index(db=_sqlite_without_tables(c))),
                                       "bad-index-db-no-schema")),
     ("index-db-artifact-missing", lambda c: (c.base(target_index=c.index(db=None)), "bad-index-db-artifact-missing")),
     ("index-not-in-git-map",

@@ -30,6 +30,12 @@ def check(payload, **kw):
      'The "distribution_scope" value must be one of "dev", "stage", or "prod"'),
     ({"source_from_index": "s", "build_tags": ["ok", ""]},
      '"build_tags" should be either an empty array or an array of non-empty strings'),
+    ({"source_from_index": "s", "build_tags": ["ok", ".hidden"]},
+     'The build tag ".hidden" is not a valid image tag (up to 128 letters, digits, "_", "." or "-", '
+     'not starting with "." or "-")'),
+    ({"source_from_index": "s", "build_tags": ["x" * 129]},
+     f'The build tag "{"x" * 129}" is not a valid image tag (up to 128 letters, digits, "_", "." or "-", '
+     'not starting with "." or "-")'),
     ({"source_from_index": "s", "graph_update_mode": "fast"},
      "\"graph_update_mode\" must be set to one of these: ['replaces', 'semver', 'semver-skippatch']"),
     ({"source_from_index": "s", "target_index": "q/t:v1", "graph_update_mode": "semver"},
