@@ -13,7 +13,6 @@ import io
 import shutil
 import sqlite3
 import tarfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
