@@ -64,6 +64,18 @@ def task_states(state, name: str, count: int) -> list[str]:  # noqa: ANN001
         time.sleep(0.5)
 
 
+def flow_run_logs(flow_run_id, at_least: int) -> list:  # noqa: ANN001
+    """The run's logs; they are shipped in batches, so wait (briefly) until `at_least` arrived."""
+    deadline = time.monotonic() + 20
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        if len(logs) >= at_least or time.monotonic() > deadline:
+            assert len(logs) >= at_least, f"only {len(logs)} log lines arrived"
+            return logs
+        time.sleep(0.5)
+
+
 def direct(sb: E2E, pullspec: str) -> str:
     return pullspec.replace(sb.registry_proxy.host, sb.env.registry_host, 1)
 
@@ -297,10 +309,11 @@ def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sand
     assert state.is_completed(), state.message
     result = state.result()
     assert result["mr_state"] == "merged"
-    assert digest(sandbox, sandbox.target) == digest(sandbox, result["output_pullspecs"][0])
-    assert digest(sandbox, refs.canonical) == digest(sandbox, refs.per_request) is not None
+    assert digest(sandbox, sandbox.target) == digest(sandbox, result["output_pullspecs"][0]), "target not replaced"
+    assert digest(sandbox, refs.canonical) == digest(sandbox, refs.per_request) is not None, "index.db not replaced"
     after = sandbox.remote_state()
-    assert after.refs["v4.17"] != branch_before and "merged" in after.mrs.values()
+    assert after.refs["v4.17"] != branch_before, "the MR did not land on v4.17"
+    assert "merged" in after.mrs.values()
     with tempfile.TemporaryFile("w+") as out:
         check_output_image(sandbox.env, direct(sandbox, result["output_pullspecs"][0]), "v4.17", out,
                            direct(sandbox, result["index_db"][0]))
@@ -309,7 +322,7 @@ def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sand
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name(lock)
         run = client.read_flow_run(state.state_details.flow_run_id)
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
-    assert len(logs) > 20 and not any(x in log.message for log in logs for x in secrets)
-    assert not any(x in json.dumps(run.parameters, default=str) for x in secrets)
-    assert limit.limit == 1 and limit.active_slots == 0  # the per-target lock, created on demand, released
+    logs = flow_run_logs(run.id, at_least=20)
+    assert not any(x in log.message for log in logs for x in secrets), "a secret reached the logs"
+    assert not any(x in json.dumps(run.parameters, default=str) for x in secrets), "a secret is a stored parameter"
+    assert (limit.limit, limit.active_slots) == (1, 0)  # the per-target lock, created on demand, released
