@@ -94,6 +94,13 @@ def pinned(sb: E2E, pullspec: str) -> str:
     return str(ref.with_tag(None).with_digest(sb.env.registry_client.resolve(ref)))
 
 
+def db_layer(sb: E2E, ref: str) -> str:
+    """Digest of an artifact's index.db layer (two pushes of one file differ only in their timestamps)."""
+    from indexflow.registry.refs import ImageRef
+
+    return sb.env.registry_client.manifest(ImageRef.parse(direct(sb, ref))).json["layers"][0]["digest"]
+
+
 def bundles_of_artifact(sb: E2E, ref: str) -> set[str]:
     from indexflow.catalog.db import list_bundles
 
@@ -304,13 +311,15 @@ def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sand
     rid = sandbox.request_id("overwrite")
     refs = plan.artifact_refs(sandbox.target, sandbox.registry_proxy.host, rid)
     branch_before = sandbox.remote_state().refs["v4.17"]
+    canonical_before = digest(sandbox, refs.canonical)
     state = merge(sandbox, target_index=sandbox.target, deprecation_list=sandbox.seed.deprecation_list,
                   overwrite_target_index=True, request_id=rid)
     assert state.is_completed(), state.message
     result = state.result()
     assert result["mr_state"] == "merged"
     assert digest(sandbox, sandbox.target) == digest(sandbox, result["output_pullspecs"][0]), "target not replaced"
-    assert digest(sandbox, refs.canonical) == digest(sandbox, refs.per_request) is not None, "index.db not replaced"
+    assert db_layer(sandbox, refs.canonical) == db_layer(sandbox, refs.per_request), "index.db not replaced"
+    assert digest(sandbox, refs.canonical) != canonical_before
     after = sandbox.remote_state()
     assert after.refs["v4.17"] != branch_before, "the MR did not land on v4.17"
     assert "merged" in after.mrs.values()
