@@ -8,7 +8,8 @@ and roll back. Each cell runs the demo merge with overwrite on a private copy of
 The CI matrix covers every step and every fault kind (each step with one kind, the kinds rotated
 across steps) to fit the time budget; `INDEXFLOW_FULL_FAULT_MATRIX=1` runs the whole product.
 A "hang" is a stall of a few seconds followed by a dropped connection: the clients' own timeouts
-(30 s or more, not settable per run) would make a true hang cost minutes per cell.
+(30 s or more, not settable per run) would make a true hang cost minutes per cell. The full product
+recovered 43 of 44 cells; the one gap (a lost answer to the MR merge) runs in CI as a strict xfail.
 """
 
 from __future__ import annotations
@@ -60,10 +61,21 @@ STEPS = [
 KINDS = list(FAULTS)
 
 
-def cells() -> list[tuple[Step, str]]:
+# Known gap, kept in CI so a fix shows up: GitLab merges the MR but the answer is cut off; the run
+# fails and undoes the registry writes, yet the merge commit stays on the target branch.
+KNOWN_GAPS = {("merge the merge request", "partial"):
+              "a merge whose response was lost is neither confirmed nor reverted (reported)"}
+
+
+def cells() -> list:
     if os.environ.get("INDEXFLOW_FULL_FAULT_MATRIX"):
-        return list(itertools.product(STEPS, KINDS))
-    return [(step, KINDS[i % len(KINDS)]) for i, step in enumerate(STEPS)]
+        chosen = list(itertools.product(STEPS, KINDS))
+    else:
+        chosen = [(step, KINDS[i % len(KINDS)]) for i, step in enumerate(STEPS)]
+        chosen += [(step, kind) for step in STEPS for kind in KINDS if (step.name, kind) in KNOWN_GAPS]
+    return [pytest.param(step, kind, id=f"{step.name.replace(' ', '-')}:{kind}",
+                         marks=[pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[(step.name, kind)])]
+                         if (step.name, kind) in KNOWN_GAPS else []) for step, kind in chosen]
 
 
 TABLE: list[tuple[str, str, int, str]] = []
@@ -93,7 +105,7 @@ def private_target(env, tag: str) -> str:  # noqa: ANN001
     return str(ref)
 
 
-@pytest.mark.parametrize("step,kind", cells(), ids=[f"{s.name.replace(' ', '-')}:{k}" for s, k in cells()])
+@pytest.mark.parametrize("step,kind", cells())
 def test_fault_leaves_no_trace(step, kind, proxied_env, clean_proxies, tmp_path):
     env = proxied_env
     cell = f"rel-{abs(hash((step.name, kind))) % 10**8}"
