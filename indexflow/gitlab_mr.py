@@ -129,9 +129,22 @@ class MergeRequests:
                 code = getattr(exc, "response_code", None)
                 retryable = code in RETRY_STATUSES or isinstance(exc, requests.RequestException)
                 if not retryable or attempt >= self.merge_retries:
+                    merged = self._merged_sha(iid)
+                    if merged is not None:  # GitLab merged it but its answer was lost (e.g. a retry got 405)
+                        return merged
                     raise PublishError(f"Failed to merge merge request {iid}: HTTP {code or _status(exc)}") from None
             attempt += 1
             time.sleep(self.retry_backoff * attempt)
+
+    def _merged_sha(self, iid: int) -> str | None:
+        """The merge commit when the MR is in fact merged, else None (also when GitLab cannot say)."""
+        try:
+            mr = self.project.mergerequests.get(iid)
+        except (gitlab.GitlabError, requests.RequestException):
+            return None
+        if mr.state != "merged":
+            return None
+        return mr.merge_commit_sha or mr.squash_commit_sha or ""
 
     def delete_branch(self, branch: str) -> None:
         """Delete a branch through the API; a branch already gone is fine."""

@@ -9,7 +9,8 @@ The CI matrix covers every step and every fault kind (each step with one kind, t
 across steps) to fit the time budget; `INDEXFLOW_FULL_FAULT_MATRIX=1` runs the whole product.
 A "hang" is a stall of a few seconds followed by a dropped connection: the clients' own timeouts
 (30 s or more, not settable per run) would make a true hang cost minutes per cell. The full product
-recovered 43 of 44 cells; the one gap (a lost answer to the MR merge) runs in CI as a strict xfail.
+recovered every cell; a lost answer to the MR merge is confirmed by reading the MR back (it was the
+one gap: the merge commit stayed while the rest was rolled back).
 """
 
 from __future__ import annotations
@@ -61,10 +62,9 @@ STEPS = [
 KINDS = list(FAULTS)
 
 
-# Known gap, kept in CI so a fix shows up: GitLab merges the MR but the answer is cut off; the run
-# fails and undoes the registry writes, yet the merge commit stays on the target branch.
-KNOWN_GAPS = {("merge the merge request", "partial"):
-              "a merge whose response was lost is neither confirmed nor reverted (reported)"}
+# Cells not recovered yet run in CI as strict xfails, so a fix shows up (the last one, a lost answer
+# to the MR merge, is now confirmed by reading the MR back).
+KNOWN_GAPS: dict[tuple[str, str], str] = {}  # (step, fault) -> why it is not recovered yet; none left
 
 
 def cells() -> list:
