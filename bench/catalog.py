@@ -42,7 +42,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from fbc import run_step  # noqa: E402  (bench/fbc.py: one step in a child process)
 
-from indexflow.catalog.add import add_bundles, fetch_bundle_images, fetch_bundles  # noqa: E402,F401
+from indexflow.catalog.add import add_bundles, fetch_bundle_images  # noqa: E402
 from indexflow.catalog.bundle import Bundle  # noqa: E402
 from indexflow.catalog.db import list_bundles  # noqa: E402
 from indexflow.catalog.deprecate import deprecate_truncate  # noqa: E402

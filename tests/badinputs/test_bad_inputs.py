@@ -9,7 +9,6 @@ index.db artifact, a bundle image with a hostile layer...), then runs `merge_ind
 from __future__ import annotations
 
 import gzip
-import io
 import shutil
 import sqlite3
 import tarfile

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from pydantic import SecretStr
 
 from blocks.settings import MergeSettings

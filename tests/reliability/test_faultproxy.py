@@ -56,7 +56,7 @@ def test_transparent_by_default_keepalive_and_push(proxy):
     with httpx.Client(base_url=proxy.url, timeout=5) as http:
         for _ in range(3):  # one connection, several round trips
             assert http.get(f"/v2/faultproxy/app/blobs/{DIGEST}").content == BLOB
-        assert http.head(f"/v2/faultproxy/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}).status_code == 200
+        assert http.head("/v2/faultproxy/app/manifests/v1", headers={"Accept": MANIFEST_TYPE}).status_code == 200
     _push_image(proxy.url, "faultproxy/pushed", "v2")  # uploads (POST/PUT with bodies) pass through too
     s = proxy.stats()
     assert s["requests"] == 4 + 5 and s["connections"] == 2 and s["injected"] == 0
