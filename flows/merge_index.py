@@ -106,6 +106,7 @@ class Built:
     artifact_refs: plan.ArtifactRefs
     operators: list[str]  # package name per bundle left in the db (IIB's completion message)
     bundles_in_db: int
+    index_db_pulls: list[str]  # state of each index.db pull task: "Cached" when nothing was downloaded
     lock_key: tuple[str, str, str]  # Git repo, branch, canonical artifact: what two merges must not share
 
 
@@ -122,8 +123,8 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     with story.step("Pulling index.db artifacts"):
         source_ref = s.artifacts.canonical_ref(req.source_from_index)
         target_ref = s.artifacts.canonical_ref(req.target_index) if req.target_index else None
-        source_db = art.cached_index_db(s.artifacts, source_ref)
-        target_db = art.cached_index_db(s.artifacts, target_ref) if target_ref else None
+        source_db, source_pull = art.cached_index_db(s.artifacts, source_ref)
+        target_db, target_pull = art.cached_index_db(s.artifacts, target_ref) if target_ref else (None, None)
         source_bundles = catalog.read_bundles(source_db, source_ref)
         target_bundles = catalog.read_bundles(target_db, target_ref) if target_db else []
     with story.step(report.VALIDATING):
@@ -163,7 +164,7 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     report.diff_artifacts(req.request_id, result)
     return Built(prep=prep, diff=result, db=db, repo=repo, git_url=git_url, artifact_refs=refs,
                  operators=[b.packageName for b in bundles_in_db], bundles_in_db=len(bundles_in_db),
-                 lock_key=(git_url, prep.ocp_version, refs.canonical))
+                 index_db_pulls=[p for p in (source_pull, target_pull) if p], lock_key=(git_url, prep.ocp_version, refs.canonical))
 
 
 def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Built) -> dict[str, Any]:
@@ -243,7 +244,7 @@ def finish(story: report.MergeStory, req: MergeRequest, built: Built, published:
     result = {"request_id": req.request_id, "dry_run": req.dry_run,
               "missing": len(built.diff.missing), "invalid": len(built.diff.invalid),
               "deprecated": len(built.diff.to_deprecate), "bundles_in_db": built.bundles_in_db,
-              "packages_touched": built.diff.packages_touched(),
+              "packages_touched": built.diff.packages_touched(), "index_db_pulls": built.index_db_pulls,
               "timings": {name: round(secs, 3) for name, secs in story.timings}, **(published or {})}
     report.publish_summary(req.request_id, result)
     get_run_logger().info(

@@ -31,15 +31,20 @@ def pull_index_db(artifacts, ref: str, digest: str) -> str:  # noqa: ANN001 - In
     return str(pulled.path)
 
 
-def cached_index_db(artifacts, ref: str) -> Path:  # noqa: ANN001
-    """Resolve the artifact digest, then pull through the digest-keyed cache."""
+def cached_index_db(artifacts, ref: str) -> tuple[Path, str]:  # noqa: ANN001
+    """Resolve the artifact digest, then pull through the digest-keyed cache.
+
+    Returns the path and the pull task's state name ("Cached" when nothing was downloaded), taken
+    in process: the run reports it without depending on events reaching the API."""
     digest = artifacts.digest(ref)
     if digest is None:
         raise RegistryError(f"index.db artifact {ref} does not exist")
-    path = Path(pull_index_db(artifacts, ref, digest))
+    state = pull_index_db(artifacts, ref, digest, return_state=True)
+    path = Path(state.result())
     if not path.is_file():  # local cache was cleared while the Prefect result survived
-        path = Path(pull_index_db.with_options(refresh_cache=True)(artifacts, ref, digest))
-    return path
+        state = pull_index_db.with_options(refresh_cache=True)(artifacts, ref, digest, return_state=True)
+        path = Path(state.result())
+    return path, state.name
 
 
 @task(name="push index.db", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
