@@ -144,6 +144,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
+    from sandbox.demo import run_demo
 
     return run_demo(state_dir=args.state_dir, keep=args.keep, out=sys.stdout)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from flows.batch_merge import BatchFileError, Outcome, load_batch, summary_markdown
-from indexflow.iib_api import UNKNOWN_ERROR, iib_state, request_json
+from indexflow.app.iib_api import UNKNOWN_ERROR, iib_state, request_json
 
 
 @pytest.mark.parametrize("state, last_reason, expected", [

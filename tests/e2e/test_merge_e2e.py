@@ -289,7 +289,7 @@ def test_rerun_after_a_failed_build_succeeds(sandbox: E2E):
 
 
 def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sandbox: E2E):
-    from flows.demo import check_output_image
+    from sandbox.demo import check_output_image
     from indexflow.merge import plan
     from sandbox.demo_env import GIT_PROJECT
     from tasks.lock import lock_name

@@ -38,7 +38,7 @@ def _setup(args: argparse.Namespace) -> int:
 def _iib_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from indexflow.iib_api import ApiConfig, create_app
+    from indexflow.app.iib_api import ApiConfig, create_app
 
     config = ApiConfig.from_env(deployment=args.deployment, settings_block=args.settings)
     uvicorn.run(create_app(config), host=args.host, port=args.port,

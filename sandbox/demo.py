@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-from indexflow.merge_cli import apply_prefect_defaults
+from indexflow.app.merge_cmd import apply_prefect_defaults
 
 apply_prefect_defaults()
 
