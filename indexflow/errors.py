@@ -5,9 +5,18 @@ Anything that is not an IndexflowError is a bug and may show a traceback.
 
 
 class IndexflowError(Exception):
-    """Base of every error caused by input or by a remote service, shown to users as-is."""
+    """Base of every error caused by input or by a remote service, shown to users as-is.
+
+    `transient` says whether asking again later may succeed (a 503, a dropped connection after the
+    client's own retries); it is set where the cause is known, at the adapter that saw it, so that
+    retry decisions never read the message (a 404 for an image named `connection-operator` is final).
+    """
 
     exit_code = 1
+
+    def __init__(self, *args: object, transient: bool = False) -> None:
+        super().__init__(*args)
+        self.transient = transient
 
 
 class RegistryError(IndexflowError):

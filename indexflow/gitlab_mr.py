@@ -18,7 +18,8 @@ import requests
 from indexflow.errors import PublishError
 
 HTTP_TIMEOUT = 30.0  # seconds per GitLab request, as IIB
-RETRY_STATUSES = frozenset({406, 409, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({406, 409, 500, 502, 503, 504})  # of a merge: 406/409 = not mergeable yet
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -62,6 +63,14 @@ def _status(exc: Exception) -> str:
     return str(getattr(exc, "response_code", None) or type(exc).__name__)
 
 
+def _failure(message: str, exc: Exception) -> PublishError:
+    """The one boundary where python-gitlab/requests errors become ours: transient for a network
+    error or a status that may pass later (408, 429, 5xx); a 403 or 404 fails the same way again."""
+    code = getattr(exc, "response_code", None)
+    transient = isinstance(exc, requests.RequestException) or code in TRANSIENT_STATUSES
+    return PublishError(message, transient=transient)
+
+
 class MergeRequests:
     """The merge requests of one repository (the project is looked up from its URL)."""
 
@@ -79,8 +88,8 @@ class MergeRequests:
             try:
                 self._project = self.gl.projects.get(self.path)
             except (gitlab.GitlabError, requests.RequestException) as exc:
-                raise PublishError(f"GitLab project {self.path} of {self.repo_url} is not available: "
-                                   f"{_status(exc)}") from None
+                raise _failure(f"GitLab project {self.path} of {self.repo_url} is not available: "
+                               f"{_status(exc)}", exc) from None
         return self._project
 
     def find_open(self, source: str) -> MR | None:
@@ -88,7 +97,7 @@ class MergeRequests:
         try:
             found = self.project.mergerequests.list(source_branch=source, state="opened", get_all=True)
         except (gitlab.GitlabError, requests.RequestException) as exc:
-            raise PublishError(f"Failed to list merge requests of branch {source}: {_status(exc)}") from None
+            raise _failure(f"Failed to list merge requests of branch {source}: {_status(exc)}", exc) from None
         found = [m for m in found if m.source_branch == source and m.state == "opened"]
         return MR(found[0].iid, found[0].web_url) if found else None
 
@@ -104,7 +113,7 @@ class MergeRequests:
                 "description": f"Automated merge request created by IIB for request {request_id}",
                 "remove_source_branch": True, "squash": True})
         except (gitlab.GitlabError, requests.RequestException) as exc:
-            raise PublishError(f"Failed to create merge request: {_status(exc)}") from None
+            raise _failure(f"Failed to create merge request: {_status(exc)}", exc) from None
         return MR(mr.iid, mr.web_url)
 
     def close(self, iid: int) -> None:
@@ -115,7 +124,7 @@ class MergeRequests:
                 mr.state_event = "close"
                 mr.save()
         except (gitlab.GitlabError, requests.RequestException) as exc:
-            raise PublishError(f"Failed to close merge request: {_status(exc)}") from None
+            raise _failure(f"Failed to close merge request: {_status(exc)}", exc) from None
 
     def merge(self, iid: int) -> str:
         """Squash-merge an MR, retrying 406/409/5xx and network errors; returns merge_commit_sha."""
@@ -132,7 +141,7 @@ class MergeRequests:
                     merged = self._merged_sha(iid)
                     if merged is not None:  # GitLab merged it but its answer was lost (e.g. a retry got 405)
                         return merged
-                    raise PublishError(f"Failed to merge merge request {iid}: HTTP {code or _status(exc)}") from None
+                    raise _failure(f"Failed to merge merge request {iid}: HTTP {code or _status(exc)}", exc) from None
             attempt += 1
             time.sleep(self.retry_backoff * attempt)
 
@@ -152,6 +161,6 @@ class MergeRequests:
             self.project.branches.delete(branch)
         except gitlab.GitlabDeleteError as exc:
             if exc.response_code != 404:
-                raise PublishError(f"Failed to delete branch {branch}: {_status(exc)}") from None
+                raise _failure(f"Failed to delete branch {branch}: {_status(exc)}", exc) from None
         except (gitlab.GitlabError, requests.RequestException) as exc:
-            raise PublishError(f"Failed to delete branch {branch}: {_status(exc)}") from None
+            raise _failure(f"Failed to delete branch {branch}: {_status(exc)}", exc) from None

@@ -9,6 +9,7 @@ message that leaves this module is scrubbed of the token anyway, in case a serve
 from __future__ import annotations
 
 import base64
+import re
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -54,6 +55,12 @@ def scrub(text: str, token: str) -> str:
     return text
 
 
+# git reports only text; this boundary is the one place it is read to say whether a retry may help
+_GIT_TRANSIENT = re.compile(r"returned error: (408|429|50[0234])\b|Could not resolve host|Failed to connect|"
+                            r"Connection (refused|reset|timed out)|Operation timed out|early EOF|RPC failed|"
+                            r"transfer closed|unexpected disconnect|Empty reply from server")
+
+
 def _fail(what: str, exc: Exception, token: str) -> PublishError:
     """One sentence for a failed git command: what failed and git's own last words, token-free."""
     if isinstance(exc, git.GitCommandError):
@@ -66,7 +73,8 @@ def _fail(what: str, exc: Exception, token: str) -> PublishError:
     tail = " ".join(lines[:3])
     if "terminal prompts disabled" in tail or "Authentication failed" in tail:
         tail = "authentication failed (the token was refused)"
-    return PublishError(scrub(f"{what}: {tail}" if tail else what, token))
+    transient = bool(_GIT_TRANSIENT.search(detail))
+    return PublishError(scrub(f"{what}: {tail}" if tail else what, token), transient=transient)
 
 
 def _run(cmd: git.Git, args: list[str], url: str, token: str, what: str) -> str:

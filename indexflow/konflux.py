@@ -26,9 +26,8 @@ TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 class KonfluxAPIError(PublishError):
     """The cluster API failed; `transient` when asking again later may work (5xx, 429, network)."""
 
-    def __init__(self, message: str, transient: bool) -> None:
-        super().__init__(message)
-        self.transient = transient
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message, transient=transient)
 
 
 def _api_error(prefix: str, exc: Exception) -> KonfluxAPIError:

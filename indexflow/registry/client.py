@@ -43,8 +43,8 @@ _MEMO_BYTES = 64 << 20
 class RegistryStatusError(RegistryError):
     """A registry answered with an error status; `status` is kept for callers that classify it."""
 
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message, transient=status in RETRY_STATUSES)
         self.status = status
 
     @property
@@ -222,7 +222,8 @@ class RegistryClient:
             except httpx.TransportError as exc:
                 if last:
                     raise RegistryError(f"{what}: registry {ref.registry} is unreachable "
-                                        f"({exc.__class__.__name__} after {attempt + 1} attempts)") from None
+                                        f"({exc.__class__.__name__} after {attempt + 1} attempts)",
+                                        transient=True) from None
                 self._sleep(attempt, None)
                 continue
             if response.status_code in RETRY_STATUSES and not last:
@@ -438,7 +439,8 @@ class RegistryClient:
                 return self._stream_to(ref, digest, dest, max_bytes)
             except httpx.TransportError as exc:
                 if attempt == self.retries:
-                    raise RegistryError(f"{ref.name}@{digest}: download failed ({exc.__class__.__name__})") from None
+                    raise RegistryError(f"{ref.name}@{digest}: download failed ({exc.__class__.__name__})",
+                                        transient=True) from None
                 self._sleep(attempt, None)
         raise AssertionError("unreachable")
 

@@ -170,6 +170,8 @@ def validate_pullspecs(client: RegistryClient, pullspecs: Iterable[str], concurr
             cache.confirm(ref, client.manifest(ref).digest)
             return pullspec, None
         except RegistryError as exc:
+            if exc.transient:  # an unreachable or overloaded registry says nothing about the image
+                raise
             return pullspec, _reason(exc)
 
     try:
@@ -210,6 +212,8 @@ def read_bundle_labels(client: RegistryClient, pullspecs: Iterable[str], concurr
                 cache.store(digest, labels)
             return pullspec, labels
         except RegistryError as exc:
+            if exc.transient:
+                raise
             return pullspec, _reason(exc)
 
     try:
