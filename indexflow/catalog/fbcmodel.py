@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from indexflow.catalog.semver_go import SemverError, Version
+from indexflow.catalog.semver_go import SemverError, Version, _pre_part
 
 
 @dataclass
@@ -24,12 +24,24 @@ class Bundle:
     image: str = ""
     package_props: int = 1
     has_objects: bool = False
+    package: str = ""
+    release: str = ""  # olm.package `release` (opm >= 1.62): part of the version string and the name
+    deprecation: str | None = None  # the message of an olm.deprecations entry naming this bundle
+
+    def version_string(self) -> str:
+        """opm's VersionString: `<version>-<release>` when the bundle has a release."""
+        return f"{self.version}-{self.release}" if self.release else self.version
+
+    def normalized_name(self) -> str:
+        """A bundle with a release must be named `<package>-v<version>-<release>`."""
+        return f"{self.package}-v{self.version_string()}" if self.release else self.name
 
 
 @dataclass
 class Channel:
     name: str
     bundles: dict[str, Bundle] = field(default_factory=dict)
+    deprecation: str | None = None
 
 
 @dataclass
@@ -37,6 +49,8 @@ class Package:
     name: str
     default_channel: str
     channels: dict[str, Channel] = field(default_factory=dict)
+    deprecation: str | None = None
+    bundle_names: set[str] = field(default_factory=set)  # every olm.bundle of the package
 
 
 @dataclass
@@ -128,15 +142,35 @@ def check_range(text: str) -> None:
                                   f"{_goq(ver)} in {_goq(op + ver)}: {exc}") from None
 
 
+def parse_release(text: str) -> tuple:
+    """opm's NewRelease: at most 20 characters of dot-separated prerelease identifiers ("" = none)."""
+    if not text:
+        return ()
+    if len(text) > 20:
+        raise SemverError(f"invalid release {goq(text)}: exceeds maximum length of 20 characters")
+    parts, errs = [], []
+    for i, segment in enumerate(text.split(".")):
+        try:
+            parts.append(_pre_part(segment))
+        except SemverError as exc:
+            errs.append(f"segment {i}: {exc}")
+    if errs:
+        raise SemverError(f"invalid release {goq(text)}: " + "\n".join(errs))
+    return tuple(parts)
+
+
 def parse_version(text: str) -> Version:
     if not text:
         raise SemverError("Version string empty")
     return Version.parse(text)
 
 
-def _goq(text: str) -> str:
+def goq(text: str) -> str:
     """Go's %q for the plain strings these messages quote."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_goq = goq
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -146,6 +180,8 @@ def validate_bundle(b: Bundle) -> list[Node]:
     errs: list[Node] = []
     if not b.name:
         errs.append(Node("name must be set"))
+    if b.name != b.normalized_name():
+        errs.append(Node(f"name {_goq(b.name)} does not match normalized name {_goq(b.normalized_name())}"))
     errs += [Node(f"skip[{i}] is empty") for i, s in enumerate(b.skips) if not s]
     if b.skip_range:
         try:
@@ -156,7 +192,15 @@ def validate_bundle(b: Bundle) -> list[Node]:
         errs.append(Node('must be exactly one property with type "olm.package"'))
     if not b.image and not b.has_objects:
         errs.append(Node("bundle image must be set"))
+    errs += _deprecation_errors(b.deprecation)
+    if b.release and "+" in b.version:
+        errs.append(Node("cannot use build metadata in version with a release version"))
     return errs
+
+
+def _deprecation_errors(message: str | None) -> list[Node]:
+    """A deprecation (from an olm.deprecations entry) must carry a message."""
+    return [Node("invalid deprecation: message must be set")] if message == "" else []
 
 
 def channel_head(ch: Channel) -> tuple[str | None, Node | None]:
@@ -210,28 +254,20 @@ def validate_channel(ch: Channel) -> list[Node]:
         sub = validate_bundle(b)
         if sub:
             errs.append(Node(f"invalid bundle {_goq(b.name)}", sub))
-    return errs
+    return errs + _deprecation_errors(ch.deprecation)
 
 
 def _duplicate_versions(pkg: Package) -> Node | None:
     by_version: dict[str, set[str]] = {}
     for ch in pkg.channels.values():
         for b in ch.bundles.values():
-            by_version.setdefault(b.version, set()).add(b.name)
+            by_version.setdefault(b.version_string(), set()).add(b.name)
     dups = {v: names for v, names in by_version.items() if len(names) > 1}
     if not dups:
         return None
-
-    ordered = sorted(dups, key=_semver_key)
+    ordered = sorted(dups)  # opm sorts the version strings as strings
     text = " ".join(f"{{{v}: [{', '.join(sorted(dups[v]))}]}}" for v in ordered)
     return Node(f"duplicate versions found in bundles: [{text}]")
-
-
-def _semver_key(text: str) -> tuple:
-    try:
-        return (0, parse_version(text))
-    except SemverError:
-        return (1, text)
 
 
 def validate_package(pkg: Package) -> list[Node]:
@@ -251,7 +287,7 @@ def validate_package(pkg: Package) -> list[Node]:
         errs.append(dup)
     if pkg.default_channel and pkg.default_channel not in pkg.channels:
         errs.append(Node(f"default channel {_goq(pkg.default_channel)} not found in channels list"))
-    return errs
+    return errs + _deprecation_errors(pkg.deprecation)
 
 
 def validate_model(packages: list[Package], root: str = "invalid index") -> Node | None:

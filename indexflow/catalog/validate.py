@@ -7,7 +7,6 @@ compare the tree as a set of leaf paths (its child order is Go-map order in opm)
 
 from __future__ import annotations
 
-import base64
 import fnmatch
 import functools
 import json
@@ -18,16 +17,18 @@ from typing import Any, Iterator
 
 import yaml
 
-from indexflow.catalog import fbcmodel
+from indexflow.catalog import fbcmodel, gotypes
 from indexflow.catalog.csvmeta import field_list, field_str, go_field
 from indexflow.catalog.gojson import go_json
+from indexflow.catalog.fbcmodel import goq as _goq
 from indexflow.catalog.semver_go import SemverError
 from indexflow.errors import CatalogError
 
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_MSG = ("[a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS1123_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
                 "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-                "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')]")
+                "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
 
 
 class _Invalid(Exception):
@@ -168,7 +169,9 @@ def _meta(doc: Any) -> dict:
 def _to_model(blobs: list[dict]) -> list[fbcmodel.Package]:
     by_schema: dict[str, list[dict]] = {}
     for blob in blobs:
-        by_schema.setdefault(go_field(blob, "schema"), []).append(blob)
+        schema = go_field(blob, "schema")
+        _check_typed(schema, blob)
+        by_schema.setdefault(schema, []).append(blob)
     packages = _packages(by_schema.get("olm.package", []))
     entries = _channels(packages, by_schema.get("olm.channel", []))
     _bundles(packages, entries, by_schema.get("olm.bundle", []))
@@ -183,7 +186,71 @@ def _to_model(blobs: list[dict]) -> list[fbcmodel.Package]:
                            f"[{' '.join(dict.fromkeys(missing))}]")
         if pkg.default_channel and pkg.default_channel not in pkg.channels:
             pkg.channels[pkg.default_channel] = fbcmodel.Channel(pkg.default_channel)
+    _deprecations(packages, by_schema.get("olm.deprecations", []))
     return list(packages.values())
+
+
+def _check_typed(schema: str, blob: dict) -> None:
+    """What opm's loader refuses before building the model: a field of the wrong JSON type, bad base64."""
+    err = gotypes.blob_error(schema, blob)
+    if err:
+        raise _Invalid(err)
+    if schema != "olm.bundle":
+        return
+    for i, prop in enumerate(field_list(blob, "properties")):
+        if field_str(prop, "type") == "olm.bundle.object":
+            err = gotypes.property_error("olm.bundle.object", go_field(prop, "value"))
+            if err:
+                raise _Invalid(f'read bundle objects: package "{field_str(blob, "package")}", bundle '
+                               f'"{field_str(blob, "name")}": parse property at index {i} as bundle object: {err}')
+
+
+def _deprecations(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> None:
+    """opm's rules for `olm.deprecations`: one per known package, each entry naming something that exists."""
+    seen: set[str] = set()
+    for i, blob in enumerate(blobs):
+        name = field_str(blob, "package")
+        if not name:
+            raise _Invalid(f"package name must be set for deprecation item {i}")
+        pkg = packages.get(name)
+        if pkg is None:
+            raise _Invalid(f"cannot apply deprecations to an unknown package {_goq(name)}")
+        if name in seen:
+            raise _Invalid(f"expected a maximum of one deprecation per package: {_goq(name)}")
+        seen.add(name)
+        refs: set[tuple[str, str]] = set()
+        for j, entry in enumerate(field_list(blob, "entries")):
+            _deprecation_entry(pkg, j, entry, refs)
+
+
+def _deprecation_entry(pkg: fbcmodel.Package, j: int, entry: dict, refs: set[tuple[str, str]]) -> None:
+    ref = go_field(entry, "reference")
+    schema, name = field_str(ref, "schema"), field_str(ref, "name")
+    message = field_str(entry, "message")
+    go_ref = f"declcfg.PackageScopedReference{{Schema:{_goq(schema)}, Name:{_goq(name)}}}"
+    if not schema:
+        raise _Invalid(f"schema must be set for deprecation entry [{j}] for package {_goq(pkg.name)}")
+    if (schema, name) in refs:
+        raise _Invalid(f"duplicate deprecation entry {go_ref} for package {_goq(pkg.name)}")
+    refs.add((schema, name))
+    if schema == "olm.bundle":
+        if name not in pkg.bundle_names:
+            raise _Invalid(f"cannot deprecate bundle {_goq(name)} for package {_goq(pkg.name)}: bundle not found")
+        for ch in pkg.channels.values():
+            if name in ch.bundles:
+                ch.bundles[name].deprecation = message
+    elif schema == "olm.channel":
+        if name not in pkg.channels:
+            raise _Invalid(f"cannot deprecate channel {_goq(name)} for package {_goq(pkg.name)}: channel not found")
+        pkg.channels[name].deprecation = message
+    elif schema == "olm.package":
+        if name:
+            raise _Invalid(f"package name must be empty for deprecated package {_goq(pkg.name)} "
+                           f"(specified {_goq(name)})")
+        pkg.deprecation = message
+    else:
+        raise _Invalid(f"cannot deprecate object {go_ref} referenced by entry {j} for package {_goq(pkg.name)}: "
+                       "object schema unknown")
 
 
 def _packages(blobs: list[dict]) -> dict[str, fbcmodel.Package]:
@@ -194,10 +261,19 @@ def _packages(blobs: list[dict]) -> dict[str, fbcmodel.Package]:
             raise _Invalid("config contains package with no name")
         if name in packages:
             raise _Invalid(f'duplicate package "{name}"')
-        if not _DNS1123.match(name) or len(name) > 63:
-            raise _Invalid(f'invalid package name "{name}": {_DNS1123_MSG}')
+        errs = _dns1123_label_errors(name)
+        if errs:
+            raise _Invalid(f'invalid package name "{name}": [{" ".join(errs)}]')
         packages[name] = fbcmodel.Package(name, field_str(blob, "defaultChannel"))
     return packages
+
+
+def _dns1123_label_errors(name: str) -> list[str]:
+    """k8s IsDNS1123Label: the length, then "must not contain dots" when it is a valid subdomain."""
+    errs = ["must be no more than 63 characters"] if len(name) > 63 else []
+    if not _DNS1123.match(name):
+        errs.append("must not contain dots" if _DNS1123_SUBDOMAIN.match(name) else _DNS1123_MSG)
+    return errs
 
 
 def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
@@ -233,7 +309,8 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
         if (pkg, name) in seen:
             raise _Invalid(f'package "{pkg}" has duplicate bundle "{name}"')
         seen.add((pkg, name))
-        version, pkg_props, has_objects = _bundle_properties(blob, name, pkg)
+        packages[pkg].bundle_names.add(name)
+        version, release, has_objects = _bundle_properties(blob, name, pkg)
         image = field_str(blob, "image")
         _check_image(pkg, name, "image", image)
         for i, rel in enumerate(field_list(blob, "relatedImages")):
@@ -242,6 +319,10 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
             fbcmodel.parse_version(version)
         except SemverError as exc:
             raise _Invalid(f'error parsing bundle "{name}" version "{version}": {exc}') from None
+        try:
+            fbcmodel.parse_release(release)
+        except SemverError as exc:
+            raise _Invalid(f'error parsing bundle "{name}" release version "{release}": {exc}') from None
         found = False
         for ch_name, channel in packages[pkg].channels.items():
             entry = entries.get((pkg, ch_name), {}).get(name)
@@ -251,35 +332,35 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
             channel.bundles[name] = fbcmodel.Bundle(
                 name=name, version=version, replaces=field_str(entry, "replaces"),
                 skips=[s if isinstance(s, str) else "" for s in field_list(entry, "skips")],
-                skip_range=field_str(entry, "skipRange"), image=image, package_props=pkg_props, has_objects=has_objects)
+                skip_range=field_str(entry, "skipRange"), image=image, has_objects=has_objects,
+                package=pkg, release=release)
         if not found:
             raise _Invalid(f'package "{pkg}", bundle "{name}" not found in any channel entries')
 
 
-def _bundle_properties(blob: dict, name: str, pkg: str) -> tuple[str, int, bool]:
-    """(version, number of olm.package properties, has bundle objects) with opm's checks."""
-    props = field_list(blob, "properties")
+def _bundle_properties(blob: dict, name: str, pkg: str) -> tuple[str, str, bool]:
+    """(version, release, has bundle objects) with opm's checks (property.Parse, then the package rules)."""
     package_props, has_objects = [], False
-    for prop in props:
+    for i, prop in enumerate(field_list(blob, "properties")):
         typ, value = field_str(prop, "type"), go_field(prop, "value")
+        err = gotypes.property_error(typ, value) if _has_field(prop, "value") else "unexpected end of JSON input"
+        if err:
+            raise _Invalid(f'parse properties for bundle "{name}": parse property[{i}] of type "{typ}": {err}')
         if typ == "olm.package":
-            if not isinstance(value, dict):
-                raise _Invalid(f'parse properties for bundle "{name}": parse property[0] of type '
-                               f'"olm.package": json: cannot unmarshal value')
-            package_props.append(value)
-        elif typ == "olm.bundle.object":
-            data = go_field(value, "data") if isinstance(value, dict) else None
-            try:
-                has_objects = has_objects or bool(base64.b64decode(data or "", validate=True))
-            except ValueError:
-                raise _Invalid(f'parse properties for bundle "{name}": illegal base64 data') from None
+            package_props.append(value or {})
+        elif typ == "olm.bundle.object" and isinstance(value, dict):
+            has_objects = has_objects or bool(gotypes.go_base64_decode(field_str(value, "data")))
     if len(package_props) != 1:
         raise _Invalid(f'package "{pkg}" bundle "{name}" must have exactly 1 "olm.package" property, '
                        f"found {len(package_props)}")
     prop_pkg = field_str(package_props[0], "packageName")
     if prop_pkg != pkg:
         raise _Invalid(f'package "{pkg}" does not match "olm.package" property "{prop_pkg}"')
-    return field_str(package_props[0], "version"), 1, has_objects
+    return field_str(package_props[0], "version"), field_str(package_props[0], "release"), has_objects
+
+
+def _has_field(obj: dict, key: str) -> bool:
+    return any(isinstance(k, str) and k.lower() == key for k in obj) if isinstance(obj, dict) else False
 
 
 # distribution/reference grammar (docker image references)
