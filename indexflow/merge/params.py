@@ -78,8 +78,6 @@ def _overwrite(payload: Mapping[str, Any]) -> tuple[bool, str | None]:
     if token and not overwrite:
         raise ValidationError('The "overwrite_target_index" value is required when the '
                               '"overwrite_target_index_token" value is used')
-    if token and ":" not in token:
-        raise ValidationError('The "overwrite_target_index_token" value must have the form "user:password"')
     return overwrite, token or None
 
 

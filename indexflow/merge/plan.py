@@ -62,7 +62,7 @@ def binary_image_for(requested: str | None, config: Mapping[str, Mapping[str, st
         return configured
     if configured == "scratch" and requested != "scratch":
         raise ValidationError(f"The index image must be built as a binaryless for {ocp_version}.")
-    if configured and configured != "scratch" and requested == "scratch":
+    if requested == "scratch" and configured != "scratch":  # IIB: also when nothing is configured
         raise ValidationError(f"The index image should not be binaryless for {ocp_version}.")
     return requested
 

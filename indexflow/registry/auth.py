@@ -73,7 +73,7 @@ def default_config_path() -> Path | None:
 class DockerAuth:
     """Credentials keyed by registry host, or by `host/namespace[/repo]` for narrower entries."""
 
-    def __init__(self, entries: dict[str, Credentials] | None = None) -> None:
+    def __init__(self, entries: dict[str, Credentials | None] | None = None) -> None:
         self._entries = dict(entries or {})
 
     @classmethod
@@ -96,11 +96,13 @@ class DockerAuth:
         return cls(entries)
 
     def with_token(self, ref: ImageRef, token: str) -> "DockerAuth":
-        """A copy where `ref`'s registry uses `user:password` (IIB's overwrite token); never logged."""
+        """A copy where `ref`'s registry uses `user:password` (IIB's overwrite token); never logged.
+
+        IIB writes the token base64-encoded as that registry's `auth` entry; skopeo/podman skip an
+        entry without a ':' (as docker does), so such a token means anonymous access there, and so here.
+        """
         user, sep, password = token.partition(":")
-        if not sep or not user:
-            raise RegistryError(f"the overwrite token for {ref.registry} must have the form 'user:password'")
-        return DockerAuth({**self._entries, ref.registry: Credentials(user, password)})
+        return DockerAuth({**self._entries, ref.registry: Credentials(user, password) if sep else None})
 
     def credentials(self, registry: str, repository: str = "") -> Credentials | None:
         """The most specific entry: `host/ns/repo`, then `host/ns`, ..., then `host`."""
