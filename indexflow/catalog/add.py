@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
 
+from indexflow.catalog.addchecks import bundle_errors
 from indexflow.catalog.bundle import Bundle, load_bundle_dir, load_bundle_files
 from indexflow.catalog.db import create_db, require_current, write_transaction
 from indexflow.catalog.graph import DbState, Entry, aggregate, write_entries
@@ -159,6 +160,7 @@ def _check_inputs(bundles: list[Bundle], enable_alpha: bool) -> None:
             if part.lstrip("<>=!~^").startswith(("v", "V")):
                 errors.append(f'bundle {b.name} of package {b.package} has invalid skipRange "{b.skiprange}": '
                               f'version "{part}" must not start with "v"')
+        errors += bundle_errors(b)  # what opm decodes with Go types (addchecks.py)
     if errors:
         raise CatalogError(aggregate(list(dict.fromkeys(errors))))
 

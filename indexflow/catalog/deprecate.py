@@ -106,6 +106,8 @@ def _deprecate(con: sqlite3.Connection, refs: list[str], allow_removal: bool) ->
         "SELECT DISTINCT ob.bundlepath, ob.name FROM operatorbundle ob JOIN channel_entry ce "
         "ON ce.operatorbundle_name = ob.name WHERE ob.version IS NOT NULL AND ob.bundlepath IS NOT NULL "
         "AND ce.channel_name IS NOT NULL").fetchall())
+    if not listed:  # opm: an index without bundles reports every path missing, without an error
+        return set()
     missing = [r for r in refs if r not in listed]
     if missing:
         raise CatalogError(f"target bundlepaths for deprecation missing from registry: [{' '.join(missing)}]")
@@ -165,6 +167,8 @@ def _remove_whole_packages(con: sqlite3.Connection, refs: list[str], listed: dic
         removed.add(pkg)
     for pkg in sorted(removed):
         _remove_package(con, pkg, touched)
+    if removed:  # opm's RemovePackage ends with RemoveStrandedBundles: deprecated heads of gone packages too
+        _strand_cleanup(con, touched)
     left = {n for (n,) in con.execute("SELECT name FROM operatorbundle")}
     return [r for r in refs if listed[r] in left]
 

@@ -76,6 +76,11 @@ def property_error(typ: str, value: Any) -> str | None:
     return None
 
 
+def check_go_shape(value: Any, shape: Any) -> None:
+    """Raise GoDecodeError when `value` does not decode into the Go type `shape` describes."""
+    _check(value, shape, "", "")
+
+
 def _json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
