@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,24 @@ import pytest
 if "INDEXFLOW_CACHE_DIR" not in os.environ:
     os.environ["INDEXFLOW_CACHE_DIR"] = _CACHE = tempfile.mkdtemp(prefix="indexflow-test-cache-")
     atexit.register(shutil.rmtree, _CACHE, True)
+
+
+# ../shared (opm's golden cases, the corpus) sits beside the checkout in CI and on every developer
+# machine; without it 100+ tests would have nothing to run. Its absence stops the session unless
+# the person running it says so.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+WITHOUT_SHARED = "INDEXFLOW_TESTS_WITHOUT_SHARED"
+
+
+def shared_opted_out() -> bool:
+    """True only when ../shared/conformance is missing AND the opt-out variable is set to 1."""
+    return not (SHARED / "conformance").is_dir() and os.environ.get(WITHOUT_SHARED) == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not (SHARED / "conformance").is_dir() and os.environ.get(WITHOUT_SHARED) != "1":
+        raise pytest.UsageError(f"{SHARED / 'conformance'} is missing, so the opm golden cases cannot run: put the "
+                                f"shared/ folder beside the checkout, or set {WITHOUT_SHARED}=1 to skip them knowingly")
 
 
 @pytest.fixture(scope="session")

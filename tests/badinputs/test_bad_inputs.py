@@ -220,10 +220,6 @@ def _id(case) -> str:  # noqa: ANN001 - a tuple or a pytest param
     return case.values[0] if hasattr(case, "values") else case[0]
 
 
-def test_there_are_enough_cases():
-    assert len(CASES) >= 25 and len({_id(c) for c in CASES}) == len(CASES)
-
-
 def _one_sentence(text: str) -> bool:
     """One line a user can read: no traceback, no dump (IIB's own texts sometimes add a second clause)."""
     return "\n" not in text.strip() and "Traceback" not in text and 0 < len(text) < 1500

@@ -18,10 +18,13 @@ from pathlib import Path
 import pytest
 
 from indexflow.cli import main
+from tests.conftest import SHARED as SHARED_ROOT
+from tests.conftest import WITHOUT_SHARED, shared_opted_out
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
+SHARED = SHARED_ROOT / "conformance"
+# skipped only on an explicit opt-out (tests/conftest.py stops the session otherwise)
 pytestmark = [pytest.mark.conformance,
-              pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/conformance not present")]
+              pytest.mark.skipif(shared_opted_out(), reason=f"{WITHOUT_SHARED}=1 and ../shared is missing")]
 
 
 def _cases(*ops: str, need: str | None = None) -> list[str]:
