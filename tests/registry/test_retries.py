@@ -86,10 +86,11 @@ def test_validation_rides_through_flaky_registry(client: RegistryClient, proxy: 
     for i in range(5):
         refs.append(str(image.with_tag(f"t{i}")))
         client.copy(image, image.with_tag(f"t{i}"))
-    proxy.add_fault("status", path=r"/manifests/t", nth=1, times=3, status=500)
-    proxy.add_fault("drop", path=r"/manifests/t", nth=4, times=2)
+    errors = proxy.add_fault("status", path=r"/manifests/t", nth=1, times=3, status=500)
+    drops = proxy.add_fault("drop", path=r"/manifests/t", nth=4, times=2)
     assert validate_pullspecs(client, refs + [str(image.with_tag("gone"))], concurrency=4,
                               cache=DigestCache.memory()) == {str(image.with_tag("gone")): "not found"}
+    assert (errors.injected, drops.injected) == (3, 2)  # the registry really was flaky
 
 
 def test_upload_answered_then_cut_is_not_an_error(client: RegistryClient, proxy: FaultProxy, image: ImageRef) -> None:

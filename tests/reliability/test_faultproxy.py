@@ -65,6 +65,9 @@ def test_transparent_by_default_keepalive_and_push(proxy):
     assert [m for m, _ in proxy.requests()[4:]] == ["POST", "PUT", "POST", "PUT", "PUT"]
 
 
+SLACK = 10.0  # seconds a loaded 2-core box may add; each bound stays far below what the bug would cost
+
+
 def _four_round_trips(proxy) -> float:
     with httpx.Client(base_url=proxy.url, timeout=5) as http:
         t = time.monotonic()
@@ -74,11 +77,11 @@ def _four_round_trips(proxy) -> float:
 
 
 def test_latency_per_round_trip_and_connection(proxy):
-    proxy.set_latency(0.05)
+    proxy.set_latency(0.2)
     slow = _four_round_trips(proxy)
-    assert 0.05 * 5 <= slow < 0.05 * 5 + 2  # 1 connection + 4 round trips (generous: CI boxes are busy)
+    assert 0.2 * 5 <= slow < 0.2 * 5 + SLACK  # 1 connection + 4 round trips
     proxy.set_latency(0)
-    assert _four_round_trips(proxy) < slow
+    assert _four_round_trips(proxy) < slow  # 1 s of added latency gone: loopback round trips take ms
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])
@@ -97,7 +100,7 @@ def test_hang_times_the_client_out(proxy):
     t = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         httpx.get(f"{proxy.url}/v2/faultproxy/app/blobs/{DIGEST}", timeout=0.3)
-    assert time.monotonic() - t < 2
+    assert time.monotonic() - t < 0.3 + SLACK  # a hang the client could not time out would last for ever
     assert httpx.get(f"{proxy.url}/v2/faultproxy/app/blobs/{DIGEST}", timeout=5).content == BLOB  # only once
 
 
@@ -146,13 +149,13 @@ def test_tls_hello_is_refused_at_once(proxy):
     """A client probing TLS gets a closed connection, not a hang (the proxy speaks plain HTTP)."""
     t = time.monotonic()
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"https://{proxy.host}/v2/", verify=False, timeout=5)
-    assert time.monotonic() - t < 2
+        httpx.get(f"https://{proxy.host}/v2/", verify=False, timeout=60)
+    assert time.monotonic() - t < SLACK  # a hang would last the client's whole 60 s
 
 
 def test_bounded_hang_ends_in_a_dropped_connection(proxy):
     proxy.add_fault("hang", r"^/v2/$", hang_seconds=0.3)
     t = time.monotonic()
     with pytest.raises(httpx.RemoteProtocolError):
-        httpx.get(f"{proxy.url}/v2/", timeout=5)
-    assert 0.3 <= time.monotonic() - t < 3
+        httpx.get(f"{proxy.url}/v2/", timeout=60)
+    assert 0.3 <= time.monotonic() - t < 0.3 + SLACK  # an unbounded hang would last the client's 60 s
