@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from indexflow.catalog import bundle
 from indexflow.catalog.add import add_bundle_refs
@@ -37,9 +40,35 @@ TRICKY = {
 }
 
 
+class _GoLikeLoader(yaml.CSafeLoader):
+    """libyaml's YAML 1.1 (as go-yaml v2 reads it), timestamps kept as strings: written here, not
+    taken from the product, so the product's own fallback path is not its own oracle."""
+
+
+_GoLikeLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _go_numbers(value: object) -> object:
+    """Go decodes YAML to JSON numbers in float64 then prints integral ones as integers."""
+    if isinstance(value, dict):
+        return {key: _go_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_go_numbers(item) for item in value]
+    if isinstance(value, float) and math.isfinite(value) and abs(value) < 2**63 and value.is_integer():
+        return int(value)
+    return value
+
+
 def _reference(path: Path):
-    """The reader this replaces: PyYAML's first document, then Go's number normalisation."""
-    return bundle._normalise_numbers(bundle._decode(path.read_text(encoding="utf-8")))
+    """What opm sees: the first document (JSON or YAML), undecodable files as None, Go's numbers."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        first = json.loads(text) if text.lstrip().startswith("{") else next(yaml.load_all(text, _GoLikeLoader), None)
+    except (yaml.YAMLError, ValueError):
+        return None
+    return _go_numbers(first)
 
 
 @pytest.mark.parametrize("name", sorted(TRICKY))

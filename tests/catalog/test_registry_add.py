@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import shutil
 import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from indexflow.catalog.add import fetch_bundle_images
 from indexflow.catalog.bundle import load_bundle_dir, load_bundle_files
@@ -66,6 +69,39 @@ def test_pulled_bundle_equals_the_directory_it_was_built_from(etcd_images: dict[
     refs = list(etcd_images)
     pulled = fetch_bundle_images(registry_client, refs, concurrency=4)
     assert pulled == [load_bundle_dir(etcd_images[r], r) for r in refs]
+
+
+OPERATOR_IMAGE = "quay.io/coreos/etcd-operator@sha256:db563baa8194fcfe39d1df744ed70024b0f1f9e9b55b5923c2f3a413c44dc6b8"
+RELATED = ["quay.io/coreos/etcd@sha256:" + "1" * 64, "quay.io/coreos/etcd-backup@sha256:" + "2" * 64]
+
+
+def test_pulled_bundle_matches_what_its_files_say(local_registry, registry_client, tmp_path: Path) -> None:  # noqa: ANN001
+    """Expectations written by hand from the bundle's files (read with PyYAML's full loader), not by
+    the product's parser: a bundle whose CSV lists relatedImages keeps them, with its deployment's
+    image and its own pullspec; its owned CRDs become its GVK properties."""
+    src = tmp_path / "etcd"
+    shutil.copytree(FIX / "bundles" / "etcd" / "0.9.0", src)
+    csv_file = src / "manifests" / "etcdoperator.v0.9.0.clusterserviceversion.yaml"
+    csv = yaml.load(csv_file.read_text(), Loader=yaml.FullLoader)
+    csv["spec"]["relatedImages"] = [{"name": "etcd", "image": RELATED[0]}, {"name": "backup", "image": RELATED[1]},
+                                    {"name": "operator", "image": OPERATOR_IMAGE}]
+    csv_file.write_text(yaml.dump(csv))
+    ref = f"{local_registry.host}/oracle/etcd-bundle:0.9.0-related"
+    push_bundle_image(registry_client, ImageRef.parse(ref), src, {})
+
+    (pulled,) = fetch_bundle_images(registry_client, [ref], concurrency=1)
+
+    crds = [yaml.load(p.read_text(), Loader=yaml.FullLoader) for p in sorted((src / "manifests").glob("*.crd.yaml"))]
+    gvks = {(c["spec"]["group"], v["name"], c["spec"]["names"]["kind"]) for c in crds for v in c["spec"]["versions"]}
+    assert gvks == {("etcd.database.coreos.com", "v1beta2", k) for k in ("EtcdBackup", "EtcdCluster", "EtcdRestore")}
+    assert (pulled.name, pulled.package, pulled.version) == ("etcdoperator.v0.9.0", "etcd", "0.9.0")
+    assert set(pulled.related_images) == {ref, OPERATOR_IMAGE, *RELATED}
+    assert len(pulled.related_images) == 4  # the operator image listed twice is stored once
+    assert {(t, tuple(sorted(json.loads(v).items()))) for t, v in pulled.properties} == {
+        ("olm.package", (("packageName", "etcd"), ("version", "0.9.0"))),
+        *{("olm.gvk", (("group", g), ("kind", k), ("version", v))) for g, v, k in gvks}}
+    assert {(g, v, k) for g, v, k, _plural in pulled.provided} == gvks
+    assert json.loads(pulled.csv_json)["spec"]["relatedImages"][0] == {"name": "etcd", "image": RELATED[0]}
 
 
 def test_mixed_local_dir_and_image_refs(etcd_images: dict[str, Path], local_registry,  # noqa: ANN001
