@@ -60,7 +60,7 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scrat
     for d in (cache, scratch):
         d.mkdir(parents=True, exist_ok=True)
     bundles = fetch_bundles(refs, lambda ref: unpacked_bundle(client, ref, cache, scratch), concurrency)
-    add_bundles(db_path, bundles, mode)
+    add_bundles(db_path, bundles, mode, enable_alpha=True)  # IIB adds with `opm registry add --enable-alpha`
     return len(bundles)
 
 

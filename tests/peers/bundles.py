@@ -42,7 +42,8 @@ def image_of(name: str) -> str:
     return f"quay.io/my/{name}:latest"
 
 
-def add(db: Path, dirs: list[Path], mode: str = "replaces", enable_alpha: bool = False) -> None:
-    """`db add` of bundle directories (each stored under the image `quay.io/my/<csv>:latest`)."""
-    refs = {image_of(d.name): d for d in dirs}
+def add(db: Path, dirs: list[Path], mode: str = "replaces", enable_alpha: bool = False,
+        images: list[str] | None = None) -> None:
+    """`db add` of bundle directories (stored under `images`, default `quay.io/my/<csv>:latest`)."""
+    refs = dict(zip(images or [image_of(d.name) for d in dirs], dirs))
     add_bundle_refs(db, list(refs), local_dirs=refs, mode=mode, enable_alpha=enable_alpha)
