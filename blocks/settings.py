@@ -6,6 +6,8 @@ GitLabCredentials / KubernetesCredentials blocks so this block can be shown and 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect.blocks.core import Block
 from pydantic import Field
 
@@ -47,6 +49,15 @@ class MergeSettings(Block):
     no_ocp_label_allow_list: list[str] = Field(default_factory=list)
     graph_mode_options: list[str] = Field(default_factory=lambda: ["replaces", "semver", "semver-skippatch"])
     graph_mode_index_allow_list: list[str] = Field(default_factory=list)
+    graph_update_modes: dict[str, Literal["replaces", "semver", "semver-skippatch"]] = Field(
+        default_factory=dict, description="package -> graph mode its bundles are added in (the catalog "
+        "pipeline's ci.yaml updateGraph); a request's graph_update_modes wins per package")
+    add_in_release_order: bool = Field(
+        default=False, description="add the missing bundles as the catalog's pipeline released them (per "
+        "package in version order, one opm add each) instead of IIB's single opm registry add")
+    default_head_policy: Literal["fail", "remove-package"] = Field(
+        default="fail", description="an OCP-incompatible bundle heading its package's default channel: fail "
+        "as IIB does, or remove the package (every channel head deprecated), listed in the summary")
     # parallelism: tens of task runs, each with many concurrent requests on one pooled client
     registry_concurrency: int = 32
     validation_chunks: int = 16

@@ -51,6 +51,8 @@ def merge_index_image(
     dry_run: bool = False,
     request_id: str | None = None,
     settings_block: str = "indexflow",
+    graph_update_modes: dict[str, str] | None = None,
+    default_head_policy: str | None = None,
 ) -> dict[str, Any]:
     """Merge the bundles of `target_index` missing from `source_from_index` into it (IIB semantics).
 
@@ -67,7 +69,8 @@ def merge_index_image(
              "overwrite_target_index": overwrite_target_index, "overwrite_target_index_token": token,
              "distribution_scope": distribution_scope, "build_tags": build_tags,
              "graph_update_mode": graph_update_mode, "ignore_bundle_ocp_version": ignore_bundle_ocp_version,
-             "dry_run": dry_run, "request_id": request_id},
+             "dry_run": dry_run, "request_id": request_id, "graph_update_modes": graph_update_modes,
+             "default_head_policy": default_head_policy},
             request_id=default_request_id(), binary_image_configured=bool(settings.binary_image_config),
             graph_mode_options=settings.graph_mode_options,
             graph_mode_allow_list=settings.graph_mode_index_allow_list)
@@ -108,6 +111,7 @@ class Built:
     bundles_in_db: int
     index_db_pulls: list[str]  # state of each index.db pull task: "Cached" when nothing was downloaded
     lock_key: tuple[str, str, str]  # Git repo, branch, canonical artifact: what two merges must not share
+    removed_packages: tuple[str, ...] = ()  # by the remove-package policy (OCP-incompatible default head)
 
 
 def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Built:
@@ -144,10 +148,15 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     db = catalog.working_copy(source_db, s.workdir / "db" / "index.db")
     with story.step(report.ADDING):
         catalog.add_missing_bundles(db, [b.bundlePath for b in result.missing], req.mode, s.registry,
-                                    s.workdir / "bundles", cfg.registry_concurrency)
+                                    s.workdir / "bundles", cfg.registry_concurrency,
+                                    modes={**cfg.graph_update_modes, **req.graph_update_modes},
+                                    release_order=cfg.add_in_release_order)
     with story.step(report.DEPRECATING):
+        policy = req.default_head_policy or cfg.default_head_policy
+        removable = result.invalid_paths() if policy == "remove-package" else set()
+        removed_packages: list[str] = []
         for chunk in merge_diff.chunks(result.to_deprecate, cfg.deprecate_bundles_limit):
-            catalog.deprecate_chunk(db, chunk)
+            removed_packages += catalog.deprecate_chunk(db, chunk, [p for p in chunk if p in removable])
     bundles_in_db = catalog.read_bundles(db)
     with story.step(report.MIGRATING):
         from_db = catalog.migrate_to_fbc(db, s.workdir / "from_db", plan.migrate_level(prep.ocp_version))
@@ -164,7 +173,8 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     report.diff_artifacts(req.request_id, result)
     return Built(prep=prep, diff=result, db=db, repo=repo, git_url=git_url, artifact_refs=refs,
                  operators=[b.packageName for b in bundles_in_db], bundles_in_db=len(bundles_in_db),
-                 index_db_pulls=[p for p in (source_pull, target_pull) if p], lock_key=(git_url, prep.ocp_version, refs.canonical))
+                 index_db_pulls=[p for p in (source_pull, target_pull) if p],
+                 lock_key=(git_url, prep.ocp_version, refs.canonical), removed_packages=tuple(removed_packages))
 
 
 def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Built) -> dict[str, Any]:
@@ -245,6 +255,7 @@ def finish(story: report.MergeStory, req: MergeRequest, built: Built, published:
               "missing": len(built.diff.missing), "invalid": len(built.diff.invalid),
               "deprecated": len(built.diff.to_deprecate), "bundles_in_db": built.bundles_in_db,
               "packages_touched": built.diff.packages_touched(), "index_db_pulls": built.index_db_pulls,
+              "removed_packages": list(built.removed_packages),
               "timings": {name: round(secs, 3) for name, secs in story.timings}, **(published or {})}
     report.publish_summary(req.request_id, result)
     get_run_logger().info(

@@ -50,8 +50,10 @@ def working_copy(db_path: Path, dest: Path) -> Path:
 @task(name="add missing bundles", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
 def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scratch: Path,  # noqa: ANN001
-                        concurrency: int) -> int:
-    """Pull (or reuse) and parse the missing bundles concurrently, then add them in one transaction."""
+                        concurrency: int, modes: dict[str, str] | None = None, release_order: bool = False) -> int:
+    """Pull (or reuse) and parse the missing bundles concurrently, then add them in one transaction,
+    each package in its own graph mode (`modes`, package -> mode; the others in `mode`), optionally
+    one release at a time (`release_order`, see add_bundles)."""
     if not refs:
         return 0
     from indexflow.registry.artifacts import cache_root
@@ -60,7 +62,8 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scrat
     for d in (cache, scratch):
         d.mkdir(parents=True, exist_ok=True)
     bundles = fetch_bundles(refs, lambda ref: unpacked_bundle(client, ref, cache, scratch), concurrency)
-    add_bundles(db_path, bundles, mode, enable_alpha=True)  # IIB adds with `opm registry add --enable-alpha`
+    # IIB adds with `opm registry add --enable-alpha`
+    add_bundles(db_path, bundles, mode, enable_alpha=True, modes=modes, release_order=release_order)
     return len(bundles)
 
 
@@ -86,10 +89,12 @@ def unpacked_bundle(client, ref: str, cache: Path, scratch: Path) -> Path:  # no
 
 
 @task(name="deprecatetruncate chunk", cache_policy=NO_CACHE)
-def deprecate_chunk(db_path: Path, refs: list[str]) -> int:
-    """One chunk of `opm registry deprecatetruncate --allow-package-removal`."""
-    deprecate_truncate(db_path, refs, allow_package_removal=True)
-    return len(refs)
+def deprecate_chunk(db_path: Path, refs: list[str], remove_package_of: list[str] | None = None) -> list[str]:
+    """One chunk of `opm registry deprecatetruncate --allow-package-removal`.
+
+    `remove_package_of`: the chunk's refs whose package is removed when they head its default channel
+    (the "remove-package" policy for OCP-incompatible heads); returns the packages so removed."""
+    return deprecate_truncate(db_path, refs, allow_package_removal=True, remove_package_of=remove_package_of or ())
 
 
 @task(name="migrate to FBC", cache_policy=NO_CACHE)

@@ -122,6 +122,9 @@ def result_lines(result: dict) -> list[str]:
     lines = [f"request {result['request_id']}{' (dry run)' if result['dry_run'] else ''}: "
              f"{result['missing']} bundles added, {result['deprecated']} deprecated "
              f"({result['invalid']} invalid), {result['bundles_in_db']} bundles in the catalog"]
+    if result.get("removed_packages"):
+        lines.append("packages removed (OCP-incompatible default-channel head): "
+                     + ", ".join(result["removed_packages"]))
     lines += [f"output: {p}" for p in result.get("output_pullspecs", [])]
     if result.get("mr_url"):
         lines.append(f"merge request: {result['mr_url']} ({result['mr_state']})")
@@ -133,6 +136,8 @@ def publish_summary(request_id: str, result: dict) -> None:
              ("bundles added", str(result["missing"])), ("bundles deprecated", str(result["deprecated"])),
              ("bundles invalid", str(result["invalid"])), ("bundles in catalog", str(result["bundles_in_db"])),
              ("packages touched", ", ".join(result["packages_touched"]) or "-")]
+    if result.get("removed_packages"):
+        facts.append(("packages removed (OCP-incompatible default-channel head)", ", ".join(result["removed_packages"])))
     facts += [("output", p) for p in result.get("output_pullspecs", [])]
     if result.get("mr_url"):
         facts.append(("merge request", f"[{result['mr_url']}]({result['mr_url']}) ({result['mr_state']})"))

@@ -34,7 +34,8 @@ COUNTER_VARIABLE = "indexflow_iib_last_request_id"
 REQUEST_TAG = "iib-request:"
 ALLOWED_KEYS = {"source_from_index", "target_index", "deprecation_list", "binary_image", "overwrite_target_index",
                 "overwrite_target_index_token", "distribution_scope", "build_tags", "graph_update_mode",
-                "ignore_bundle_ocp_version", "dry_run"}
+                "ignore_bundle_ocp_version", "dry_run",
+                "graph_update_modes", "default_head_policy"}  # indexflow's own additions
 IN_PROGRESS = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"}
 UNKNOWN_ERROR = "An unknown error occurred. See logs for details"
 RETRIES = 5
@@ -214,7 +215,8 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def _validation_status(message: str) -> int:
     """IIB answers 403 when graph_update_mode is used on an index outside the allow-list, else 400."""
-    return 403 if message.startswith('"graph_update_mode" can only be used') else 400
+    return 403 if message.startswith(('"graph_update_mode" can only be used',
+                                      '"graph_update_modes" can only be used')) else 400
 
 
 def check_payload(payload: Any, settings: dict[str, Any]) -> dict[str, Any]:

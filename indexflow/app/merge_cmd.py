@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from indexflow.catalog.modes import load_mode_map
 from indexflow.errors import ValidationError
 
 TOKEN_ENV = "INDEXFLOW_OVERWRITE_TARGET_INDEX_TOKEN"
@@ -38,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge.add_argument("--distribution-scope")
     merge.add_argument("--build-tag", action="append", default=[], dest="build_tags")
     merge.add_argument("--graph-update-mode")
+    merge.add_argument("--graph-update-modes", type=Path, metavar="FILE",
+                       help="JSON/YAML {package: mode} map (or ci_meta.json-shaped): per-package graph modes")
+    merge.add_argument("--default-head-policy", choices=["fail", "remove-package"],
+                       help="an OCP-incompatible default-channel head: fail (IIB) or remove the package")
     merge.add_argument("--ignore-bundle-ocp-version", action="store_true")
     merge.add_argument("--dry-run", action="store_true")
     merge.add_argument("--request-id")
@@ -65,6 +70,8 @@ def flow_parameters(args: argparse.Namespace) -> dict:
         "distribution_scope": args.distribution_scope, "build_tags": args.build_tags,
         "graph_update_mode": args.graph_update_mode, "ignore_bundle_ocp_version": args.ignore_bundle_ocp_version,
         "dry_run": args.dry_run, "request_id": args.request_id, "settings_block": args.settings,
+        "graph_update_modes": load_mode_map(args.graph_update_modes) if args.graph_update_modes else None,
+        "default_head_policy": args.default_head_policy,
     }
 
 

@@ -11,18 +11,18 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from indexflow.catalog.addchecks import bundle_errors
 from indexflow.catalog.bundle import Bundle, load_bundle_dir, load_bundle_files
 from indexflow.catalog.db import create_db, require_current, write_transaction
-from indexflow.catalog.graph import DbState, Entry, aggregate, write_entries
+from indexflow.catalog.graph import GRAPH_INDEXES, DbState, Entry, aggregate, scratch_indexes, write_entries
 from indexflow.catalog.image import image_files
+from indexflow.catalog.modes import MODES
 from indexflow.catalog.semver_go import SemverError, Version, compare_with_build
 from indexflow.catalog.validate import reference_error
 from indexflow.errors import CatalogError
-
-MODES = ("replaces", "semver", "semver-skippatch")
 
 
 class SanityError(CatalogError):
@@ -62,10 +62,11 @@ def fetch_bundle_images(client: Any, refs: list[str], concurrency: int = 16) -> 
 
 def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, Path] | None = None,
                     mode: str = "replaces", concurrency: int = 16, enable_alpha: bool = False,
-                    client: Any = None) -> None:
+                    client: Any = None, modes: Mapping[str, str] | None = None) -> None:
     """What `indexflow db add` runs: refs in `local_dirs` load from disk, the others from their images.
 
     `client` is a RegistryClient to reuse; without one, a client is made for the pulled refs.
+    `modes` maps package names to their own graph mode (see `add_bundles`).
     """
     local_dirs = local_dirs or {}
     pulled = [r for r in refs if r not in local_dirs]
@@ -79,7 +80,7 @@ def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, 
             return load_bundle_files(image_files(client, ref), ref)
 
         bundles = _load_all(refs, load, concurrency)
-    add_bundles(db_path, bundles, mode, enable_alpha=enable_alpha)
+    add_bundles(db_path, bundles, mode, enable_alpha=enable_alpha, modes=modes)
 
 
 def registry_client_for(refs: list[str], auth_file: Path | None = None, insecure: bool = False,
@@ -101,24 +102,41 @@ def registry_client_for(refs: list[str], auth_file: Path | None = None, insecure
 
 
 def add_bundles(db_path: Path | str, bundles: list[Bundle], mode: str = "replaces",
-                enable_alpha: bool = False) -> None:
+                enable_alpha: bool = False, modes: Mapping[str, str] | None = None,
+                release_order: bool = False) -> None:
     """Add parsed bundles to the db in ONE transaction (all or nothing).
 
     `enable_alpha` is opm's --enable-alpha: it allows `olm.substitutesFor` bundles.
+    `modes` maps a package name to the graph mode its bundles are added in (a catalog whose
+    pipeline builds each package in its own mode); packages not in it use `mode`. The result is
+    what one `opm registry add --mode M` per mode would give, run in the order of MODES.
+    `release_order` adds them as a catalog pipeline did, one release at a time: per package in
+    version order, each bundle its own `opm registry add` (graph rebuild and prune check), so a
+    bundle that a later release left off its channel is kept, as it was when it was the head.
     """
-    if mode not in MODES:
-        raise CatalogError(f"unknown add mode {mode!r}, expected one of {', '.join(MODES)}")
+    for m in [mode, *(modes or {}).values()]:
+        if m not in MODES:
+            raise CatalogError(f"unknown add mode {m!r}, expected one of {', '.join(MODES)}")
     path = Path(db_path)
     if not path.exists() or path.stat().st_size == 0:  # like opm: a missing db is created empty
         path.unlink(missing_ok=True)
         create_db(path)
     require_current(path)
     _check_inputs(bundles, enable_alpha)
-    with write_transaction(path) as con:
-        _add(con, bundles, mode, enable_alpha)
+    with write_transaction(path) as con, scratch_indexes(con, GRAPH_INDEXES):
+        _add(con, bundles, by_mode(bundles, mode, modes or {}), enable_alpha, release_order)
 
 
-def _add(con: sqlite3.Connection, bundles: list[Bundle], mode: str, enable_alpha: bool) -> None:
+def by_mode(bundles: list[Bundle], default: str, modes: Mapping[str, str]) -> dict[str, list[Bundle]]:
+    """Bundles grouped by their package's graph mode, groups in the order of MODES, bundles in input order."""
+    groups: dict[str, list[Bundle]] = {m: [] for m in MODES}
+    for b in bundles:
+        groups[modes.get(b.package, default)].append(b)
+    return {m: group for m, group in groups.items() if group}
+
+
+def _add(con: sqlite3.Connection, bundles: list[Bundle], groups: dict[str, list[Bundle]], enable_alpha: bool,
+         release_order: bool) -> None:
     state = DbState.load(con)
     _sanity_check(state, bundles)
     _insert_bundles(con, state, bundles)
@@ -126,21 +144,46 @@ def _add(con: sqlite3.Connection, bundles: list[Bundle], mode: str, enable_alpha
         from indexflow.catalog.substitutes import apply_substitutions
 
         apply_substitutions(con, state, bundles)
+    for mode, group in groups.items():
+        for batch in release_batches(group) if release_order else [group]:
+            _build_graph(con, state, mode, batch)
+            if release_order:
+                _post_check(state, batch)
+    _write_packages(con, state, list(dict.fromkeys(b.package for b in bundles)))
+    if set(groups) - {"replaces"}:  # opm's ClearNonHeadBundles ends every semver-mode add, db-wide
+        con.execute("UPDATE operatorbundle SET bundle = NULL, csv = NULL WHERE bundlepath != '' AND bundlepath "
+                    "IS NOT NULL AND (bundle IS NOT NULL OR csv IS NOT NULL) "  # rewrite only rows that change
+                    "AND name NOT IN (SELECT head_operatorbundle_name FROM channel)")
+    if not release_order:
+        _post_check(state, bundles)
+    _check_defaults(con, {b.package for b in bundles})
+
+
+def _build_graph(con: sqlite3.Connection, state: DbState, mode: str, bundles: list[Bundle]) -> None:
+    """One opm add's graph step for `bundles` (already inserted) in `mode`."""
     if mode == "replaces":
         errors = [err for pkg in dict.fromkeys(b.package for b in bundles)
                   for err in _rebuild_replaces(con, state, pkg, bundles)]
         if errors:
             raise CatalogError(aggregate(errors))
-    else:
-        for bundle in bundles:
-            _add_semver(con, state, bundle, skippatch=mode == "semver-skippatch")
-    _write_packages(con, state, list(dict.fromkeys(b.package for b in bundles)))
-    if mode != "replaces":
-        con.execute("UPDATE operatorbundle SET bundle = NULL, csv = NULL WHERE bundlepath != '' AND bundlepath "
-                    "IS NOT NULL AND (bundle IS NOT NULL OR csv IS NOT NULL) "  # rewrite only rows that change
-                    "AND name NOT IN (SELECT head_operatorbundle_name FROM channel)")
-    _post_check(state, bundles)
-    _check_defaults(con, {b.package for b in bundles})
+        return
+    for bundle in bundles:
+        _add_semver(con, state, bundle, skippatch=mode == "semver-skippatch")
+
+
+def _release_key(b: Bundle) -> tuple:
+    try:
+        return (0, functools.cmp_to_key(compare_with_build)(Version.parse(b.version)))
+    except SemverError:  # not orderable: after the others, in input order (its add then fails as opm's does)
+        return (1,)
+
+
+def release_batches(bundles: list[Bundle]) -> list[list[Bundle]]:
+    """One single-bundle batch per bundle: per package (first-seen order), in version order."""
+    by_package: dict[str, list[Bundle]] = {}
+    for b in bundles:
+        by_package.setdefault(b.package, []).append(b)
+    return [[b] for group in by_package.values() for b in sorted(group, key=_release_key)]
 
 
 # --- input checks (item 7: refuse what opm would write but cannot read back) -------------------

@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = dbs.add_parser("add", help="add bundles (opm registry add)")
     p.add_argument("db", type=Path)
-    p.add_argument("--mode", default="replaces", choices=["replaces", "semver", "semver-skippatch"])
+    p.add_argument("--mode", default="replaces", choices=["replaces", "semver", "semver-skippatch"],
+                   help="graph mode of every package not in --mode-map")
+    p.add_argument("--mode-map", type=Path, metavar="FILE",
+                   help="JSON/YAML {package: mode} (opm names or ci.yaml's updateGraph values, or a "
+                        "ci_meta.json-shaped file): each package's bundles are added in its own mode")
     p.add_argument("--bundle", "-b", action="append", required=True, metavar="REF[=DIR]",
                    help="bundle image; REF=DIR takes the content from a local bundle directory")
     p.add_argument("--concurrency", type=int, default=16, help="parallel bundle pulls")
@@ -85,14 +89,16 @@ def _db_add(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
     from indexflow.catalog.add import add_bundle_refs, registry_client_for
+    from indexflow.catalog.modes import load_mode_map
 
+    modes = load_mode_map(args.mode_map) if args.mode_map else None
     refs, dirs = _split_bundle_args(args.bundle)
     pulled = [r for r in refs if r not in dirs]
     with ExitStack() as stack:
         client = stack.enter_context(registry_client_for(
             pulled, args.auth_file, args.use_http or args.skip_tls_verify, args.ca_file)) if pulled else None
         add_bundle_refs(args.db, refs, local_dirs=dirs, mode=args.mode, concurrency=args.concurrency,
-                        enable_alpha=args.enable_alpha, client=client)
+                        enable_alpha=args.enable_alpha, client=client, modes=modes)
     return 0
 
 

@@ -10,13 +10,32 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from dataclasses import dataclass
+from collections.abc import Collection
 from pathlib import Path
 
 from indexflow.catalog.db import TRIGGERS, connect, require_current, write_transaction
-from indexflow.catalog.graph import aggregate
+from indexflow.catalog.graph import aggregate, scratch_indexes
 from indexflow.errors import CatalogError
 
 DEFAULT_HEAD_ERROR = "Bundle deprecation causing default channel removal"
+
+
+class DefaultChannelRemoval(CatalogError):
+    """opm's sentinel `ErrRemovingDefaultChannelDuringDeprecation`: the truncation would take the head
+    of the package's default channel. opm keeps going with the next bundle after it (`errors.Is`)."""
+
+    def __init__(self) -> None:
+        super().__init__(DEFAULT_HEAD_ERROR)
+
+
+class DefaultHeadRemoval(CatalogError):
+    """--allow-package-removal met a default-channel head without every other channel head listed."""
+
+    def __init__(self, package: str, channel: str, must: str) -> None:
+        super().__init__("cannot deprecate default channel head from package without removing all other channel "
+                         f"heads in package {package}: must deprecate {must}, head of channel {channel}")
+        self.package = package
+
 # opm's schema has no index on the columns cascades and truncation search by; these live only
 # inside the transaction (dropped before COMMIT) so the stored schema stays opm's.
 _SCRATCH_INDEXES = {
@@ -80,18 +99,23 @@ class _Graph:
             "ON ce.replaces = t.entry_id WHERE t.operatorbundle_name = ?", (name,))}
 
 
-def deprecate_truncate(db_path: Path | str, refs: list[str], allow_package_removal: bool = False) -> None:
-    """Deprecate the bundles whose bundlepath is in `refs`, in one transaction, then VACUUM."""
+def deprecate_truncate(db_path: Path | str, refs: list[str], allow_package_removal: bool = False,
+                       remove_package_of: Collection[str] = ()) -> list[str]:
+    """Deprecate the bundles whose bundlepath is in `refs`, in one transaction, then VACUUM.
+
+    `remove_package_of` (a subset of `refs`, with `allow_package_removal`) is a policy opm does not
+    have: when one of these heads its package's default channel, every other channel head of the
+    package is deprecated with it, i.e. the package is removed instead of failing. Returns the
+    packages removed that way.
+    """
     require_current(db_path)
+    widened: list[str] = []
     with write_transaction(db_path) as con:
         for name in TRIGGERS:
             con.execute(f"DROP TRIGGER IF EXISTS {name}_cleanup")
-        for name, target in _SCRATCH_INDEXES.items():
-            con.execute(f"CREATE INDEX {name} ON {target}")
-        touched = _deprecate(con, refs, allow_package_removal)
-        _api_cleanup(con, touched)
-        for name in _SCRATCH_INDEXES:
-            con.execute(f"DROP INDEX {name}")
+        with scratch_indexes(con, _SCRATCH_INDEXES):
+            touched = _deprecate(con, refs, allow_package_removal, set(remove_package_of), widened)
+            _api_cleanup(con, touched)
         for ddl in TRIGGERS.values():
             con.execute(ddl)
     con = connect(db_path)
@@ -99,9 +123,11 @@ def deprecate_truncate(db_path: Path | str, refs: list[str], allow_package_remov
         con.execute("VACUUM")  # opm compacts after deprecating
     finally:
         con.close()
+    return widened
 
 
-def _deprecate(con: sqlite3.Connection, refs: list[str], allow_removal: bool) -> set[tuple]:
+def _deprecate(con: sqlite3.Connection, refs: list[str], allow_removal: bool, widen: set[str],
+               widened: list[str]) -> set[tuple]:
     listed = dict(con.execute(
         "SELECT DISTINCT ob.bundlepath, ob.name FROM operatorbundle ob JOIN channel_entry ce "
         "ON ce.operatorbundle_name = ob.name WHERE ob.version IS NOT NULL AND ob.bundlepath IS NOT NULL "
@@ -113,7 +139,7 @@ def _deprecate(con: sqlite3.Connection, refs: list[str], allow_removal: bool) ->
         raise CatalogError(f"target bundlepaths for deprecation missing from registry: [{' '.join(missing)}]")
     touched: set[tuple] = set()
     if allow_removal:
-        refs = _remove_whole_packages(con, refs, listed, touched)
+        refs = _remove_whole_packages(con, refs, listed, touched, widen, widened)
     errors: list[str] = []
     cleaned = False
     for ref in refs:
@@ -126,10 +152,11 @@ def _deprecate(con: sqlite3.Connection, refs: list[str], allow_removal: bool) ->
             # every olm.package property is needed once per call, not once per image
             _strand_cleanup(con, touched, scan_packages=not cleaned)
             cleaned = True
+        except DefaultChannelRemoval as exc:  # opm: errors.Is(err, ErrRemovingDefaultChannel...) -> next bundle
+            errors.append(f"error deprecating bundle {ref}: {exc}")
         except CatalogError as exc:
             errors.append(f"error deprecating bundle {ref}: {exc}")
-            if str(exc) != DEFAULT_HEAD_ERROR:
-                break
+            break
     if errors:
         raise CatalogError(aggregate(errors))
     return touched
@@ -146,8 +173,9 @@ def _package_of(con: sqlite3.Connection, name: str) -> str | None:
 
 
 def _remove_whole_packages(con: sqlite3.Connection, refs: list[str], listed: dict[str, str],
-                           touched: set[tuple]) -> list[str]:
-    """Packages whose default head is requested go entirely, if every channel head is requested."""
+                           touched: set[tuple], widen: set[str], widened: list[str]) -> list[str]:
+    """Packages whose default head is requested go entirely, if every channel head is requested
+    (or the head is in `widen`: then the package goes whatever the other heads are)."""
     wanted = set(refs)
     paths = {name: path for path, name in listed.items()}
     removed: set[str] = set()
@@ -159,11 +187,12 @@ def _remove_whole_packages(con: sqlite3.Connection, refs: list[str], listed: dic
         heads = _heads(con, pkg)
         if not default or heads.get(default[0]) != listed[ref]:
             continue
-        for ch, head in sorted(heads.items()):
-            if paths.get(head) not in wanted:
-                raise CatalogError(
-                    "cannot deprecate default channel head from package without removing all other channel heads "
-                    f"in package {pkg}: must deprecate {paths.get(head, head)}, head of channel {ch}")
+        unlisted = [(ch, head) for ch, head in sorted(heads.items()) if paths.get(head) not in wanted]
+        if unlisted and ref not in widen:
+            ch, head = unlisted[0]
+            raise DefaultHeadRemoval(pkg, ch, paths.get(head, head))
+        if unlisted:
+            widened.append(pkg)
         removed.add(pkg)
     for pkg in sorted(removed):
         _remove_package(con, pkg, touched)
@@ -233,7 +262,7 @@ def _deprecate_one(con: sqlite3.Connection, name: str, ref: str, touched: set[tu
     head = _heads(con, pkg).get(default[0]) if default else None
     tail = _tail(graph, name)
     if head in tail:
-        raise CatalogError(DEFAULT_HEAD_ERROR)
+        raise DefaultChannelRemoval()
     d_channels = graph.channels(name)
     others = [n for n in tail if n != name]
     plan = [(b, [i for i in graph.ids(b) if graph.rows[i].channel in d_channels],

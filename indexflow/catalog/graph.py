@@ -8,7 +8,25 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+# channel_entry.replaces is a deferred self-FK with no index: every entry inserted or deleted makes
+# sqlite scan the table for rows pointing at it (adding 673 bundles to a 6,343-bundle db: 18 s of 22).
+GRAPH_INDEXES = {"ix_scratch_ce_replaces": "channel_entry(replaces)",
+                 "ix_scratch_ce_package": "channel_entry(package_name)"}
+
+
+@contextmanager
+def scratch_indexes(con: sqlite3.Connection, indexes: Mapping[str, str]) -> Iterator[None]:
+    """Indexes that live only inside the caller's transaction: created now, dropped before COMMIT,
+    so the stored schema stays opm's (a rollback drops them too)."""
+    for name, target in indexes.items():
+        con.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
+    yield
+    for name in indexes:
+        con.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 @dataclass

@@ -111,6 +111,10 @@ class MergeDiff:
         pkgs = {b.packageName for b in self.missing} | {b.packageName for b in self.invalid}
         return sorted(pkgs)
 
+    def invalid_paths(self) -> set[str]:
+        """Pullspecs of the bundles invalid for the OCP version (the head policy applies to these)."""
+        return {b.bundlePath for b in self.invalid}
+
 
 def plan_diff(source: Sequence[BundleRecord], target: Sequence[BundleRecord], ocp_labels: Mapping[str, str | None],
               index_ocp_version: str, allow_missing_label: bool, resolved_deprecations: Iterable[str]) -> MergeDiff:

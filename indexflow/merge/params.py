@@ -14,6 +14,8 @@ from typing import Any
 from indexflow.errors import ValidationError
 
 GRAPH_MODES = ("replaces", "semver", "semver-skippatch")
+# "fail": IIB's deprecatetruncate error; "remove-package": deprecate every channel head of the package
+HEAD_POLICIES = ("fail", "remove-package")
 SCOPES = ("dev", "stage", "prod")
 # Secret blocks named so hold one run's overwrite token; the run deletes them once read (blocks/tokens.py)
 ONE_TIME_SECRET_PREFIX = "indexflow-one-time-"
@@ -35,8 +37,10 @@ class MergeRequest:
     distribution_scope: str | None = None
     build_tags: tuple[str, ...] = ()
     graph_update_mode: str | None = None
+    graph_update_modes: Mapping[str, str] = field(default_factory=dict)  # package -> mode
     ignore_bundle_ocp_version: bool = False
     dry_run: bool = False
+    default_head_policy: str | None = None  # HEAD_POLICIES; None: the settings' choice
 
     @property
     def effective_index(self) -> str:
@@ -100,6 +104,30 @@ def _graph_mode(value: Any, target: str | None, options: Sequence[str], allow_li
     return value
 
 
+def _graph_modes(value: Any, target: str | None, options: Sequence[str], allow_list: Sequence[str]) -> dict[str, str]:
+    """The per-package map, each mode held to the same rules as `graph_update_mode`."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and k for k in value):
+        raise ValidationError('"graph_update_modes" must map package names to graph update modes')
+    for package, mode in value.items():
+        if mode not in options:
+            raise ValidationError(f'"graph_update_modes" of package "{package}" must be set to one of these: '
+                                  f"{list(options)}")
+    index = target or ""
+    if index not in allow_list and index.split(":", 1)[0] not in allow_list:
+        raise ValidationError(f'"graph_update_modes" can only be used on the following index image: {list(allow_list)}')
+    return dict(value)
+
+
+def _head_policy(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if value not in HEAD_POLICIES:
+        raise ValidationError(f'The "default_head_policy" value must be one of {list(HEAD_POLICIES)}')
+    return value
+
+
 def _build_tags(value: Any) -> tuple[str, ...]:
     """IIB's list check, then each tag against the registry's grammar: a bad tag would otherwise only
     fail at the output copy, after the MR and the Konflux build."""
@@ -144,5 +172,7 @@ def validate_request(payload: Mapping[str, Any], *, request_id: str, binary_imag
         distribution_scope=_scope(payload.get("distribution_scope")), build_tags=tags,
         graph_update_mode=_graph_mode(payload.get("graph_update_mode"), target, graph_mode_options,
                                       graph_mode_allow_list),
+        graph_update_modes=_graph_modes(payload.get("graph_update_modes"), target, graph_mode_options,
+                                        graph_mode_allow_list),
         ignore_bundle_ocp_version=bool(payload.get("ignore_bundle_ocp_version")),
-        dry_run=bool(payload.get("dry_run")))
+        dry_run=bool(payload.get("dry_run")), default_head_policy=_head_policy(payload.get("default_head_policy")))

@@ -40,6 +40,15 @@ def check(payload, **kw):
      "\"graph_update_mode\" must be set to one of these: ['replaces', 'semver', 'semver-skippatch']"),
     ({"source_from_index": "s", "target_index": "q/t:v1", "graph_update_mode": "semver"},
      "\"graph_update_mode\" can only be used on the following index image: []"),
+    ({"source_from_index": "s", "graph_update_modes": {"etcd": "fast"}},
+     "\"graph_update_modes\" of package \"etcd\" must be set to one of these: ['replaces', 'semver', "
+     "'semver-skippatch']"),
+    ({"source_from_index": "s", "graph_update_modes": ["etcd"]},
+     '"graph_update_modes" must map package names to graph update modes'),
+    ({"source_from_index": "s", "target_index": "q/t:v1", "graph_update_modes": {"etcd": "semver"}},
+     "\"graph_update_modes\" can only be used on the following index image: []"),
+    ({"source_from_index": "s", "default_head_policy": "ignore"},
+     "The \"default_head_policy\" value must be one of ['fail', 'remove-package']"),
 ])
 def test_messages(payload, message):
     with pytest.raises(ValidationError) as err:
@@ -67,6 +76,17 @@ def test_valid_request_normalises():
     assert (req.distribution_scope, req.mode, req.build_tags, req.request_id) == ("stage", "semver", ("x",), "42")
     assert req.effective_index == "q/t:v1"
     assert check({"source_from_index": "s"}).mode == "replaces"
+
+
+def test_graph_update_modes_follow_the_graph_mode_rules():
+    req = check({"source_from_index": "s", "target_index": "q/t:v1", "graph_update_modes": {"etcd": "semver"},
+                 "default_head_policy": "remove-package"}, graph_mode_allow_list=["q/t"])
+    assert (dict(req.graph_update_modes), req.mode, req.default_head_policy) == ({"etcd": "semver"}, "replaces",
+                                                                                 "remove-package")
+    with pytest.raises(ValidationError, match="must be set to one of these: \\['replaces'\\]"):
+        check({"source_from_index": "s", "target_index": "q/t:v1", "graph_update_modes": {"etcd": "semver"}},
+              graph_mode_allow_list=["q/t"], graph_mode_options=["replaces"])
+    assert check({"source_from_index": "s"}).default_head_policy is None  # the settings decide
 
 
 def test_bad_request_id():
