@@ -17,7 +17,9 @@ from typing import Any, Callable
 from indexflow.catalog.addchecks import bundle_errors
 from indexflow.catalog.bundle import Bundle, load_bundle_dir, load_bundle_files
 from indexflow.catalog.db import create_db, require_current, write_transaction
-from indexflow.catalog.graph import GRAPH_INDEXES, DbState, Entry, aggregate, scratch_indexes, write_entries
+from indexflow.catalog.fbcmodel import check_range
+from indexflow.catalog.graph import (GRAPH_INDEXES, BundleMeta, DbState, Entry, aggregate, scratch_indexes,
+                                     write_entries)
 from indexflow.catalog.image import image_files
 from indexflow.catalog.modes import MODES
 from indexflow.catalog.semver_go import SemverError, Version, compare_with_build
@@ -199,13 +201,26 @@ def _check_inputs(bundles: list[Bundle], enable_alpha: bool) -> None:
             if reason:
                 errors.append(f'bundle {b.name} of package {b.package} has an invalid related image "{image}": '
                               f"{reason}")
-        for part in b.skiprange.replace("||", " ").split():
-            if part.lstrip("<>=!~^").startswith(("v", "V")):
-                errors.append(f'bundle {b.name} of package {b.package} has invalid skipRange "{b.skiprange}": '
-                              f'version "{part}" must not start with "v"')
+        reason = _skiprange_error(b.skiprange)
+        if reason:  # opm stores it; migrate (>= v1.69) then refuses the whole catalog naming only the range
+            errors.append(f'bundle {b.name} of package {b.package} has invalid skipRange "{b.skiprange}": {reason}')
         errors += bundle_errors(b)  # what opm decodes with Go types (addchecks.py)
     if errors:
         raise CatalogError(aggregate(list(dict.fromkeys(errors))))
+
+
+def _skiprange_error(text: str) -> str | None:
+    """Why migrate's range parser (blang/semver) refuses an `olm.skipRange`, None when it parses."""
+    if not text:
+        return None
+    for part in text.replace("||", " ").split():
+        if part.lstrip("<>=!~^").startswith(("v", "V")):
+            return f'version "{part}" must not start with "v"'
+    try:
+        check_range(text)
+    except SemverError as exc:
+        return str(exc)
+    return None
 
 
 def _sanity_check(state: DbState, bundles: list[Bundle]) -> None:
@@ -271,9 +286,7 @@ def _insert_bundles(con: sqlite3.Connection, state: DbState, bundles: list[Bundl
         state.bundles[b.name] = _meta(b)
 
 
-def _meta(b: Bundle):
-    from indexflow.catalog.graph import BundleMeta
-
+def _meta(b: Bundle) -> BundleMeta:
     return BundleMeta(b.version, b.replaces, list(b.skips), b.bundlepath, b.substitutesfor)
 
 

@@ -14,6 +14,7 @@ import yaml
 
 from indexflow.catalog.fastyaml import FALLBACK, load_first
 from indexflow.catalog.gojson import compact_raw, go_json, is_plain
+from indexflow.catalog.k8syaml import SeparatorError, first_chunk
 from indexflow.errors import CatalogError
 
 PKG_KEY = "operators.operatorframework.io.bundle.package.v1"
@@ -60,10 +61,11 @@ BundleFiles = dict[str, bytes]  # "manifests/<file>" / "metadata/<file>" -> cont
 
 
 def _text(data: bytes) -> str | None:
-    """UTF-8 text with universal newlines (as Path.read_text gives), None when not UTF-8."""
+    """The first document's text as opm cuts it (k8syaml.py), universal newlines; None when the file
+    is not UTF-8 or its separator is malformed (opm skips such a file)."""
     try:
-        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
-    except UnicodeDecodeError:
+        return first_chunk(data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"))
+    except (UnicodeDecodeError, SeparatorError):
         return None
 
 

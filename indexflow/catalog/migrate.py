@@ -26,6 +26,7 @@ from indexflow.catalog import fbcmodel
 from indexflow.catalog.csvmeta import csv_metadata
 from indexflow.catalog.fbcwrite import Raw, blob_json, blob_yaml, compact_raw
 from indexflow.catalog.gojson import go_json
+from indexflow.catalog.gosort import go_sort_slice
 from indexflow.catalog.semver_go import SemverError
 from indexflow.errors import CatalogError
 
@@ -324,7 +325,11 @@ def _related_images(csv: dict | None, table_images: list[str]) -> list[dict]:
     images = [{"name": r.get("name") or "", "image": r.get("image") or ""}
               for r in (((csv or {}).get("spec") or {}).get("relatedImages") or []) if isinstance(r, dict)]
     seen = {r["image"] for r in images}
+    ties = len(seen) < len(images)  # one image under two names: only these can come out of order
     images += [{"name": "", "image": img} for img in table_images if img not in seen]
+    if ties and len(images) > 12:  # up to 12, Go's sort.Slice is an insertion sort: stable, like sorted()
+        # opm appends the table images in Go map order; here they keep the table's order
+        return go_sort_slice(images, key=lambda r: r["image"])
     return sorted(images, key=lambda r: r["image"])
 
 
