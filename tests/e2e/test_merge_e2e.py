@@ -93,6 +93,36 @@ def bundles_of_artifact(sb: E2E, ref: str) -> set[str]:
     return {b.bundlePath for b in list_bundles(sb.env.artifacts.pull(direct(sb, ref)).path)}
 
 
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+OCP_LABEL, SCOPE_LABEL = "com.redhat.index.delivery.version", "com.redhat.index.delivery.distribution_scope"
+
+
+def published(sb: E2E, pullspec: str) -> tuple[dict[str, str], set[str]]:
+    """(labels, arches) of an image, read over plain HTTP from the registry itself, not our client."""
+    import httpx
+
+    repo, tag = direct(sb, pullspec).split("/", 1)[1].rsplit(":", 1)
+    accept = ", ".join([*INDEX_TYPES, "application/vnd.oci.image.manifest.v1+json",
+                        "application/vnd.docker.distribution.manifest.v2+json"])
+    with httpx.Client(base_url=f"{sb.env.registry_url}/v2/{repo}", timeout=10, headers={"Accept": accept}) as http:
+        top = http.get(f"/manifests/{tag}").raise_for_status().json()
+        images = top["manifests"] if top.get("mediaType") in INDEX_TYPES or "manifests" in top else [None]
+        arches = {m["platform"]["architecture"] for m in images if m}
+        first = http.get(f"/manifests/{images[0]['digest']}").json() if images[0] else top
+        config = http.get(f"/blobs/{first['config']['digest']}").raise_for_status().json()
+    if not arches:
+        arches = {config["architecture"]}
+    return config["config"].get("Labels") or {}, arches
+
+
+def assert_published_for_target(sb: E2E, pullspec: str, arches: set[str]) -> None:
+    """The built image carries the target's OCP version (the seed labels it v4.17; the source is v4.16),
+    the seed's distribution scope and the arches of the indexes it merged."""
+    labels, built_arches = published(sb, pullspec)
+    assert (labels.get(OCP_LABEL), labels.get(SCOPE_LABEL)) == ("v4.17", "prod"), f"{pullspec}: {labels}"
+    assert built_arches == arches, f"{pullspec}: arches {built_arches}, expected {arches}"
+
+
 def output_configs(sb: E2E, pullspec: str) -> Path:
     """Unpack an output image; its /configs must validate."""
     from indexflow.catalog.validate import validate_fbc
@@ -128,6 +158,7 @@ def test_merge_without_overwrite_publishes_outputs_and_closes_the_mr(sandbox: E2
     target_before = digest(sandbox, sandbox.target)
     canonical = plan.artifact_refs(sandbox.target, sandbox.registry_proxy.host, rid)
     canonical_before = digest(sandbox, canonical.canonical)
+    arches = published(sandbox, sandbox.source)[1] | published(sandbox, sandbox.target)[1]
     state = merge(sandbox, target_index=sandbox.target, deprecation_list=seed.deprecation_list,
                   build_tags=["e2e-tag"], request_id=rid)
     assert state.is_completed(), state.message
@@ -135,6 +166,8 @@ def test_merge_without_overwrite_publishes_outputs_and_closes_the_mr(sandbox: E2
     assert result["mr_state"] == "closed"
     outputs = result["output_pullspecs"]
     assert [o.rsplit(":", 1)[1] for o in outputs] == [rid, "e2e-tag"]
+    for output in outputs:
+        assert_published_for_target(sandbox, output, arches)
     built = digest(sandbox, result["image_url"])
     assert {digest(sandbox, o) for o in outputs} == {built}
     assert digest(sandbox, sandbox.target) == target_before
@@ -289,8 +322,9 @@ def test_rerun_after_a_failed_build_succeeds(sandbox: E2E):
 
 
 def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sandbox: E2E):
-    from sandbox.demo import check_output_image
     from indexflow.merge import plan
+    from sandbox.demo import check_output_image
+    from sandbox.gitserver import run_git
     from sandbox.demo_env import GIT_PROJECT
     from tasks.lock import lock_name
 
@@ -298,11 +332,18 @@ def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sand
     refs = plan.artifact_refs(sandbox.target, sandbox.registry_proxy.host, rid)
     branch_before = sandbox.remote_state().refs["v4.17"]
     canonical_before = digest(sandbox, refs.canonical)
+    arches = published(sandbox, sandbox.source)[1] | published(sandbox, sandbox.target)[1]
     state = merge(sandbox, target_index=sandbox.target, deprecation_list=sandbox.seed.deprecation_list,
                   overwrite_target_index=True, request_id=rid)
     assert state.is_completed(), state.message
     result = state.result()
     assert result["mr_state"] == "merged"
+    assert_published_for_target(sandbox, sandbox.target, arches)  # the overwritten target itself
+    assert_published_for_target(sandbox, result["output_pullspecs"][0], arches)
+    git_server = sandbox.env.stack.git
+    metadata = json.loads(run_git(git_server.bare_path(GIT_PROJECT), "show", "v4.17:.iib-build-metadata.json"))
+    assert metadata["labels"] == {OCP_LABEL: "v4.17", SCOPE_LABEL: "prod"}
+    assert (str(metadata["request_id"]), set(metadata["arches"])) == (rid, arches)
     assert digest(sandbox, sandbox.target) == digest(sandbox, result["output_pullspecs"][0]), "target not replaced"
     assert db_layer(sandbox, refs.canonical) == db_layer(sandbox, refs.per_request), "index.db not replaced"
     assert digest(sandbox, refs.canonical) != canonical_before

@@ -21,6 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -79,6 +80,41 @@ def cells() -> list:
 
 
 TABLE: list[tuple[str, str, int, str]] = []
+OCP_BRANCH = "v4.17"
+
+
+def _db_layer(env, repo_tag: str) -> str | None:  # noqa: ANN001
+    """The sqlite layer digest of an index.db artifact, read over plain HTTP (not our client)."""
+    repo, tag = repo_tag.rsplit(":", 1)
+    r = httpx.get(f"{env.stack.registry.url}/v2/{repo}/manifests/{tag}", timeout=10,
+                  headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    return r.json()["layers"][0]["digest"] if r.status_code == 200 else None
+
+
+def complete_result_problems(env, before, after, cell: str) -> list[str]:  # noqa: ANN001
+    """How the remote state differs from the whole result of an overwrite merge of request `cell` on
+    target tag `cell` (names written from spec A2/A3 here, not computed by the product): the output
+    image `iib-build:<request>`, the target re-pointed to it, the canonical and the request's index.db
+    artifacts holding the same new db, the OCP branch moved by one merged MR, nothing else touched."""
+    output, target = f"iib-build:{cell}", f"{INDEX_REPO}:{cell}"
+    canonical, own = f"index-db:iib-pub-pending-{cell}", f"index-db:iib-pub-pending-{cell}-{cell}"
+    changed = {k for k in before.tags.keys() | after.tags.keys() if before.tags.get(k) != after.tags.get(k)}
+    problems = []
+    if changed != {output, target, canonical, own}:
+        problems.append(f"tags changed {sorted(changed)}, expected {sorted({output, target, canonical, own})}")
+    if not after.tags.get(output) or after.tags.get(target) != after.tags.get(output):
+        problems.append(f"{target} is not {output}")
+    new_db = _db_layer(env, own)
+    if new_db is None or _db_layer(env, canonical) != new_db:
+        problems.append(f"{canonical} does not hold the merged index.db of {own}")
+    if after.refs.get(OCP_BRANCH) == before.refs.get(OCP_BRANCH):
+        problems.append(f"branch {OCP_BRANCH} did not move")
+    if set(after.refs) - set(before.refs):
+        problems.append(f"branches left behind: {sorted(set(after.refs) - set(before.refs))}")
+    new_mrs = sorted(state for iid, state in after.mrs.items() if iid not in before.mrs)
+    if new_mrs != ["merged"]:
+        problems.append(f"new merge requests {new_mrs}, expected one merged")
+    return problems
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -119,16 +155,43 @@ def test_fault_leaves_no_trace(step, kind, proxied_env, clean_proxies, tmp_path)
                               overwrite_target_index_token=SecretStr("demo:demo"), ignore_bundle_ocp_version=True,
                               request_id=cell, settings_block=BLOCK, return_state=True)
     env.proxies[step.proxy].clear()
-    outcome = _judge(state, env, before, fault.injected, time.monotonic() - t)
+    outcome = _judge(state, env, before, fault.injected, time.monotonic() - t, cell)
     TABLE.append((step.name, kind, fault.injected, outcome))
     assert fault.injected > 0, f"{step.name}: the fault never fired (pattern {step.path!r})"
     assert outcome.startswith("recovered"), outcome
 
 
-def _judge(state, env, before, injected: int, secs: float) -> str:  # noqa: ANN001
-    """'recovered: ...' when the run failed with one clear line and left no trace (or retried through)."""
+ONCE = [pytest.param(step, kind, id=f"{step.replace(' ', '-')}:{kind}-once") for step, kind in
+        [("push the index.db artifact", "error"), ("merge the merge request", "dropped")]]
+
+
+@pytest.mark.parametrize("step_name,kind", ONCE)
+def test_passing_fault_ends_in_the_whole_result(step_name, kind, proxied_env, clean_proxies):
+    """A fault that clears (once) must be ridden through, and the run then owes the whole result:
+    a retry that skipped a write (a swallowed push, a lost merge) shows up here."""
+    env = proxied_env
+    step = next(s for s in STEPS if s.name == step_name)
+    cell = f"once-{abs(hash((step_name, kind))) % 10**8}"
+    target = private_target(env, cell)
+    before = remote_state(env)
+    fault = env.proxies[step.proxy].add_fault(path=step.path, method=step.method, times=1, **FAULTS[kind])
+    state = merge_index_image(source_from_index=env.seeded.source_index, target_index=target,
+                              deprecation_list=env.seeded.deprecation_list, overwrite_target_index=True,
+                              overwrite_target_index_token=SecretStr("demo:demo"), ignore_bundle_ocp_version=True,
+                              request_id=cell, settings_block=BLOCK, return_state=True)
+    assert fault.injected == 1
+    assert state.is_completed(), state.message
+    assert complete_result_problems(env, before, remote_state(env), cell) == []
+
+
+def _judge(state, env, before, injected: int, secs: float, cell: str) -> str:  # noqa: ANN001
+    """'recovered: ...' when the run failed with one clear line and left no trace, or completed with
+    exactly the whole result; anything in between is a half-published merge."""
     if state.is_completed():
-        return f"recovered: retried through ({secs:.0f}s)"
+        problems = complete_result_problems(env, before, remote_state(env), cell)
+        if problems:
+            return f"NOT recovered: completed without the whole result: {'; '.join(problems)}"
+        return f"recovered: retried through to the whole result ({secs:.0f}s)"
     error = state.result(raise_on_failure=False)
     if not isinstance(error, IndexflowError):
         return f"NOT recovered: not a user-facing error: {error!r}"
