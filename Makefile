@@ -5,12 +5,13 @@ STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup system demo test bench clean
+.PHONY: setup system demo test bench image clean
 
 # Debian packages: the sandbox registry, skopeo (the IIB baseline in benches), git's http-backend,
-# chromium (the UI check in tests/deploy). Installed only when a binary is missing.
-APT_PKGS := docker-registry skopeo git chromium
-APT_BINS := docker-registry skopeo git chromium
+# chromium (the UI check in tests/deploy), podman + buildah + mmdebstrap + runc and friends (the worker
+# image and its pods in tests/runtime). Installed only when a binary is missing.
+APT_PKGS := docker-registry skopeo git chromium podman buildah mmdebstrap runc uidmap slirp4netns fuse-overlayfs
+APT_BINS := docker-registry skopeo git chromium podman buildah mmdebstrap runc newuidmap slirp4netns fuse-overlayfs
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 system:
@@ -34,6 +35,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The worker image (deployments/Containerfile) on a local Debian base; cached by content (sandbox/image.py)
+image: setup
+	$(PY) -m sandbox.image
 
 bench: setup
 	$(PY) bench/run_all.py
