@@ -1,13 +1,16 @@
 """opm's sqlite schema migrations 6..13, applied to a copy of an old index.db.
 
-Only the steps a schema-5+ db needs are implemented (production dbs are at 13; operator-registry's
-own fixture is at 5). All steps run in one transaction, like opm.
+A table of (opm migration id, step), one function per opm migration, so each can be run and
+tested from the version before it. Only the steps a schema-5+ db needs are implemented
+(production dbs are at 13; operator-registry's own fixture is at 5). All steps run in one
+transaction, like opm.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from typing import Callable
 
 from indexflow.catalog.db import SCHEMA, TRIGGERS
 from indexflow.catalog.gojson import go_json
@@ -50,48 +53,70 @@ def _m7_replaces_skips(con: sqlite3.Connection) -> None:
         con.execute(ddl)
 
 
-def _m8_m9_dependencies_properties(con: sqlite3.Connection) -> None:
+def _m8_dependencies(con: sqlite3.Connection) -> None:
+    """008: a dependencies table; every required API becomes an olm.gvk dependency (its value names its type)."""
     con.execute(_ddl("CREATE TABLE dependencies"))
+    rows = con.execute("SELECT DISTINCT group_name, version, kind, operatorbundle_name, operatorbundle_version, "
+                       "operatorbundle_path FROM api_requirer").fetchall()
+    con.executemany("INSERT INTO dependencies SELECT 'olm.gvk', ?, ?, ?, ?", [
+        (go_json({"group": g, "kind": k, "type": "olm.gvk", "version": v}), n, bv, bp) for g, v, k, n, bv, bp in rows])
+
+
+def _m9_properties(con: sqlite3.Connection) -> None:
+    """009: a properties table; provided APIs become olm.gvk properties, each bundle gets its olm.package."""
     con.execute(_ddl("CREATE TABLE properties"))
-    gvk = "INSERT INTO {t} SELECT 'olm.gvk', ?, ?, ?, ? "
-    for table, target in (("api_requirer", "dependencies"), ("api_provider", "properties")):
-        rows = con.execute(f"SELECT DISTINCT group_name, version, kind, operatorbundle_name, "
-                           f"operatorbundle_version, operatorbundle_path FROM {table}").fetchall()
-        con.executemany(gvk.format(t=target), [
-            (go_json({"group": g, "kind": k, "version": v}), n, bv, bp) for g, v, k, n, bv, bp in rows])
+    rows = con.execute("SELECT DISTINCT group_name, version, kind, operatorbundle_name, operatorbundle_version, "
+                       "operatorbundle_path FROM api_provider").fetchall()
+    con.executemany("INSERT INTO properties SELECT 'olm.gvk', ?, ?, ?, ?", [
+        (go_json({"group": g, "kind": k, "version": v}), n, bv, bp) for g, v, k, n, bv, bp in rows])
     rows = con.execute("SELECT DISTINCT ce.package_name, ob.name, ob.version, ob.bundlepath FROM channel_entry ce "
                        "JOIN operatorbundle ob ON ob.name = ce.operatorbundle_name").fetchall()
     con.executemany("INSERT INTO properties VALUES ('olm.package', ?, ?, ?, ?)", [
         (go_json({"packageName": p, "version": v or ""}, sort_keys=False), n, v, bp) for p, n, v, bp in rows])
 
 
-def _m10_to_13(con: sqlite3.Connection, version: int) -> None:
-    if version < 10:
-        con.execute("UPDATE properties SET operatorbundle_path = (SELECT bundlepath FROM operatorbundle "
-                    "WHERE operatorbundle.name = properties.operatorbundle_name)")
-    if version < 11:
-        con.execute("ALTER TABLE operatorbundle ADD COLUMN substitutesfor TEXT")
-    if version < 12:
-        con.execute(_ddl("CREATE TABLE deprecated"))
-        con.execute("INSERT OR IGNORE INTO deprecated SELECT DISTINCT operatorbundle_name FROM properties "
-                    "WHERE type = 'olm.deprecated'")
+def _m10_bundlepath_in_properties(con: sqlite3.Connection) -> None:
+    """010: properties carry their bundle's path."""
+    con.execute("UPDATE properties SET operatorbundle_path = (SELECT bundlepath FROM operatorbundle "
+                "WHERE operatorbundle.name = properties.operatorbundle_name)")
+
+
+def _m11_substitutes_for(con: sqlite3.Connection) -> None:
+    """011: the substitutesfor column (opm's alpha olm.substitutesFor)."""
+    con.execute("ALTER TABLE operatorbundle ADD COLUMN substitutesfor TEXT")
+
+
+def _m12_deprecated(con: sqlite3.Connection) -> None:
+    """012: a deprecated table, filled with every bundle that has an olm.deprecated property (once)."""
+    con.execute(_ddl("CREATE TABLE deprecated"))
+    con.execute("INSERT OR IGNORE INTO deprecated SELECT DISTINCT operatorbundle_name FROM properties "
+                "WHERE type = 'olm.deprecated'")
+
+
+def _m13_rm_truncated_deprecations(con: sqlite3.Connection) -> None:
+    """013: deprecations of bundles that are gone (truncated) are dropped."""
     con.execute("DELETE FROM deprecated WHERE operatorbundle_name NOT IN (SELECT name FROM operatorbundle)")
 
 
-def upgrade(con: sqlite3.Connection, version: int) -> None:
-    """Run migrations version+1 .. 13 in one transaction and record 13."""
+# opm's migration ids and what each does; a db at version N runs every step after N, in order
+MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
+    (6, _m6_apis_by_bundle), (7, _m7_replaces_skips), (8, _m8_dependencies), (9, _m9_properties),
+    (10, _m10_bundlepath_in_properties), (11, _m11_substitutes_for), (12, _m12_deprecated),
+    (13, _m13_rm_truncated_deprecations),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+def upgrade(con: sqlite3.Connection, version: int, target: int = LATEST) -> None:
+    """Run migrations version+1 .. target in one transaction (as opm does) and record target."""
     con.execute("PRAGMA foreign_keys = OFF")  # tables are rebuilt; FKs are re-checked by opm's cascades later
     con.execute("BEGIN")
     try:
-        if version < 6:
-            _m6_apis_by_bundle(con)
-        if version < 7:
-            _m7_replaces_skips(con)
-        if version < 9:
-            _m8_m9_dependencies_properties(con)
-        _m10_to_13(con, version)
+        for number, step in MIGRATIONS:
+            if version < number <= target:
+                step(con)
         con.execute("DELETE FROM schema_migrations")
-        con.execute("INSERT INTO schema_migrations(version) VALUES (13)")
+        con.execute("INSERT INTO schema_migrations(version) VALUES (?)", (target,))
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

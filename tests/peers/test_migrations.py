@@ -1,0 +1,110 @@
+"""operator-registry v1.73.0 pkg/sqlite/migrations/*_test.go "Up" cases, one migration at a time.
+
+Each peer test creates a db at migration N-1 (CreateTestDBAt), inserts rows, runs only migration N
+and reads the result. Here the db at N-1 is opm's schema 5 (as operator-registry's own fixture has
+it) brought to N-1 with `upgrade(..., target=N-1)`; then `upgrade(N-1, target=N)` runs the one step.
+The "Down" cases have no counterpart: indexflow never downgrades.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from indexflow.catalog.upgrade import MIGRATIONS, upgrade
+from tests.catalog.test_db_unit import _V5
+
+
+def db_at(tmp_path: Path, version: int) -> sqlite3.Connection:
+    """A db at opm schema `version` (>= 5), through our own migration table."""
+    con = sqlite3.connect(tmp_path / f"at-{version}.db", isolation_level=None)
+    for ddl in _V5:
+        con.execute(ddl)
+    con.execute("INSERT INTO schema_migrations(version) VALUES (5)")
+    upgrade(con, 5, target=version)
+    return con
+
+
+def step(con: sqlite3.Connection, number: int) -> None:
+    upgrade(con, number - 1, target=number)
+    assert con.execute("SELECT version FROM schema_migrations").fetchall() == [(number,)]
+
+
+BUNDLE = ("INSERT INTO operatorbundle(name, csv, bundle, bundlepath, version, skiprange, replaces, skips) "
+          "VALUES ('etcdoperator.v0.6.1', '{}', '{}', 'quay.io/image', '0.6.1', '>0.5.0 <0.6.1', '0.9.0', '0.9.1,0.9.2')")
+
+
+def test_table_lists_opm_migrations_6_to_13_in_order() -> None:
+    assert [n for n, _ in MIGRATIONS] == list(range(6, 14))
+
+
+def test_008_dependencies_up(tmp_path: Path) -> None:
+    """Peer: 008_dependencies_test.go:16 TestDependenciesUp: a required API becomes an olm.gvk dependency
+    whose value carries "type":"olm.gvk"."""
+    con = db_at(tmp_path, 7)
+    con.execute("PRAGMA foreign_keys = 0")  # as the peer does before its inserts
+    con.execute(BUNDLE)
+    con.execute("INSERT INTO api_requirer(group_name, version, kind, operatorbundle_name, operatorbundle_version, "
+                "operatorbundle_path) VALUES ('test.coreos.com', 'v1', 'testapi', 'etcdoperator.v0.6.1', '0.6.1', "
+                "'quay.io/image')")
+    step(con, 8)
+    rows = con.execute("SELECT DISTINCT type, value FROM dependencies WHERE operatorbundle_name = ? AND "
+                       "operatorbundle_version = ? AND operatorbundle_path = ?",
+                       ("etcdoperator.v0.6.1", "0.6.1", "quay.io/image")).fetchall()
+    assert [(t, json.loads(v)) for t, v in rows] == [
+        ("olm.gvk", {"group": "test.coreos.com", "kind": "testapi", "type": "olm.gvk", "version": "v1"})]
+
+
+def test_010_bundlepath_up(tmp_path: Path) -> None:
+    """Peer: 010_set_bundlepath_pkg_property_test.go:16 TestBundlePathPropertyUp."""
+    con = db_at(tmp_path, 9)
+    con.execute("PRAGMA foreign_keys = 0")  # as the peer does before its inserts
+    con.execute(BUNDLE)
+    con.execute("INSERT INTO properties(type, value, operatorbundle_name, operatorbundle_version, operatorbundle_path) "
+                "VALUES ('olm.package', '{}', 'etcdoperator.v0.6.1', '0.6.1', '')")
+    step(con, 10)
+    assert con.execute("SELECT operatorbundle_path FROM properties WHERE operatorbundle_name = ? AND "
+                       "operatorbundle_version = ?", ("etcdoperator.v0.6.1", "0.6.1")).fetchall() == [("quay.io/image",)]
+
+
+def test_011_substitutes_for_up(tmp_path: Path) -> None:
+    """Peer: 011_substitutes_for_test.go: after the step a bundle row takes a substitutesfor value."""
+    con = db_at(tmp_path, 10)
+    step(con, 11)
+    con.execute("INSERT INTO operatorbundle(name, csv, bundle, bundlepath, version, skiprange, replaces, skips, "
+                "substitutesfor) VALUES ('etcdoperator.v0.6.1', '{}', '{}', 'quay.io/image', '0.6.1', "
+                "'>0.5.0 <0.6.1', '0.9.0', '0.9.1,0.9.2', 'dummy')")
+    assert con.execute("SELECT substitutesfor FROM operatorbundle").fetchall() == [("dummy",)]
+
+
+def test_012_deprecated_up(tmp_path: Path) -> None:
+    """Peer: 012_deprecated_test.go:15 TestDeprecated: bundles with an olm.deprecated property (twice, to
+    check idempotency) fill the deprecated table once; other properties do not."""
+    con = db_at(tmp_path, 11)
+    insert_bundle = "INSERT INTO operatorbundle(name, version, bundlepath, csv) VALUES (?, ?, ?, ?)"
+    insert_prop = ("INSERT INTO properties(type, operatorbundle_name, operatorbundle_version, operatorbundle_path) "
+                   "VALUES (?, ?, ?, ?)")
+    con.execute(insert_bundle, ("operator.v1.0.0", "1.0.0", "quay.io/operator:v1.0.0", "csv"))
+    for typ in ("olm.deprecated", "olm.deprecated", "extraneous"):
+        con.execute(insert_prop, (typ, "operator.v1.0.0", "1.0.0", "quay.io/operator:v1.0.0"))
+    con.execute(insert_bundle, ("operator.v2.0.0", "2.0.0", "quay.io/operator:v2.0.0", "csv"))
+    con.execute(insert_prop, ("extraneous", "operator.v2.0.0", "2.0.0", "quay.io/operator:v2.0.0"))
+    step(con, 12)
+    assert con.execute("SELECT * FROM deprecated").fetchall() == [("operator.v1.0.0",)]
+
+
+def test_013_rm_truncated_deprecations_up(tmp_path: Path) -> None:
+    """Peer: 013_rm_truncated_deprecations_test.go:14 TestRmTruncatedDeprecations: a deprecation whose
+    bundle is gone is dropped."""
+    con = db_at(tmp_path, 12)
+    con.execute("INSERT INTO operatorbundle(name, version, bundlepath, csv) VALUES ('operator.v1.0.0', '1.0.0', "
+                "'quay.io/operator:v1.0.0', 'csv')")
+    con.execute("INSERT INTO channel(name, package_name, head_operatorbundle_name) VALUES ('stable', 'apple', "
+                "'operator.v1.0.0')")
+    con.execute("INSERT INTO channel_entry(entry_id, channel_name, package_name, operatorbundle_name) VALUES "
+                "(0, 'stable', 'apple', 'operator.v1.0.0')")
+    con.execute("INSERT INTO deprecated(operatorbundle_name) VALUES ('operator.v1.0.0')")
+    con.execute("INSERT INTO deprecated(operatorbundle_name) VALUES ('operator.v1.0.0-pre')")
+    step(con, 13)
+    assert con.execute("SELECT * FROM deprecated").fetchall() == [("operator.v1.0.0",)]
