@@ -3,6 +3,10 @@
 Copy-merge never deletes, so packages being deprecated are removed from Git first; then the
 index.db's files replace Git's file by file (Git-only packages survive); finally every YAML file
 becomes JSON so the catalog has one format.
+
+Both trees are read through fbcload.py: each step first refuses a tree holding a link, device or
+FIFO (a link committed to Git would otherwise be written through), and files are written fresh and
+renamed into place, never through an existing entry.
 """
 
 from __future__ import annotations
@@ -12,8 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
-import yaml
-
+from indexflow.catalog import fbcload
 from indexflow.catalog.fbcwrite import blob_json
 from indexflow.errors import CatalogError
 
@@ -27,6 +30,7 @@ def is_safe_package_name(name: str) -> bool:
 
 def remove_packages(configs_dir: Path | str, packages: list[str]) -> list[str]:
     """Delete `configs/<package>/` for each safe name; returns the names skipped as unsafe."""
+    fbcload.check_tree(Path(configs_dir))
     configs = Path(configs_dir).resolve()
     skipped = []
     for name in dict.fromkeys(packages):
@@ -45,35 +49,47 @@ def merge_catalog_dirs(from_dir: Path | str, into_dir: Path | str) -> None:
     for d in (src, dest):
         if not d.is_dir():
             raise CatalogError(f"config directory does not exist: {d}")
-    shutil.copytree(src, dest, dirs_exist_ok=True)
+    fbcload.check_tree(dest)
+    for rel, path in list(fbcload.walk(src)):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir() and not target.is_symlink():
+            raise CatalogError(f"cannot copy {src.name}/{rel} over the directory {dest.name}/{rel}")
+        fbcload.write_fresh(target, fbcload.read_bytes(path, f"{src.name}/{rel}"))
 
 
 def enforce_json(directory: Path | str) -> list[Path]:
-    """Turn every `*.yaml`/`*.yml` into `<stem>.json` (all documents, in order) and delete it.
+    """Turn every `*.yaml`/`*.yml` opm would read into `<stem>.json` (all documents, in order) and
+    delete it; files `.indexignore` hides are left alone (the validator never reads them).
 
     Refuses, before changing anything, empty YAML files and a YAML file whose JSON name is taken.
     Returns the JSON files written.
     """
     root = Path(directory)
-    sources = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml"))
-    targets: dict[Path, Path] = {}
-    for src in sources:
-        target = src.with_suffix(".json")
-        if not src.read_text(encoding="utf-8", errors="replace").strip():
-            raise CatalogError(f"catalog file {src} is empty")
-        if target.exists() or target in targets:
-            other = targets.get(target, target)
-            raise CatalogError(f"catalog files {src} and {other} would both become {target}")
-        targets[target] = src
+    files = fbcload.catalog_files(root)
+    existing = {rel for rel, _ in fbcload.walk(root)}
+    targets: dict[str, tuple[str, Path]] = {}  # json rel -> (yaml rel, yaml path)
+    texts: dict[str, str] = {}
+    for rel, src in files:
+        if src.suffix not in (".yaml", ".yml"):
+            continue
+        target = rel[: -len(src.suffix)] + ".json"
+        texts[rel] = fbcload.read_text(src, f"{root.name}/{rel}")
+        if not texts[rel].strip():
+            raise CatalogError(f"catalog file {root.name}/{rel} is empty")
+        if target in existing or target in targets:
+            other = targets[target][0] if target in targets else target
+            raise CatalogError(f"catalog files {root.name}/{rel} and {root.name}/{other} would both become "
+                               f"{root.name}/{target}")
+        targets[target] = (rel, src)
     written = []
-    for target, src in targets.items():
+    for target, (rel, src) in targets.items():
         try:
-            docs = [d for d in yaml.safe_load_all(src.read_text(encoding="utf-8")) if d is not None]
-        except yaml.YAMLError as exc:
-            raise CatalogError(f"catalog file {src} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        with open(target, "w", encoding="utf-8") as fh:
-            for doc in docs:
-                fh.write(blob_json(json.loads(json.dumps(doc, default=str))))
+            docs = [d for d in fbcload.documents(texts[rel]) if d is not None]
+        except fbcload.Invalid as exc:
+            raise CatalogError(f"catalog file {root.name}/{rel} is not valid YAML: {exc}") from None
+        text = "".join(blob_json(json.loads(json.dumps(doc, default=str))) for doc in docs)
+        fbcload.write_fresh(root / target, text.encode("utf-8"))
         src.unlink()
-        written.append(target)
+        written.append(root / target)
     return written

@@ -7,20 +7,17 @@ compare the tree as a set of leaf paths (its child order is Go-map order in opm)
 
 from __future__ import annotations
 
-import fnmatch
 import functools
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
-from indexflow.catalog import fbcmodel, gotypes
+from indexflow.catalog import fbcload, fbcmodel, gotypes
 from indexflow.catalog.csvmeta import field_list, field_str, go_field
-from indexflow.catalog.gojson import go_json
 from indexflow.catalog.fbcmodel import goq as _goq
+from indexflow.catalog.gojson import go_json
+from indexflow.catalog.limits import excerpt
 from indexflow.catalog.semver_go import SemverError
 from indexflow.errors import CatalogError
 
@@ -31,7 +28,7 @@ _DNS1123_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanume
                 "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
 
 
-class _Invalid(Exception):
+class _Invalid(fbcload.Invalid):
     """A loading or declarative-config error: opm reports the first one alone."""
 
 
@@ -57,7 +54,7 @@ def validate_report(directory: Path | str) -> Report:
         raise CatalogError(f'"{directory}" is not a directory')
     try:
         packages = _to_model(list(_load_blobs(directory)))
-    except _Invalid as exc:
+    except CatalogError as exc:  # opm's first loading error; also an unsafe entry or an oversized file
         return Report(False, str(exc), [[str(exc)]])
     tree = fbcmodel.validate_model(packages)
     if tree is None:
@@ -72,75 +69,13 @@ def validate_fbc(directory: Path | str) -> None:
         raise CatalogError(report.message)
 
 
-# --- loading ------------------------------------------------------------------------------
-
-
-def _ignore_rules(root: Path) -> list[tuple[Path, str]]:
-    rules = []
-    for f in root.rglob(".indexignore"):
-        for line in f.read_text(errors="replace").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                rules.append((f.parent, line))
-    return rules
-
-
-def _ignored(path: Path, rules: list[tuple[Path, str]]) -> bool:
-    """gitignore-style: a pattern with a slash is anchored at its .indexignore's directory,
-    one without matches any path element; a matched directory hides everything below it."""
-    for base, pattern in rules:
-        try:
-            rel = path.relative_to(base).parts
-        except ValueError:
-            continue
-        pat = pattern.rstrip("/")
-        if "/" in pat:
-            pparts = pat.lstrip("/").split("/")
-            if len(rel) >= len(pparts) and all(fnmatch.fnmatchcase(r, p) for r, p in zip(rel, pparts)):
-                return True
-        elif any(fnmatch.fnmatchcase(part, pat) for part in rel):
-            return True
-    return False
+# --- loading (fbcload.py: the tree walk, .indexignore, bounded parsing) ------------------------
 
 
 def _load_blobs(root: Path) -> Iterator[dict]:
-    rules = _ignore_rules(root)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if path.name == ".indexignore" or _ignored(path, rules):
-            continue
-        for doc in _documents(path.read_text(encoding="utf-8", errors="replace")):
+    for rel, path in fbcload.catalog_files(root):
+        for doc in fbcload.documents(fbcload.read_text(path, f"{root.name}/{rel}")):
             yield _meta(doc)
-
-
-def _documents(text: str) -> Iterator[Any]:
-    """A file is concatenated JSON (when it starts with `{`) or `---`-separated YAML documents."""
-    if text.lstrip().startswith("{"):
-        decoder, i = json.JSONDecoder(), 0
-        while True:
-            while i < len(text) and text[i] in " \t\r\n":
-                i += 1
-            if i >= len(text):
-                return
-            try:
-                obj, i = decoder.raw_decode(text, i)
-            except json.JSONDecodeError as exc:
-                raise _Invalid("unexpected EOF" if exc.pos >= len(text.rstrip()) else str(exc)) from None
-            yield obj
-    chunk: list[str] = []
-    for line in text.splitlines(keepends=True) + ["---\n"]:
-        if line.startswith("---") and (line[3:].strip() == "" or line[3:].strip().startswith("#")):
-            if chunk:
-                yield _yaml(chunk)
-            chunk = []
-        else:
-            chunk.append(line)
-
-
-def _yaml(lines: list[str]) -> Any:
-    try:
-        return yaml.safe_load("".join(lines))
-    except yaml.YAMLError as exc:
-        raise _Invalid(f"error converting YAML to JSON: {str(exc).splitlines()[0]}") from None
 
 
 _META_KEYS = ("schema", "package", "name")
@@ -159,8 +94,17 @@ def _meta(doc: Any) -> dict:
                 raise _Invalid(f'duplicate keys for key "{key}": [{" ".join(folded)}]')
     schema = go_field(doc, "schema")
     if not isinstance(schema, str) or not schema:
-        raise _Invalid(f"object '{go_json(doc)}\n' is missing root schema field")
+        raise _Invalid(f"object '{_quoted(doc)}\n' is missing root schema field")
     return doc
+
+
+def _quoted(doc: Any) -> str:
+    """opm quotes the whole object; a file's content is quoted only up to a short excerpt."""
+    text = go_json(doc)
+    return text if len(text) <= _QUOTE_LIMIT else excerpt(text, _QUOTE_LIMIT)
+
+
+_QUOTE_LIMIT = 200
 
 
 # --- declarative config -> model ----------------------------------------------------------
