@@ -15,8 +15,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from indexflow.catalog import merge as fbc_merge
-from indexflow.catalog.add import add_bundles, fetch_bundles
+from indexflow.catalog.add import add_bundles, confirm_added, fetch_bundles
 from indexflow.catalog.db import BundleRecord, list_bundles
+from indexflow.catalog.fbcload import write_fresh
 from indexflow.catalog.deprecate import deprecate_truncate
 from indexflow.catalog.migrate import migrate
 from indexflow.catalog.validate import validate_fbc
@@ -64,6 +65,7 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scrat
     bundles = fetch_bundles(refs, lambda ref: unpacked_bundle(client, ref, cache, scratch), concurrency)
     # IIB adds with `opm registry add --enable-alpha`
     add_bundles(db_path, bundles, mode, enable_alpha=True, modes=modes, release_order=release_order)
+    confirm_added(db_path, refs)
     return len(bundles)
 
 
@@ -122,5 +124,5 @@ def validate_catalog(configs: Path) -> None:
 def write_build_metadata(repo_dir: Path, metadata: dict) -> Path:
     """`.iib-build-metadata.json` at the repo root: what the Konflux pipeline builds from."""
     path = repo_dir / ".iib-build-metadata.json"
-    path.write_text(json.dumps(metadata, indent=2) + "\n")
+    write_fresh(path, (json.dumps(metadata, indent=2) + "\n").encode())  # never through a committed link
     return path

@@ -7,6 +7,7 @@ the graph step fails), a failed call leaves the db exactly as it was.
 from __future__ import annotations
 
 import functools
+import re
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -21,6 +22,7 @@ from indexflow.catalog.fbcmodel import check_range
 from indexflow.catalog.graph import (GRAPH_INDEXES, BundleMeta, DbState, Entry, aggregate, scratch_indexes,
                                      write_entries)
 from indexflow.catalog.image import image_files
+from indexflow.catalog.limits import excerpt
 from indexflow.catalog.modes import MODES
 from indexflow.catalog.semver_go import SemverError, Version, compare_with_build
 from indexflow.catalog.validate import reference_error
@@ -190,9 +192,29 @@ def release_batches(bundles: list[Bundle]) -> list[list[Bundle]]:
 
 # --- input checks (item 7: refuse what opm would write but cannot read back) -------------------
 
+MAX_NAME_BYTES = 253  # a Kubernetes object name; a package name becomes a directory (255 bytes at most)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _name_errors(b: Bundle) -> list[str]:
+    """Names that would break a later step (a NUL crashes sqlite readers, a long package name is an
+    OSError in migrate): refused here, naming the bundle."""
+    errors = []
+    names = [("package", b.package), ("bundle", b.name), ("default channel", b.default_channel)]
+    names += [("channel", ch) for ch in b.channels]
+    for what, value in names:
+        if _CONTROL.search(value):
+            errors.append(f"bundle {b.bundlepath}: the {what} name \"{excerpt(value)}\" contains control characters")
+        elif len(value.encode()) > MAX_NAME_BYTES:
+            errors.append(f"bundle {b.bundlepath}: the {what} name \"{excerpt(value, 40)}\" is longer than "
+                          f"{MAX_NAME_BYTES} bytes")
+    return errors
+
+
 def _check_inputs(bundles: list[Bundle], enable_alpha: bool) -> None:
     errors = []
     for b in bundles:
+        errors += _name_errors(b)
         if b.substitutesfor and not enable_alpha:
             errors.append("SubstitutesFor is an alpha-only feature. You must enable alpha features with the "
                           "flag --enable-alpha in order to use this feature.")
@@ -557,3 +579,23 @@ def _check_defaults(con: sqlite3.Connection, packages: set[str]) -> None:
         if row is not None and not row[1]:
             raise CatalogError(f"package {pkg} would be left without a valid default channel "
                                f"({row[0] or 'none'}) after this add")
+
+
+def confirm_added(db_path: Path | str, refs: list[str]) -> None:
+    """Every ref just added is a bundle in a channel of the db: a merge never reports a bundle
+    added that is not in its result."""
+    from indexflow.catalog.db import connect_ro, db_error
+
+    con = connect_ro(db_path)
+    try:
+        present = {p for (p,) in con.execute(
+            "SELECT DISTINCT ob.bundlepath FROM operatorbundle ob JOIN channel_entry ce "
+            "ON ce.operatorbundle_name = ob.name")}
+    except sqlite3.Error as exc:
+        raise db_error(db_path, exc) from None
+    finally:
+        con.close()
+    lost = [ref for ref in refs if ref not in present]
+    if lost:
+        raise CatalogError(f"bundle {lost[0]} was added but is not in any channel of the index.db"
+                           + (f" (nor {len(lost) - 1} more)" if len(lost) > 1 else ""))

@@ -1,18 +1,24 @@
 """Parse an unpacked operator bundle (manifests/ + metadata/) into the rows opm writes.
 
 All JSON text is produced here, once, in Go's encoding so that `add` only has to insert it.
+Bundle content is untrusted: files are read under the size caps of limits.py, YAML aliasing and
+nesting are bounded (fastyaml.py), and a file that breaks a limit is named in one sentence.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from indexflow.catalog.fastyaml import FALLBACK, load_first
+from indexflow.catalog.fastyaml import FALLBACK, YamlLimitError, check_limits, load_first
+from indexflow.catalog.limits import max_bundle_bytes, max_file_bytes
 from indexflow.catalog.gojson import compact_raw, go_json, is_plain
 from indexflow.catalog.k8syaml import SeparatorError, first_chunk
 from indexflow.errors import CatalogError
@@ -70,17 +76,30 @@ def _text(data: bytes) -> str | None:
 
 
 def _decode(text: str | None) -> Any:
-    """First YAML/JSON document of a file, or None when it does not decode (opm skips it)."""
+    """First YAML/JSON document of a file, or None when it does not decode (opm skips it).
+
+    Raises YamlLimitError when the document aliases or nests beyond the budget."""
     if text is None:
         return None
     try:
         if text.lstrip().startswith("{"):
             return json.loads(text)
+        check_limits(text, first_only=True)
         for doc in yaml.load_all(text, Loader=_Loader):
             return doc
     except (yaml.YAMLError, ValueError):
         return None
+    except RecursionError:
+        raise YamlLimitError("document nested too deeply") from None
     return None
+
+
+def _decode_named(name: str, decode: Any, data: bytes) -> Any:
+    """`decode(text)`, with a broken limit reported as one sentence naming the file."""
+    try:
+        return decode(_text(data))
+    except YamlLimitError as exc:
+        raise CatalogError(f"{name}: {exc}") from None
 
 
 def _decode_manifest(text: str | None) -> tuple[Any, bool]:
@@ -90,6 +109,8 @@ def _decode_manifest(text: str | None) -> tuple[Any, bool]:
             doc, plain = load_first(text)
         except yaml.YAMLError:
             return None, True
+        except RecursionError:
+            raise YamlLimitError("document nested too deeply") from None
         if doc is not FALLBACK:
             return doc, plain
     doc = _normalise_numbers(_decode(text))
@@ -115,7 +136,8 @@ def _in(files: BundleFiles, folder: str) -> list[tuple[str, bytes]]:
 
 def _read_manifests(files: BundleFiles) -> list[tuple[dict, bool]]:
     """(object, plain) of every manifest that decodes to a map, in file name order (dotfiles skipped)."""
-    decoded = (_decode_manifest(_text(data)) for name, data in _in(files, "manifests") if not name.startswith("."))
+    decoded = (_decode_named(f"manifests/{name}", _decode_manifest, data)
+               for name, data in _in(files, "manifests") if not name.startswith("."))
     objs = [(o, plain) for o, plain in decoded if isinstance(o, dict)]
     if not objs:
         raise CatalogError("no bundle objects found")
@@ -127,8 +149,8 @@ def _read_metadata(files: BundleFiles) -> tuple[dict, list, list]:
     annotations: dict | None = None
     deps: list | None = None
     props: list | None = None
-    for _, data in _in(files, "metadata"):
-        doc = _decode(_text(data))
+    for name, data in _in(files, "metadata"):
+        doc = _decode_named(f"metadata/{name}", _decode, data)
         if not isinstance(doc, dict):
             continue
         ann = doc.get("annotations")
@@ -145,20 +167,51 @@ def _read_metadata(files: BundleFiles) -> tuple[dict, list, list]:
 
 
 def dir_files(bundle_dir: Path) -> BundleFiles:
-    """The files of an unpacked bundle that opm reads: direct children of manifests/ and metadata/."""
+    """The files of an unpacked bundle that opm reads: direct children of manifests/ and metadata/.
+
+    Links are followed only inside the bundle; a FIFO or device is refused (never read, so it
+    cannot hang the read); each file and the whole bundle are read under the size caps."""
     if not bundle_dir.is_dir():
         raise CatalogError(f"bundle directory {bundle_dir} does not exist")
+    root = bundle_dir.resolve()
     files: BundleFiles = {}
+    budget = max_bundle_bytes()
     for folder in ("manifests", "metadata"):
         sub = bundle_dir / folder
-        for path in sub.iterdir() if sub.is_dir() else []:
-            if path.is_dir():
-                continue
-            try:
-                files[f"{folder}/{path.name}"] = path.read_bytes()
-            except OSError as exc:
-                raise CatalogError(f"cannot read {path}: {exc.strerror}") from None
+        for path in sorted(sub.iterdir()) if sub.is_dir() else []:
+            if path.is_dir() or not path.exists() and path.is_symlink():
+                continue  # a dangling link is a file opm cannot open either: skipped
+            name = f"{folder}/{path.name}"
+            real = path.resolve()
+            if real != root and root not in real.parents:
+                raise CatalogError(f"bundle file {name} is a link to outside the bundle directory {bundle_dir}")
+            data = _read_file(real, name, max_file_bytes(), budget)
+            budget -= len(data)
+            if budget < 0:  # _read_file read one byte more than was left
+                raise CatalogError(f"bundle files pass the {max_bundle_bytes()}-byte limit of one bundle at {name} "
+                                   f"(INDEXFLOW_MAX_BUNDLE_BYTES)")
+            files[name] = data
     return files
+
+
+def _read_file(path: Path, name: str, limit: int, left: int) -> bytes:
+    """A regular file's bytes up to `limit` (and `left` of the bundle's budget, +1 byte to notice);
+    FIFOs and devices refused without blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CatalogError(f"cannot read bundle file {name}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CatalogError(f"bundle file {name} is not a regular file (a FIFO or device)")
+        try:
+            data = fh.read(min(limit, left) + 1)
+        except OSError as exc:
+            raise CatalogError(f"cannot read bundle file {name}: {errno.errorcode.get(exc.errno, exc)}") from None
+    if len(data) > limit:
+        raise CatalogError(f"bundle file {name} is larger than the {limit}-byte limit of one manifest "
+                           f"(INDEXFLOW_MAX_MANIFEST_BYTES)")
+    return data
 
 
 def _crd_apis(obj: dict) -> list[GVK]:
@@ -258,6 +311,8 @@ def load_bundle_files(files: BundleFiles, bundle_path_ref: str) -> Bundle:
         texts = [go_json(o, plain=plain) + "\n" for o, plain in decoded]
     except ValueError as exc:  # .inf / .nan: Go's JSON encoder refuses them too
         raise CatalogError(f"bundle manifests cannot be stored as JSON: {exc}") from exc
+    except RecursionError:
+        raise CatalogError("bundle manifests cannot be stored as JSON: nested too deeply") from None
     annotations, deps_file, props_file = _read_metadata(files)
     meta = csv.get("metadata") or {}
     name = str(meta.get("name") or "")

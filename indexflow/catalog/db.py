@@ -3,13 +3,22 @@
 Every connection runs with foreign keys ON because opm's semantics live in the cascades (a bundle
 delete drops the channels it heads, and with the default channel the package). Older databases
 are upgraded on a copy only: opm upgrades in place, which silently rewrites a user's input.
+
+An index.db comes from someone else (an artifact, a user's file), so it is opened as untrusted
+(`check_index_db`): read-only, a schema check before any other query (opm's tables are tables, no
+views, no triggers but opm's two, a schema version this engine knows, every column holding the
+type opm writes), and every connection has a query deadline (`INDEXFLOW_DB_QUERY_SECONDS`) enforced
+by sqlite's progress handler. A bad db is one sentence naming it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import tempfile
+import time
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,11 +87,42 @@ class BundleRecord:
     bundlePath: str
 
 
+DEFAULT_QUERY_SECONDS = 600.0  # a whole-corpus migrate runs in tens of seconds on one connection
+
+
+def _deadline(con: sqlite3.Connection) -> None:
+    """Interrupt any statement once the connection has lived `INDEXFLOW_DB_QUERY_SECONDS`."""
+    try:
+        seconds = float(os.environ.get("INDEXFLOW_DB_QUERY_SECONDS") or DEFAULT_QUERY_SECONDS)
+    except ValueError:
+        seconds = DEFAULT_QUERY_SECONDS
+    end = time.monotonic() + seconds
+    con.set_progress_handler(lambda: int(time.monotonic() > end), 10_000)
+
+
 def connect(path: Path | str) -> sqlite3.Connection:
     """Raw connection in autocommit mode (transactions are explicit) with foreign keys on."""
     con = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    _deadline(con)
     con.execute("PRAGMA foreign_keys = ON")
     return con
+
+
+def connect_ro(path: Path | str) -> sqlite3.Connection:
+    """Read-only connection with the query deadline (the path is URI-quoted: `?`/`#` are data)."""
+    con = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True, check_same_thread=False)
+    _deadline(con)
+    return con
+
+
+def db_error(path: Path | str, exc: sqlite3.Error) -> CatalogError:
+    """A sqlite error as one sentence naming the db (an interrupted query says why)."""
+    if isinstance(exc, sqlite3.OperationalError) and "interrupted" in str(exc):
+        return CatalogError(f"database {path}: a query ran past the deadline of INDEXFLOW_DB_QUERY_SECONDS; "
+                            "the file is not a usable index.db")
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return CatalogError(f"{path} is not an index.db ({exc})")
+    return CatalogError(f"database {path}: {exc}")
 
 
 @contextmanager
@@ -101,7 +141,7 @@ def write_transaction(path: Path | str) -> Iterator[sqlite3.Connection]:
             con.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
-        raise CatalogError(f"database {path}: {exc}") from exc
+        raise db_error(path, exc) from None
     finally:
         con.close()
 
@@ -123,21 +163,89 @@ def create_db(path: Path | str) -> None:
 
 
 def schema_version(path: Path | str) -> int:
-    """opm's notion: max(schema_migrations.version), -1 when the table or row is missing."""
+    """opm's notion, max(schema_migrations.version), of a db that passed `check_index_db`."""
+    return check_index_db(path)
+
+
+_TABLES = ("schema_migrations", "api", "operatorbundle", "package", "channel", "channel_entry", "related_image",
+           "api_provider", "api_requirer", "dependencies", "properties", "deprecated")
+_BYTES_OK = {("operatorbundle", "csv"), ("operatorbundle", "bundle"), ("dependencies", "value")}  # Go []byte
+_ANY_OK = {("schema_migrations", "timestamp")}
+
+
+def _sql_words(sql: str | None) -> str:
+    return " ".join((sql or "").split()).replace("( ", "(").replace(" )", ")")
+
+
+def check_index_db(path: Path | str) -> int:
+    """Refuse, in one sentence, a file that is not an index.db this engine can read safely; returns
+    its schema version (5..13). Runs before any other query on the file."""
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"database {path} does not exist")
     with open(path, "rb") as fh:
-        if fh.read(16) not in (b"SQLite format 3\x00", b""):
-            raise CatalogError(f"{path} is not an sqlite database")
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        if fh.read(16) != b"SQLite format 3\x00":
+            raise CatalogError(f"{path} is not an index.db (not an sqlite database)")
+    con = connect_ro(path)
     try:
-        row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
-    except sqlite3.DatabaseError:
-        return -1
+        _check_schema(con, path)
+        version = _version(con, path)
+        _check_column_types(con, path)
+        return version
+    except sqlite3.Error as exc:
+        raise db_error(path, exc) from None
     finally:
         con.close()
-    return -1 if row is None or row[0] is None else int(row[0])
+
+
+def _check_schema(con: sqlite3.Connection, path: Path) -> None:
+    objects = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    ours = {_sql_words(sql) for sql in TRIGGERS.values()}
+    for kind, name, _, sql in objects:
+        if kind == "view":
+            raise CatalogError(f"{path} is not an index.db: it defines a view ({name!r}); opm's schema has none")
+        if kind == "trigger" and _sql_words(sql) not in ours:
+            raise CatalogError(f"{path} is not an index.db: trigger {name!r} is not one of opm's")
+        if kind != "table" and name in _TABLES:
+            raise CatalogError(f"{path} is not an index.db: {name} is a {kind}, not a table")
+    if "operatorbundle" not in {n for k, n, _, _ in objects if k == "table"}:
+        raise CatalogError(f"{path} is not an index.db: it has no operatorbundle table")
+
+
+def _version(con: sqlite3.Connection, path: Path) -> int:
+    try:
+        row = con.execute("SELECT max(version), typeof(max(version)) FROM schema_migrations").fetchone()
+    except sqlite3.OperationalError:
+        row = None
+    version = row[0] if row and row[1] == "integer" else -1
+    if not OLDEST_UPGRADABLE <= version <= SCHEMA_VERSION:
+        shown = version if version != -1 else "unknown"
+        raise CatalogError(f"database {path} has schema version {shown}; only versions "
+                           f"{OLDEST_UPGRADABLE}..{SCHEMA_VERSION} can be opened")
+    return version
+
+
+def _check_column_types(con: sqlite3.Connection, path: Path) -> None:
+    """Every column holds what opm writes there: integers in INTEGER columns, text elsewhere
+    (bytes only where opm stores Go []byte), so no reader meets a BLOB where it expects a name."""
+    present = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for table in (t for t in _TABLES if t in present):
+        checks = []
+        for _, col, decl, *_ in con.execute(f'PRAGMA table_info("{table}")'):
+            if (table, col) in _ANY_OK:
+                continue
+            allowed = ("integer",) if "INT" in (decl or "").upper() else \
+                ("text", "blob") if (table, col) in _BYTES_OK else ("text",)
+            checks.append((col, allowed))
+        if not checks:
+            continue
+        where = " OR ".join(f"""typeof("{c}") NOT IN ('null', {", ".join(f"'{a}'" for a in allowed)})"""
+                            for c, allowed in checks)
+        cols = ", ".join(f'typeof("{c}")' for c, _ in checks)
+        bad = con.execute(f'SELECT {cols} FROM "{table}" WHERE {where} LIMIT 1').fetchone()
+        if bad is not None:
+            col, kind = next((c, k) for (c, allowed), k in zip(checks, bad) if k not in ("null", *allowed))
+            raise CatalogError(f"{path} is not an index.db: {table}.{col} holds a {kind} value")
 
 
 def require_current(path: Path | str) -> None:
@@ -210,9 +318,11 @@ def list_bundles(path: Path | str) -> list[BundleRecord]:
         path = Path(path)
         if schema_version(path) != SCHEMA_VERSION:
             path = upgrade_copy(path, Path(tmp) / "index.db")
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = connect_ro(path)
         try:
             rows = con.execute(_LIST_SQL).fetchall()
+        except sqlite3.Error as exc:
+            raise db_error(path, exc) from None
         finally:
             con.close()
     return [BundleRecord(p, n, v or "", b or "") for p, n, v, b in rows]

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from indexflow.catalog.bundle import BundleFiles
+from indexflow.catalog.limits import max_bundle_bytes, max_file_bytes
 from indexflow.errors import CatalogError
 
 WANTED = ("manifests/", "metadata/")
 MAX_LAYER_BYTES = 256 << 20  # compressed, per layer
-MAX_READ_BYTES = 64 << 20  # file content held in memory per bundle (manifests are KBs to a few MB)
 MAX_MEMBERS = 10_000  # bundles have tens of files; bounds the whiteout bookkeeping
 
 
@@ -36,7 +36,8 @@ class _Budget:
     """What one image may cost: files seen and bytes read into memory."""
 
     def __init__(self, where: str) -> None:
-        self.where, self.members, self.bytes = where, MAX_MEMBERS, MAX_READ_BYTES
+        self.where, self.members, self.bytes = where, MAX_MEMBERS, max_bundle_bytes()
+        self.file_cap = max_file_bytes()
 
     def member(self) -> None:
         self.members -= 1
@@ -44,9 +45,13 @@ class _Budget:
             raise CatalogError(f"{self.where}: the image has more than {MAX_MEMBERS} files")
 
     def read(self, size: int) -> None:
+        if size > self.file_cap:
+            raise CatalogError(f"{self.where}: a bundle file is larger than {self.file_cap} bytes "
+                               f"(INDEXFLOW_MAX_MANIFEST_BYTES)")
         self.bytes -= max(size, 0)
         if self.bytes < 0:
-            raise CatalogError(f"{self.where}: bundle files larger than {MAX_READ_BYTES} bytes")
+            raise CatalogError(f"{self.where}: bundle files larger than {max_bundle_bytes()} bytes "
+                               f"(INDEXFLOW_MAX_BUNDLE_BYTES)")
 
 
 @dataclass(frozen=True)

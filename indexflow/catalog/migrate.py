@@ -24,9 +24,11 @@ from typing import Iterator
 
 from indexflow.catalog import fbcmodel
 from indexflow.catalog.csvmeta import csv_metadata
+from indexflow.catalog.db import SCHEMA_VERSION, check_index_db, connect_ro, db_error, upgrade_copy
 from indexflow.catalog.fbcwrite import Raw, blob_json, blob_yaml, compact_raw
 from indexflow.catalog.gojson import go_json
 from indexflow.catalog.gosort import go_sort_slice
+from indexflow.catalog.limits import excerpt
 from indexflow.catalog.semver_go import SemverError
 from indexflow.errors import CatalogError
 
@@ -73,7 +75,10 @@ def migrate(db_path: Path | str, out_dir: Path | str, level: str | None = None, 
             raise CatalogError(tree.render())
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in sorted(packages):
-            _write_package(con, packages[name], out_dir, level, fmt)
+            try:
+                _write_package(con, packages[name], out_dir, level, fmt)
+            except _BadStoredJson as exc:
+                raise CatalogError(f'{prefix}package "{name}": {exc}') from None
 
 
 @contextmanager
@@ -82,29 +87,15 @@ def _readable(path: Path) -> Iterator[sqlite3.Connection]:
     if not path.is_file():
         raise CatalogError(f'render catalog image: render reference "{path}": stat {path}: no such file or directory')
     with tempfile.TemporaryDirectory(prefix="indexflow-migrate-") as tmp:
-        if not _is_current(path):
-            from indexflow.catalog.db import upgrade_copy  # SQLAlchemy import only when needed
-
+        if check_index_db(path) != SCHEMA_VERSION:  # schema 13 (opm's last migration) is read as is
             path = upgrade_copy(path, Path(tmp) / "index.db")
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = connect_ro(path)
         try:
             yield con
         except sqlite3.Error as exc:
-            raise CatalogError(f"database {path}: {exc}") from exc
+            raise db_error(path, exc) from None
         finally:
             con.close()
-
-
-def _is_current(path: Path) -> bool:
-    """Schema 13 (opm's last migration) can be read as is; anything else goes through db.upgrade_copy."""
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            return con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 13
-        finally:
-            con.close()
-    except sqlite3.DatabaseError:
-        return False
 
 
 # --- pass 1: graph, properties, icons -------------------------------------------------------
@@ -217,11 +208,14 @@ def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[s
     for typ, value in props:
         if typ == "olm.gvk":
             value = _stored_gvk(value)
+        elif not isinstance(value, str) or not _is_json(value):
+            raise _BadStoredJson(f"a properties.value of type '{excerpt(str(typ))}' is not valid JSON")
         out[(typ, compact_raw(value))] = None
     if not any(t == "olm.package" for t, _ in out):
         out[("olm.package", go_json({"packageName": pkg, "version": version}, sort_keys=False))] = None
     for typ, value in deps:
-        dep = json.loads(value) if value else {}
+        dep = _loads(value, f"a dependencies.value of package {pkg}") if value else {}
+        dep = dep if isinstance(dep, dict) else {}
         if typ == "olm.gvk":
             out[("olm.gvk.required", _gvk_json(dep))] = None
         elif typ == "olm.package":
@@ -232,7 +226,31 @@ def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[s
 
 @functools.lru_cache(maxsize=65536)
 def _stored_gvk(value: str) -> str:
-    return _gvk_json(json.loads(value))
+    gvk = _loads(value, "an olm.gvk properties.value")
+    if not isinstance(gvk, dict):
+        raise _BadStoredJson(f"an olm.gvk properties.value is not a JSON object: {excerpt(str(value))}")
+    return _gvk_json(gvk)
+
+
+class _BadStoredJson(CatalogError):
+    """A JSON column of the db holds something else (the db is hostile or broken)."""
+
+
+def _loads(text: str | bytes, what: str) -> object:
+    """A JSON value stored in the db, or one sentence saying which column is not JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise _BadStoredJson(f"{what} is not valid JSON") from None
+
+
+@functools.lru_cache(maxsize=65536)  # property values repeat across bundles
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _gvk_json(gvk: dict) -> str:
@@ -306,7 +324,10 @@ def _split_objects(text: str) -> list[str]:
             i += 1
         if i >= len(text):
             return objs
-        _, end = decoder.raw_decode(text, i)
+        try:
+            _, end = decoder.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            raise _BadStoredJson("an operatorbundle.bundle value is not valid JSON") from None
         objs.append(text[i:end])
         i = end
 
@@ -315,7 +336,7 @@ def _find_csv(objects: list[str]) -> dict | None:
     for raw in objects:
         if "ClusterServiceVersion" not in raw:  # cheap filter: parsing every CRD is the slow part
             continue
-        obj = json.loads(raw)
+        obj = _loads(raw, "an operatorbundle.bundle object")
         if isinstance(obj, dict) and obj.get("kind") == "ClusterServiceVersion":
             return obj
     return None
@@ -377,8 +398,8 @@ def _package_blobs(con: sqlite3.Connection, pkg: _Package, level: str | None) ->
 
 def _write_package(con: sqlite3.Connection, pkg: _Package, out_dir: Path, level: str | None, fmt: str) -> None:
     name = pkg.model.name
-    if not name or name in (".", "..") or "/" in name or os.sep in name:
-        raise CatalogError(f'invalid package name "{name}": must be a single local path element')
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name or len(name.encode()) > 255:
+        raise CatalogError(f'invalid package name "{excerpt(name)}": must be a single local path element')
     target = out_dir / name
     target.mkdir()
     render = blob_json if fmt == "json" else blob_yaml

@@ -94,14 +94,15 @@ def _meta(doc: Any) -> dict:
                 raise _Invalid(f'duplicate keys for key "{key}": [{" ".join(folded)}]')
     schema = go_field(doc, "schema")
     if not isinstance(schema, str) or not schema:
-        raise _Invalid(f"object '{_quoted(doc)}\n' is missing root schema field")
+        raise _Invalid(f"object '{_quoted(doc)}' is missing root schema field")
     return doc
 
 
 def _quoted(doc: Any) -> str:
-    """opm quotes the whole object; a file's content is quoted only up to a short excerpt."""
+    """opm quotes the whole object (and its encoder's newline); a long one only as a short excerpt
+    on one line, so a file's content never fills a message."""
     text = go_json(doc)
-    return text if len(text) <= _QUOTE_LIMIT else excerpt(text, _QUOTE_LIMIT)
+    return text + "\n" if len(text) <= _QUOTE_LIMIT else excerpt(text, _QUOTE_LIMIT)
 
 
 _QUOTE_LIMIT = 200
