@@ -97,17 +97,23 @@ def _libtrust_kid(public_der: bytes) -> str:
     return ":".join(digest[i:i + 4] for i in range(0, 48, 4))
 
 
+Grants = dict[str, dict[str, set[str]]]  # user -> repository glob -> actions ("pull", "push", ...)
+
+
 class TokenServer:
     """A loopback Docker token server (the `auth.token` realm): checks basic credentials and
-    returns an ES256 JWT granting every requested repository action to known users, nothing to
-    anyone else. Real wire protocol, so the client's bearer challenge flow is tested for real."""
+    returns an ES256 JWT granting the requested repository actions to known users (only those in
+    their `grants`, when given), nothing to anyone else. Real wire protocol, so the client's bearer
+    challenge flow is tested for real; `issued_to` records (user, granted scopes) per token."""
 
     service, issuer = "indexflow-sandbox", "indexflow-sandbox-token"
 
-    def __init__(self, directory: Path, users: dict[str, str]) -> None:
+    def __init__(self, directory: Path, users: dict[str, str], grants: Grants | None = None) -> None:
         from cryptography.hazmat.primitives import serialization
 
         self.users = dict(users)
+        self.grants = grants
+        self.issued_to: list[tuple[str, list[str]]] = []
         self.cert_file, key_file = _self_signed(directory, "token")
         self._key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
         from cryptography import x509
@@ -142,7 +148,9 @@ class TokenServer:
         for scope in scopes:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
-            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            allowed = [a for a in actions.split(",") if self._allowed(user, name, a)]
+            access.append({"type": kind, "name": name, "actions": allowed})
+        self.issued_to.append((user, [f"{a['name']}:{','.join(a['actions'])}" for a in access]))
         claims = {"iss": self.issuer, "sub": user, "aud": self.service, "exp": now + 300, "nbf": now - 10,
                   "iat": now, "jti": secrets.token_hex(8), "access": access}
         header = {"typ": "JWT", "alg": "ES256", "kid": self._kid, "x5c": [self._x5c]}
@@ -150,6 +158,14 @@ class TokenServer:
         r, s = decode_dss_signature(self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
         self.issued += 1
         return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def _allowed(self, user: str, repository: str, action: str) -> bool:
+        if self.grants is None:
+            return True
+        import fnmatch
+
+        return any(fnmatch.fnmatchcase(repository, pattern) and action in actions
+                   for pattern, actions in self.grants.get(user, {}).items())
 
     def _user(self, header: str) -> str | None:
         if not header.startswith("Basic "):
@@ -197,10 +213,12 @@ class LocalRegistry:
     """`with LocalRegistry() as reg:` -> a running registry at `reg.host`; stopped and wiped on exit."""
 
     def __init__(self, tls: bool = False, htpasswd_users: dict[str, str] | None = None,
-                 root: Path | None = None, bearer_users: dict[str, str] | None = None) -> None:
+                 root: Path | None = None, bearer_users: dict[str, str] | None = None,
+                 bearer_grants: Grants | None = None) -> None:
         self.tls = tls or bool(htpasswd_users)
         self.users = dict(htpasswd_users or bearer_users or {})
         self.bearer = bool(bearer_users)
+        self.grants = bearer_grants
         self.token_server: TokenServer | None = None
         self._owned_root = root is None
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="indexflow-registry-", dir=fast_tmp()))
@@ -229,7 +247,7 @@ class LocalRegistry:
             http["tls"] = {"certificate": str(cert), "key": str(key)}
             self.ca_file = cert
         if self.bearer:
-            self.token_server = TokenServer(self.root, self.users).start()
+            self.token_server = TokenServer(self.root, self.users, self.grants).start()
             config["auth"] = {"token": {"realm": self.token_server.realm, "service": TokenServer.service,
                                         "issuer": TokenServer.issuer,
                                         "rootcertbundle": str(self.token_server.cert_file)}}
