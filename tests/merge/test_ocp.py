@@ -1,4 +1,5 @@
-"""IIB's 21-row acceptance table for OCP labels (merge.md B §4.2)."""
+"""IIB's 21-row acceptance table for OCP labels (merge.md B §4.2; iib main
+tests/test_workers/test_tasks/test_build_merge_index_image.py:1078-1114 test_is_bundle_version_valid)."""
 
 import pytest
 

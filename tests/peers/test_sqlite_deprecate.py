@@ -68,6 +68,13 @@ def _build(tmp_path: Path, db: Path, spec: list[tuple[str, str, list[str], str, 
     add(db, [_bundle(tmp_path, *row) for row in spec])
 
 
+def test_remove_package_without_deprecations(tmp_path: Path, db: Path) -> None:
+    """Peer: load_test.go:368 NoDeprecation: removing the package leaves no bundle and no deprecation."""
+    _build(tmp_path, db, [("csv-a", "pkg-0", ["stable"], "stable", "")])
+    deprecate_truncate(db, _heads(db, "pkg-0"), allow_package_removal=True)
+    assert _state(db) == (set(), set())
+
+
 def test_remove_package_drops_deprecated(tmp_path: Path, db: Path) -> None:
     """Peer: load_test.go:397 RemovePackage/DropsDeprecated: nothing of pkg-0 stays, not even in `deprecated`."""
     _build(tmp_path, db, [("csv-a", "pkg-0", ["stable"], "stable", ""), ("csv-aa", "pkg-0", ["stable"], "stable", "csv-a")])
