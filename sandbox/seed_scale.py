@@ -130,6 +130,27 @@ def select(corpus_dir: Path = CORPUS_DIR, source_date: str = SOURCE_DATE) -> Sel
     return Selection(target, source, sanitised, dropped)
 
 
+def corpus_modes(corpus_dir: Path = CORPUS_DIR) -> dict[str, str]:
+    """package -> graph mode, as the catalog's pipeline built each package (ci_meta.json).
+
+    `updateGraph` when set (semver-mode / replaces-mode). The packages that leave it unset are all
+    FBC-enabled: their graph lives in their catalog template, not in CSV `replaces` (which for
+    rabbitmq-cluster-operator and stackgres-community names bundles that do not exist), so they
+    get semver mode, the mode whose graph does not read `replaces`. Packages absent from ci_meta
+    take the merge's default mode.
+    """
+    from indexflow.catalog.modes import mode_of
+
+    meta = json.loads((corpus_dir / "ci_meta.json").read_text())
+    modes = {}
+    for package, entry in meta.items():
+        mode = mode_of(package, entry)
+        if mode is None and entry.get("fbc_enabled"):
+            mode = "semver"
+        modes[package] = mode or "replaces"
+    return modes
+
+
 def _synth() -> ModuleType:
     spec = importlib.util.spec_from_file_location("synth_bundles", SYNTH_TOOL)
     module = importlib.util.module_from_spec(spec)

@@ -2,6 +2,8 @@
 
 Retries only where a retry can help: adding bundles pulls them from the registry (a registry error
 may be transient); a graph, deprecation, migration or validation error is not, so those never retry.
+Each step's output is kept by the digest of its inputs (indexflow/catalog/stepcache.py): a re-run
+of the same merge copies the db / FBC it made before instead of parsing and migrating again.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from indexflow.catalog.db import BundleRecord, list_bundles
 from indexflow.catalog.fbcload import write_fresh
 from indexflow.catalog.deprecate import deprecate_truncate
 from indexflow.catalog.migrate import migrate
+from indexflow.catalog.stepcache import StepCache, file_digest, step_key, tree_digest
 from indexflow.catalog.validate import validate_fbc
 from indexflow.errors import CatalogError
+from indexflow.registry.artifacts import cache_root
 from tasks.retry import transient_only
 
 
@@ -57,15 +61,20 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scrat
     one release at a time (`release_order`, see add_bundles)."""
     if not refs:
         return 0
-    from indexflow.registry.artifacts import cache_root
-
+    pinned = all("@sha256:" in ref for ref in refs)  # tag refs may point elsewhere next time
+    key = step_key("add", file_digest(db_path), refs, mode, modes or {}, release_order, True)
+    if pinned and steps().get(key, db_path) is not None:
+        return len(refs)
     cache = cache_root() / "bundles"
     for d in (cache, scratch):
         d.mkdir(parents=True, exist_ok=True)
     bundles = fetch_bundles(refs, lambda ref: unpacked_bundle(client, ref, cache, scratch), concurrency)
     # IIB adds with `opm registry add --enable-alpha`
     add_bundles(db_path, bundles, mode, enable_alpha=True, modes=modes, release_order=release_order)
-    confirm_added(db_path, refs)
+    if not release_order:  # released one by one, a later release may leave an earlier one off its channel
+        confirm_added(db_path, refs)
+    if pinned:
+        steps().put(key, db_path)
     return len(bundles)
 
 
@@ -96,13 +105,23 @@ def deprecate_chunk(db_path: Path, refs: list[str], remove_package_of: list[str]
 
     `remove_package_of`: the chunk's refs whose package is removed when they head its default channel
     (the "remove-package" policy for OCP-incompatible heads); returns the packages so removed."""
-    return deprecate_truncate(db_path, refs, allow_package_removal=True, remove_package_of=remove_package_of or ())
+    key = step_key("deprecatetruncate", file_digest(db_path), refs, remove_package_of or [])
+    hit = steps().get(key, db_path)
+    if hit is not None:
+        return hit["removed"]
+    removed = deprecate_truncate(db_path, refs, allow_package_removal=True, remove_package_of=remove_package_of or ())
+    steps().put(key, db_path, {"removed": removed})
+    return removed
 
 
 @task(name="migrate to FBC", cache_policy=NO_CACHE)
 def migrate_to_fbc(db_path: Path, out_dir: Path, level: str | None) -> Path:
+    key = step_key("migrate", file_digest(db_path), level)
+    if steps().get(key, out_dir) is not None:
+        return out_dir
     shutil.rmtree(out_dir, ignore_errors=True)
     migrate(db_path, out_dir, level=level)
+    steps().put(key, out_dir)
     return out_dir
 
 
@@ -117,7 +136,17 @@ def merge_into_configs(from_db: Path, configs: Path, deprecated_packages: list[s
 
 @task(name="validate FBC", cache_policy=NO_CACHE)
 def validate_catalog(configs: Path) -> None:
+    """`opm validate` of the merged catalog; a catalog that passed once (same bytes) passes again."""
+    key = step_key("validate", tree_digest(configs))
+    if steps().get(key, None) is not None:
+        return
     validate_fbc(configs)
+    steps().put(key, None)
+
+
+def steps() -> StepCache:
+    """The step cache under $INDEXFLOW_CACHE_DIR (see indexflow/catalog/stepcache.py)."""
+    return StepCache(cache_root() / "catalog-steps")
 
 
 @task(name="write build metadata", cache_policy=NO_CACHE)

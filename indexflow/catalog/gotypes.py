@@ -8,6 +8,9 @@ parsed blob against the same shapes and returns Go's message, so `fbc validate` 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import Any
 
 # A shape is a Go type: "string", "bytes" ([]uint8, base64 text), "raw" (json.RawMessage: anything),
@@ -46,6 +49,8 @@ _PROPERTY_SHAPES: dict[str, tuple] = {
 
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_SET = frozenset(_B64.encode())
+# a well-formed padded text, where Go's StdEncoding and binascii decode the same bytes
+_CLEAN_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 class GoDecodeError(ValueError):
@@ -130,7 +135,22 @@ def _field(fields: dict, key: str) -> str | None:
 
 
 def go_base64_decode(text: str) -> bytes:
-    """Decode like Go's base64.StdEncoding (padding required, CR/LF skipped), with its error offsets."""
+    """Decode like Go's base64.StdEncoding (padding required, CR/LF skipped), with its error offsets.
+
+    Well-formed text (nearly all of it: every bundle object of a catalog) goes through binascii in C;
+    the symbol-by-symbol decoder below only runs to find where Go says malformed text goes wrong
+    (7,000 bundle objects: 70 s of a validate run otherwise)."""
+    clean = text.replace("\n", "").replace("\r", "") if ("\n" in text or "\r" in text) else text
+    if len(clean) % 4 == 0 and _CLEAN_B64.fullmatch(clean):
+        try:
+            return base64.b64decode(clean, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return _decode_symbols(text)
+
+
+def _decode_symbols(text: str) -> bytes:
+    """Go's decoder one symbol at a time: the error offsets Go reports."""
     data = text.encode()
     out = bytearray()
     si = 0

@@ -9,11 +9,14 @@ catalogs are what the community pipeline published (opm validated them before th
 from __future__ import annotations
 
 import base64
+import random
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from indexflow.catalog import gotypes
 from indexflow.catalog.gotypes import GoDecodeError, go_base64_decode
 from indexflow.catalog.validate import validate_report
 
@@ -71,3 +74,26 @@ def test_go_base64_error_offsets(text: str, offset: int) -> None:
     with pytest.raises(GoDecodeError) as err:
         go_base64_decode(text)
     assert str(err.value) == f"illegal base64 data at input byte {offset}"
+
+
+def test_base64_fast_path_agrees_with_gos_decoder_symbol_by_symbol() -> None:
+    """Well-formed text takes binascii; the result must be what the Go-exact decoder gives, and
+    malformed text must still fail with Go's offsets (the fast path must never accept it)."""
+    def exact(text: str) -> object:
+        try:
+            return gotypes._decode_symbols(text)
+        except gotypes.GoDecodeError as exc:
+            return str(exc)
+
+    def product(text: str) -> object:
+        try:
+            return gotypes.go_base64_decode(text)
+        except gotypes.GoDecodeError as exc:
+            return str(exc)
+
+    rnd = random.Random(14)
+    texts = ["".join(rnd.choice("AB+/=\n\r9z") for _ in range(rnd.randint(0, 9))) for _ in range(20000)]
+    texts += [base64.b64encode(bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 40)))).decode()
+              for _ in range(500)]
+    assert [product(t) for t in texts] == [exact(t) for t in texts]
+    assert re.fullmatch(r"illegal base64 data at input byte \d+", str(product("QQ=QQ")))

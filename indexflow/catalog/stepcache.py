@@ -1,0 +1,103 @@
+"""Outputs of the catalog steps, kept by the digest of everything they read.
+
+add, deprecatetruncate, migrate and validate are pure functions of their inputs (a db's bytes,
+the bundle refs, which are digest-pinned, the modes, the level). A re-run of the same merge
+(the warm case: a retry after a failed build, a nightly batch with nothing new) would redo seconds
+of parsing and SQL to get the same bytes again; here it copies them instead.
+
+Entries are written under a temporary name and renamed, so a crash never leaves a half entry,
+and two workers writing the same key write the same bytes. Keys are digests, so nothing goes
+stale; only the `keep` most recently used entries stay (a db entry is tens of MB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ENGINE = "indexflow-catalog-2"  # bump when a step's output for the same input changes
+_CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every regular file under `root`: relative path and content, in path order."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(file_digest(path).encode())
+    return h.hexdigest()
+
+
+def step_key(step: str, *inputs: Any) -> str:
+    """The key of one step's output: its name, the engine version and its JSON-able inputs."""
+    text = json.dumps([ENGINE, step, *inputs], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class StepCache:
+    """A directory of step outputs: `<key>/` holding files, a tree, and a small JSON note."""
+
+    def __init__(self, root: Path, keep: int = 24) -> None:
+        self.root = root
+        self.keep = keep
+
+    def _slot(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def get(self, key: str, dest: Path | None) -> dict | None:
+        """Copy the entry's `out` (file or tree) to `dest` and return its note; None on a miss."""
+        slot = self._slot(key)
+        note = slot / "note.json"
+        if not note.is_file():
+            return None
+        out = slot / "out"
+        os.utime(slot)  # recently used: kept by prune()
+        if dest is None:
+            return json.loads(note.read_text())
+        if dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_dir():
+            shutil.copytree(out, dest)
+        elif out.is_file():
+            shutil.copyfile(out, dest)
+        return json.loads(note.read_text())
+
+    def put(self, key: str, out: Path | None, note: dict | None = None) -> None:
+        """Keep `out` (a file, a tree, or nothing) and `note` under `key`."""
+        slot = self._slot(key)
+        if (slot / "note.json").is_file():
+            return
+        slot.parent.mkdir(parents=True, exist_ok=True)
+        part = Path(tempfile.mkdtemp(dir=slot.parent, prefix=".part-"))
+        try:
+            if out is not None and out.is_dir():
+                shutil.copytree(out, part / "out")
+            elif out is not None:
+                shutil.copyfile(out, part / "out")
+            (part / "note.json").write_text(json.dumps(note or {}))
+            os.rename(part, slot)
+        except OSError:  # another worker stored the same key first: theirs is identical
+            shutil.rmtree(part, ignore_errors=True)
+        self.prune()
+
+    def prune(self) -> None:
+        """Drop all but the `keep` most recently used entries."""
+        slots = sorted((p for p in self.root.glob("??/*") if not p.name.startswith(".")),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in slots[self.keep:]:
+            shutil.rmtree(old, ignore_errors=True)
