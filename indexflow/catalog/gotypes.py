@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any
+from typing import Any, Callable
 
 # A shape is a Go type: "string", "bytes" ([]uint8, base64 text), "raw" (json.RawMessage: anything),
 # ("list", shape, go type name), or ("struct", go type name, {json key: shape}).
@@ -51,6 +51,8 @@ _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_SET = frozenset(_B64.encode())
 # a well-formed padded text, where Go's StdEncoding and binascii decode the same bytes
 _CLEAN_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_WELL_FORMED = re.compile(r"[A-Za-z0-9+/]*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_NO_NEWLINES = str.maketrans("", "", "\r\n")
 
 
 class GoDecodeError(ValueError):
@@ -62,6 +64,8 @@ def blob_error(schema: str, blob: dict) -> str | None:
     if schema not in SHAPES:
         return None
     what, shape = SHAPES[schema]
+    if _fits(shape)(blob):  # the common case, without building field paths
+        return None
     try:
         _check(blob, shape, "", "")
     except GoDecodeError as exc:
@@ -79,6 +83,50 @@ def property_error(typ: str, value: Any) -> str | None:
     except GoDecodeError as exc:
         return str(exc)
     return None
+
+
+_FITS: dict[int, Callable[[Any], bool]] = {}
+
+
+def _fits(shape: Any) -> Callable[[Any], bool]:
+    """A fast yes/no checker for `shape`, built once (the message, when needed, comes from `_check`)."""
+    if id(shape) not in _FITS:
+        _FITS[id(shape)] = _build_fits(shape)
+    return _FITS[id(shape)]
+
+
+def _build_fits(shape: Any) -> Callable[[Any], bool]:
+    if shape == "raw":
+        return lambda v: True
+    if shape in ("string", "bytes"):
+        if shape == "string":
+            return lambda v: v is None or type(v) is str
+        return lambda v: v is None or (type(v) is str and _base64_ok(v))
+    if shape[0] == "list":
+        item = _fits(shape[1])
+        return lambda v: v is None or (type(v) is list and all(item(x) for x in v))
+    fields = {k: _fits(sub) for k, sub in shape[2].items()}
+    lower = {k.lower(): f for k, f in fields.items()}
+
+    def fits_struct(v: Any) -> bool:
+        if v is None:
+            return True
+        if type(v) is not dict:
+            return False
+        for key, item in v.items():
+            check = fields.get(key) or lower.get(key.lower()) if isinstance(key, str) else None
+            if check is not None and not check(item):
+                return False
+        return True
+    return fits_struct
+
+
+def _base64_ok(text: str) -> bool:
+    try:
+        check_go_base64(text)
+    except GoDecodeError:
+        return False
+    return True
 
 
 def check_go_shape(value: Any, shape: Any) -> None:
@@ -115,7 +163,7 @@ def _check(value: Any, shape: Any, struct: str, path: str) -> None:
         where = f"Go struct field {struct}.{path}" if path else "Go value"
         raise GoDecodeError(f"json: cannot unmarshal {kind} into {where} of type {_go_type(shape)}")
     if shape == "bytes":
-        go_base64_decode(value)
+        check_go_base64(value)
     elif isinstance(shape, tuple) and shape[0] == "list":
         for item in value:
             _check(item, shape[1], struct, path)
@@ -132,6 +180,15 @@ def _field(fields: dict, key: str) -> str | None:
     if key in fields:
         return key
     return next((f for f in fields if f.lower() == key.lower()), None)
+
+
+def check_go_base64(text: str) -> None:
+    """Raise GoDecodeError unless Go's StdEncoding decodes `text` (icons and bundle objects are
+    large: well-formed text is recognised by one regular expression, only bad text is walked)."""
+    plain = text.translate(_NO_NEWLINES) if ("\n" in text or "\r" in text) else text
+    if len(plain) % 4 == 0 and _WELL_FORMED.fullmatch(plain):
+        return
+    go_base64_decode(text)
 
 
 def go_base64_decode(text: str) -> bytes:

@@ -293,8 +293,8 @@ def _bundle_properties(blob: dict, name: str, pkg: str) -> tuple[str, str, bool]
             raise _Invalid(f'parse properties for bundle "{name}": parse property[{i}] of type "{typ}": {err}')
         if typ == "olm.package":
             package_props.append(value or {})
-        elif typ == "olm.bundle.object" and isinstance(value, dict):
-            has_objects = has_objects or bool(gotypes.go_base64_decode(field_str(value, "data")))
+        elif typ == "olm.bundle.object" and isinstance(value, dict):  # (checked as base64 at load)
+            has_objects = has_objects or bool(field_str(value, "data").strip("\r\n"))
     if len(package_props) != 1:
         raise _Invalid(f'package "{pkg}" bundle "{name}" must have exactly 1 "olm.package" property, '
                        f"found {len(package_props)}")
