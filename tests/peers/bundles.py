@@ -39,7 +39,7 @@ def write_bundle(root: Path, name: str, pkg: str, channels: list[str], default: 
 
 
 def image_of(name: str) -> str:
-    return f"quay.io/my/{name}:latest"
+    return f"quay.io/my/{name.lower()}:latest"
 
 
 def add(db: Path, dirs: list[Path], mode: str = "replaces", enable_alpha: bool = False,

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from indexflow.catalog.db import create_db
 from indexflow.catalog.deprecate import deprecate_truncate
 from indexflow.errors import CatalogError
 from tests.peers.bundles import add, image_of, write_bundle
@@ -42,13 +41,6 @@ def _heads(db: Path, pkg: str) -> list[str]:
             "SELECT DISTINCT head_operatorbundle_name FROM channel WHERE package_name = ?", (pkg,))]
     finally:
         con.close()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "index.db"
-    create_db(path)
-    return path
 
 
 # The peer sets channel heads with package manifests; an add from bundle images picks them by

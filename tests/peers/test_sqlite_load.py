@@ -15,20 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from indexflow.catalog.db import create_db, list_bundles
+from indexflow.catalog.db import list_bundles
 from indexflow.errors import CatalogError
 from tests.peers.bundles import add, write_bundle
 
 
 def _props(*entries: dict) -> dict[str, str]:
     return {"olm.properties": json.dumps(list(entries))}
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "index.db"
-    create_db(path)
-    return path
 
 
 @pytest.mark.parametrize(("line", "name", "annotations", "fails"), [
