@@ -63,16 +63,32 @@ def _m8_dependencies(con: sqlite3.Connection) -> None:
 
 
 def _m9_properties(con: sqlite3.Connection) -> None:
-    """009: a properties table; provided APIs become olm.gvk properties, each bundle gets its olm.package."""
+    """009: a properties table; each bundle providing APIs gets its olm.package, then its olm.gvk
+    properties; dependency values lose their "type" key — through opm's own UPDATE, whose subquery
+    matches every row, so every dependency takes the first one's value (kept: it is what opm writes).
+    Bundles providing no API also get their olm.package here (opm leaves them without one)."""
     con.execute(_ddl("CREATE TABLE properties"))
-    rows = con.execute("SELECT DISTINCT group_name, version, kind, operatorbundle_name, operatorbundle_version, "
-                       "operatorbundle_path FROM api_provider").fetchall()
-    con.executemany("INSERT INTO properties SELECT 'olm.gvk', ?, ?, ?, ?", [
-        (go_json({"group": g, "kind": k, "version": v}), n, bv, bp) for g, v, k, n, bv, bp in rows])
-    rows = con.execute("SELECT DISTINCT ce.package_name, ob.name, ob.version, ob.bundlepath FROM channel_entry ce "
-                       "JOIN operatorbundle ob ON ob.name = ce.operatorbundle_name").fetchall()
-    con.executemany("INSERT INTO properties VALUES ('olm.package', ?, ?, ?, ?)", [
-        (go_json({"packageName": p, "version": v or ""}, sort_keys=False), n, v, bp) for p, n, v, bp in rows])
+    provided: dict[tuple, list[tuple[str, str, str]]] = {}
+    for g, v, k, n, bv, bp in con.execute("SELECT group_name, version, kind, operatorbundle_name, "
+                                          "operatorbundle_version, operatorbundle_path FROM api_provider"):
+        if None not in (g, v, k, n):
+            gvks = provided.setdefault((n, bv, bp), [])
+            if (g, v, k) not in gvks:
+                gvks.append((g, v, k))
+    packages = dict(con.execute("SELECT operatorbundle_name, min(package_name) FROM channel_entry "
+                                "GROUP BY operatorbundle_name").fetchall())
+    rows = []
+    for (n, bv, bp), gvks in provided.items():
+        rows.append(("olm.package", go_json({"packageName": packages.get(n, ""), "version": bv or ""}), n, bv, bp))
+        rows += [("olm.gvk", go_json({"group": g, "kind": k, "version": v}), n, bv, bp) for g, v, k in gvks]
+    named = {n for n, _, _ in provided}
+    rows += [("olm.package", go_json({"packageName": p, "version": v or ""}, sort_keys=False), n, v, bp)
+             for p, n, v, bp in con.execute(
+                 "SELECT DISTINCT ce.package_name, ob.name, ob.version, ob.bundlepath FROM channel_entry ce "
+                 "JOIN operatorbundle ob ON ob.name = ce.operatorbundle_name") if n not in named]
+    con.executemany("INSERT INTO properties VALUES (?,?,?,?,?)", rows)
+    con.execute("UPDATE dependencies SET value = (SELECT json_remove(value, '$.type') FROM dependencies "
+                "WHERE operatorbundle_name = dependencies.operatorbundle_name)")
 
 
 def _m10_bundlepath_in_properties(con: sqlite3.Connection) -> None:

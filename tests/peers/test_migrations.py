@@ -35,6 +35,19 @@ BUNDLE = ("INSERT INTO operatorbundle(name, csv, bundle, bundlepath, version, sk
           "VALUES ('etcdoperator.v0.6.1', '{}', '{}', 'quay.io/image', '0.6.1', '>0.5.0 <0.6.1', '0.9.0', '0.9.1,0.9.2')")
 
 
+def _bundle_at(tmp_path: Path, version: int, api_table: str = "") -> sqlite3.Connection:
+    """The peers' etcdoperator.v0.6.1 row in a db at `version` (foreign keys off, as the peer has them),
+    with its test API in `api_table` when given."""
+    con = db_at(tmp_path, version)
+    con.execute("PRAGMA foreign_keys = 0")
+    con.execute(BUNDLE)
+    if api_table:
+        con.execute(f"INSERT INTO {api_table}(group_name, version, kind, operatorbundle_name, operatorbundle_version, "
+                    "operatorbundle_path) VALUES ('test.coreos.com', 'v1', 'testapi', 'etcdoperator.v0.6.1', '0.6.1', "
+                    "'quay.io/image')")
+    return con
+
+
 def test_table_lists_opm_migrations_6_to_13_in_order() -> None:
     assert [n for n, _ in MIGRATIONS] == list(range(6, 14))
 
@@ -42,12 +55,7 @@ def test_table_lists_opm_migrations_6_to_13_in_order() -> None:
 def test_008_dependencies_up(tmp_path: Path) -> None:
     """Peer: 008_dependencies_test.go:16 TestDependenciesUp: a required API becomes an olm.gvk dependency
     whose value carries "type":"olm.gvk"."""
-    con = db_at(tmp_path, 7)
-    con.execute("PRAGMA foreign_keys = 0")  # as the peer does before its inserts
-    con.execute(BUNDLE)
-    con.execute("INSERT INTO api_requirer(group_name, version, kind, operatorbundle_name, operatorbundle_version, "
-                "operatorbundle_path) VALUES ('test.coreos.com', 'v1', 'testapi', 'etcdoperator.v0.6.1', '0.6.1', "
-                "'quay.io/image')")
+    con = _bundle_at(tmp_path, 7, "api_requirer")
     step(con, 8)
     rows = con.execute("SELECT DISTINCT type, value FROM dependencies WHERE operatorbundle_name = ? AND "
                        "operatorbundle_version = ? AND operatorbundle_path = ?",
@@ -58,9 +66,7 @@ def test_008_dependencies_up(tmp_path: Path) -> None:
 
 def test_010_bundlepath_up(tmp_path: Path) -> None:
     """Peer: 010_set_bundlepath_pkg_property_test.go:16 TestBundlePathPropertyUp."""
-    con = db_at(tmp_path, 9)
-    con.execute("PRAGMA foreign_keys = 0")  # as the peer does before its inserts
-    con.execute(BUNDLE)
+    con = _bundle_at(tmp_path, 9)
     con.execute("INSERT INTO properties(type, value, operatorbundle_name, operatorbundle_version, operatorbundle_path) "
                 "VALUES ('olm.package', '{}', 'etcdoperator.v0.6.1', '0.6.1', '')")
     step(con, 10)
@@ -108,3 +114,22 @@ def test_013_rm_truncated_deprecations_up(tmp_path: Path) -> None:
     con.execute("INSERT INTO deprecated(operatorbundle_name) VALUES ('operator.v1.0.0-pre')")
     step(con, 13)
     assert con.execute("SELECT * FROM deprecated").fetchall() == [("operator.v1.0.0",)]
+
+
+def test_009_properties_up(tmp_path: Path) -> None:
+    """Peer: 009_properties_test.go:16 TestPropertiesUp: the bundle gets its olm.package then its olm.gvk
+    property; the dependency value loses its "type" key."""
+    con = _bundle_at(tmp_path, 8, "api_provider")
+    con.execute("INSERT INTO channel_entry(entry_id, channel_name, package_name, operatorbundle_name, replaces, depth) "
+                "VALUES ('1', 'alpha', 'etcd', 'etcdoperator.v0.6.1', '', '0')")
+    con.execute("INSERT INTO dependencies(type, value, operatorbundle_name, operatorbundle_version, operatorbundle_path) "
+                "VALUES ('olm.package', ?, 'etcdoperator.v0.6.1', '0.6.1', 'quay.io/image')",
+                ('{"packageName":"etcd","type":"olm.package","version":">0.6.0"}',))
+    step(con, 9)
+    assert con.execute("SELECT DISTINCT type, value FROM properties WHERE operatorbundle_name = ? AND "
+                       "operatorbundle_version = ? AND operatorbundle_path = ?",
+                       ("etcdoperator.v0.6.1", "0.6.1", "quay.io/image")).fetchall() == [
+        ("olm.package", '{"packageName":"etcd","version":"0.6.1"}'),
+        ("olm.gvk", '{"group":"test.coreos.com","kind":"testapi","version":"v1"}')]
+    assert con.execute("SELECT DISTINCT type, value FROM dependencies").fetchall() == [
+        ("olm.package", '{"packageName":"etcd","version":">0.6.0"}')]
