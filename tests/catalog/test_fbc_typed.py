@@ -97,3 +97,24 @@ def test_base64_fast_path_agrees_with_gos_decoder_symbol_by_symbol() -> None:
               for _ in range(500)]
     assert [product(t) for t in texts] == [exact(t) for t in texts]
     assert re.fullmatch(r"illegal base64 data at input byte \d+", str(product("QQ=QQ")))
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"reference": {"schema": "olm.channel", "name": "beta"}, "message": "gone"},
+     'cannot deprecate channel "beta" for package "foo": channel not found'),
+    ({"reference": {"schema": "olm.package", "name": "foo"}, "message": "gone"},
+     'package name must be empty for deprecated package "foo" (specified "foo")'),
+    ({"reference": {"name": "foo.v0.1.0"}, "message": "gone"},
+     'schema must be set for deprecation entry [0] for package "foo"'),
+    ({"reference": {"schema": "olm.bundle", "name": "foo.v0.1.0"}, "message": ""},
+     'invalid index:\n└── invalid package "foo":\n    └── invalid channel "alpha":\n'
+     '        └── invalid bundle "foo.v0.1.0":\n            └── invalid deprecation: message must be set'),
+])
+def test_deprecation_entries_checked_as_opm_does(tmp_path: Path, entry: dict, message: str) -> None:
+    """opm v1.73.0 declcfg_to_model.go's deprecation rules beyond the peer table (channel, package,
+    schema) and model.go's Deprecation.Validate (a message is required)."""
+    from tests.peers.fbcdata import bundle, channel, package, validate_blobs
+
+    blobs = [package("foo", "alpha"), channel("foo", "alpha", {"name": "foo.v0.1.0"}), bundle("foo", "0.1.0"),
+             {"schema": "olm.deprecations", "package": "foo", "entries": [entry]}]
+    assert validate_blobs(tmp_path, blobs).message == message
