@@ -51,7 +51,7 @@ def step_key(step: str, *inputs: Any) -> str:
 class StepCache:
     """A directory of step outputs: `<key>/` holding files, a tree, and a small JSON note."""
 
-    def __init__(self, root: Path, keep: int = 24) -> None:
+    def __init__(self, root: Path, keep: int = 12) -> None:
         self.root = root
         self.keep = keep
 
