@@ -151,6 +151,8 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
                                     s.workdir / "bundles", cfg.registry_concurrency,
                                     modes={**cfg.graph_update_modes, **req.graph_update_modes},
                                     release_order=cfg.add_in_release_order)
+    if cfg.add_in_release_order:  # a bundle a later release left off its channel is not there to deprecate
+        result = merge_diff.listed_only(result, catalog.read_bundles(db), [*source_bundles, *target_bundles])
     with story.step(report.DEPRECATING):
         policy = req.default_head_policy or cfg.default_head_policy
         removable = result.invalid_paths() if policy == "remove-package" else set()

@@ -7,7 +7,7 @@ by the registry layer, so these rules stay pure and testable against IIB's examp
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from indexflow.catalog.db import BundleRecord
 from indexflow.catalog.semver_go import SemverError, Version
@@ -126,3 +126,15 @@ def plan_diff(source: Sequence[BundleRecord], target: Sequence[BundleRecord], oc
     wanted = unique([*matched, *(b.bundlePath for b in invalid)])
     to_deprecate = latest_per_package(wanted, [*source, *target]) if wanted else []
     return MergeDiff(missing, invalid, matched, to_deprecate)
+
+
+def listed_only(diff: MergeDiff, listed: Iterable[BundleRecord], records: Sequence[BundleRecord]) -> MergeDiff:
+    """`diff` with the deprecation list recomputed over the bundles the db still lists after the add.
+
+    Added one release at a time, a later release can leave an earlier bundle off every channel (as
+    the catalog's pipeline did): such a bundle is not in the catalog, so it is not deprecated, and
+    its package's newest listed wanted bundle stands in for it.
+    """
+    present = {b.bundlePath for b in listed}
+    wanted = [p for p in unique([*diff.deprecation_matches, *(b.bundlePath for b in diff.invalid)]) if p in present]
+    return replace(diff, to_deprecate=latest_per_package(wanted, records) if wanted else [])

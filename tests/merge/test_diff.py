@@ -78,3 +78,13 @@ def test_plan_diff_without_target():
 
 def test_chunks():
     assert diff.chunks(list("abcde"), 2) == [["a", "b"], ["c", "d"], ["e"]]
+
+
+def test_a_bundle_left_off_every_channel_gives_way_to_its_packages_newest_listed_one():
+    old, new = rec("c", "c.v0.1.0", "0.1.0", "c-bundle", 5), rec("c", "c.v0.2.0", "0.2.0", "c-bundle", 6)
+    other = rec("b", "b.v1.1.0", "1.1.0", "b-bundle", 4)
+    planned = diff.MergeDiff(missing=[old, new, other], invalid=[old, new, other], deprecation_matches=[],
+                             to_deprecate=sorted([new.bundlePath, other.bundlePath]))
+    after = diff.listed_only(planned, [old, other], [old, new, other])  # the add left c.v0.2.0 off its channel
+    assert after.to_deprecate == sorted([old.bundlePath, other.bundlePath])
+    assert diff.listed_only(planned, [], [old, new, other]).to_deprecate == []
