@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from blocks.settings import MergeSettings
 from blocks.tokens import overwrite_token
+from indexflow import redact
 from indexflow.errors import IndexflowError, PublishError
 from indexflow.merge import diff as merge_diff
 from indexflow.merge import plan
@@ -60,9 +61,11 @@ def merge_index_image(
     Runs started through the API pass the token as the name of a Secret block
     (`overwrite_target_index_token_secret`), since Prefect stores parameters in plain text.
     """
+    redact.install_log_filter()
     try:
         settings = MergeSettings.load(settings_block)
         token = overwrite_token(overwrite_target_index_token, overwrite_target_index_token_secret)
+        redact.remember(token, (token or "").partition(":")[2])
         req = validate_request(
             {"source_from_index": source_from_index, "target_index": target_index,
              "deprecation_list": deprecation_list, "binary_image": binary_image,
@@ -76,6 +79,7 @@ def merge_index_image(
             graph_mode_allow_list=settings.graph_mode_index_allow_list)
         return run_request(settings, req)
     except IndexflowError as exc:
+        exc.args = (redact.redact(str(exc)),)  # a secret learnt after the error was made
         get_run_logger().error("state_reason: %s", exc)
         return Failed(message=str(exc), data=exc)
 

@@ -1,7 +1,11 @@
 """Exceptions a user can cause. Their text is one sentence naming the input at fault.
 
-Anything that is not an IndexflowError is a bug and may show a traceback.
+Anything that is not an IndexflowError is a bug and may show a traceback. Every message passes
+through the run's redaction step when the error is created (indexflow/redact.py): no secret the run
+knows can reach a state message, a task state, a log line or the IIB endpoint through an error.
 """
+
+from indexflow.redact import redact
 
 
 class IndexflowError(Exception):
@@ -15,7 +19,7 @@ class IndexflowError(Exception):
     exit_code = 1
 
     def __init__(self, *args: object, transient: bool = False) -> None:
-        super().__init__(*args)
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
         self.transient = transient
 
 

@@ -18,6 +18,7 @@ from prefect.logging import get_run_logger
 
 from indexflow.catalog.db import BundleRecord
 from indexflow.merge.diff import MergeDiff
+from indexflow.redact import redact
 
 # IIB's containerized merge state reasons, in order (merge.md B §1.3); the flow uses these names.
 PREPARING = "Preparing request for merge"
@@ -142,5 +143,5 @@ def publish_summary(request_id: str, result: dict) -> None:
     if result.get("mr_url"):
         facts.append(("merge request", f"[{result['mr_url']}]({result['mr_url']}) ({result['mr_state']})"))
     markdown = summary_markdown("merge_index_image", facts, list(result["timings"].items()))
-    create_markdown_artifact(markdown, key=artifact_key("merge-summary", request_id),
+    create_markdown_artifact(redact(markdown), key=artifact_key("merge-summary", request_id),
                              description="merge_index_image result")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from blocks.settings import MergeSettings
+from indexflow import redact
 from indexflow.merge.params import MergeRequest
 
 
@@ -46,6 +47,7 @@ def _docker_config(settings: MergeSettings, workdir: Path) -> Path | None:
     path = workdir / "docker-config.json"
     path.touch(mode=0o600)
     value = Secret.load(settings.registry_auth_secret).get()  # a JSON secret comes back parsed
+    redact.remember_docker_config(value)
     path.write_text(value if isinstance(value, str) else json.dumps(value))
     return path
 
@@ -75,5 +77,14 @@ def open_session(settings: MergeSettings, req: MergeRequest) -> Session:
 
     gl_creds = GitLabCredentials.load(settings.gitlab_credentials)
     git_token = gl_creds.token.get_secret_value()
+    kubernetes = KubernetesCredentials.load(settings.kubernetes_credentials)
+    _remember_secrets(git_token, kubernetes)
     return Session(settings, workdir, registry, target_registry, artifacts, gitlab_client(gl_creds.url, git_token),
-                   git_token, KubernetesCredentials.load(settings.kubernetes_credentials))
+                   git_token, kubernetes)
+
+
+def _remember_secrets(git_token: str, kubernetes: object) -> None:
+    """The run's redaction step learns the GitLab token and the kubeconfig's credentials."""
+    redact.remember(git_token)
+    cluster = getattr(kubernetes, "cluster_config", None)
+    redact.remember_mapping_strings(getattr(cluster, "config", None), redact.KUBECONFIG_SECRET_KEYS)

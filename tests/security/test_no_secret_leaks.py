@@ -1,7 +1,8 @@
-"""After a full merge (overwrite included) with every secret set, no secret value is anywhere the run
-could have left it: Prefect logs, artifacts, flow/task run parameters and states, persisted results,
-the flow's caches and temp dirs, the Git repository (config, refs, every object) and the registry
-(every manifest and blob, layers unpacked).
+"""After a full merge (overwrite included) with every secret set, and after a FAILED merge whose Git
+`configs/` links to the run's credentials file (the attack issue 10 found: FBC validation quoted the
+docker config), no secret value is anywhere the run could have left it: Prefect logs, artifacts,
+flow/task run parameters and states, persisted results, the flow's caches and temp dirs, the Git
+repository (config, refs, every object) and the registry (every manifest and blob, layers unpacked).
 
 Secrets: the overwrite token, the GitLab token (API + git), the Kubernetes bearer token, and the
 registry credentials (a Secret block holding a docker config.json).
@@ -24,6 +25,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFi
 from pydantic import SecretStr
 
 from flows.merge_index import merge_index_image
+from tests.hostile.flowcases import symlinked_configs
 from tests.reliability.sandbox_session import BLOCK, SETTINGS
 from tests.reliability.test_fault_matrix import private_target
 
@@ -31,9 +33,12 @@ OVERWRITE_PASSWORD = "ovw-" + secrets.token_hex(12)
 REGISTRY_PASSWORD = "reg-" + secrets.token_hex(12)
 
 
-@pytest.fixture(scope="module")
-def secret_run(proxied_env):  # noqa: ANN001, ANN201
-    """One full merge with every secret set; returns (secret values, flow run id, run start time)."""
+@pytest.fixture(scope="module", params=["completed", "failed"])
+def secret_run(request, proxied_env, tmp_path_factory):  # noqa: ANN001, ANN201
+    """One merge with every secret set, completed or failed; returns (secret values, flow run id,
+    temp dirs the run created)."""
+    if request.param == "failed":
+        return _failed_run(proxied_env, tmp_path_factory.mktemp("failed-run"))
     from prefect.blocks.system import Secret
 
     env = proxied_env
@@ -57,13 +62,41 @@ def secret_run(proxied_env):  # noqa: ANN001, ANN201
     return values, state.state_details.flow_run_id, new_tmp
 
 
+def _failed_run(env, tmp: Path):  # noqa: ANN001, ANN202
+    """A dry run failing on links in Git's configs/ (one to the run's docker config), overwrite token set."""
+    target = symlinked_configs(env, tmp, "secrets-failed", REGISTRY_PASSWORD)
+    tmp_before = set(Path(tempfile.gettempdir()).iterdir())
+    state = merge_index_image(source_from_index=env.seeded.source_index, target_index=target.target_index,
+                              overwrite_target_index=True,
+                              overwrite_target_index_token=SecretStr(f"robot:{OVERWRITE_PASSWORD}"),
+                              ignore_bundle_ocp_version=True, dry_run=True, request_id="secrets-failed",
+                              settings_block=target.settings_block, return_state=True)
+    env.save_blocks(BLOCK, **SETTINGS)
+    assert state.is_failed(), f"the hostile run did not fail: {state.type} {state.message}"
+    assert "symbolic link" in (state.message or ""), state.message
+    auth = base64.b64encode(f"robot:{REGISTRY_PASSWORD}".encode()).decode()
+    values = {"overwrite token": OVERWRITE_PASSWORD, "registry password": REGISTRY_PASSWORD,
+              "registry auth (base64)": auth, "GitLab token": env.git_token, "Kubernetes token": env.stack.kube.token}
+    new_tmp = set(Path(tempfile.gettempdir()).iterdir()) - tmp_before
+    return values, state.state_details.flow_run_id, new_tmp
+
+
 def _leaks(values: dict[str, str], text: str | bytes, where: str) -> list[str]:
     data = text.encode() if isinstance(text, str) else text
     return [f"{name} in {where}" for name, value in values.items() if value.encode() in data]
 
 
 def _files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()] if root.exists() else []
+    """Regular files under `root` (os.walk skips what other processes delete meanwhile)."""
+    return [Path(d) / f for d, _, files in os.walk(root) for f in files if not os.path.islink(os.path.join(d, f))]
+
+
+def _read(path: Path) -> bytes:
+    """A file's bytes, or nothing if it vanished (other processes share the temp dir)."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return b""
 
 
 def test_not_in_prefect_logs_artifacts_runs(secret_run):
@@ -91,7 +124,7 @@ def test_not_in_results_caches_or_temp_files(secret_run):
 
     values, _, new_tmp = secret_run
     roots = [Path(str(PREFECT_LOCAL_STORAGE_PATH.value())), Path(os.environ["INDEXFLOW_CACHE_DIR"]), *new_tmp]
-    found = [leak for root in roots for f in _files(root) for leak in _leaks(values, f.read_bytes(), str(f))]
+    found = [leak for root in roots for f in _files(root) for leak in _leaks(values, _read(f), str(f))]
     assert not found, found
     assert not [p for p in new_tmp if p.name.startswith("indexflow-secrets-")], "the run left its work dir"
 
