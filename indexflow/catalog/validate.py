@@ -55,7 +55,8 @@ def validate_report(directory: Path | str) -> Report:
     try:
         packages = _to_model(list(_load_blobs(directory)))
     except CatalogError as exc:  # opm's first loading error; also an unsafe entry or an oversized file
-        return Report(False, str(exc), [[str(exc)]])
+        message = str(exc) if len(str(exc)) <= _MESSAGE_LIMIT else excerpt(str(exc), _MESSAGE_LIMIT)
+        return Report(False, message, [[message]])
     tree = fbcmodel.validate_model(packages)
     if tree is None:
         return Report(True)
@@ -106,6 +107,7 @@ def _quoted(doc: Any) -> str:
 
 
 _QUOTE_LIMIT = 200
+_MESSAGE_LIMIT = 1000  # a loading error quotes names from the file: a 100 KB name is shown cut
 
 
 # --- declarative config -> model ----------------------------------------------------------

@@ -147,6 +147,13 @@ def test_json_nested_100k_deep_in_a_catalog(case_dirs: CaseDirs) -> None:
     _judge(case_dirs, outcome, "max depth")
 
 
+def test_a_huge_name_is_quoted_only_as_an_excerpt(case_dirs: CaseDirs) -> None:
+    configs = _tree(case_dirs)
+    (configs / "huge.json").write_text(json.dumps({"schema": "olm.package", "name": "N" * 100_000}))
+    outcome = run_cli("fbc", "validate", str(configs), env=case_dirs.env, memory=MEMORY, timeout=TIMEOUT)
+    assert len(_judge(case_dirs, outcome, "invalid package name")) < 1500
+
+
 def test_object_without_schema_is_quoted_only_as_an_excerpt(case_dirs: CaseDirs) -> None:
     configs = _tree(case_dirs)
     body = {"note": "x" * 5000, "password": SECRET}
@@ -243,6 +250,45 @@ def test_bundle_over_the_bundle_cap(case_dirs: CaseDirs) -> None:
         (bundle / "manifests" / f"pad{i}.yaml").write_text("pad: " + "x" * 30_000 + "\n")
     _judge(case_dirs, _add(case_dirs, bundle, env={"INDEXFLOW_MAX_BUNDLE_BYTES": "100000"}),
            "100000-byte limit of one bundle")
+
+
+# --- bundle images (db add REF, read in memory from the registry) -----------------------------
+
+def _image(registry_client, host: str, tag: str, extra: dict[str, bytes]) -> str:  # noqa: ANN001
+    """The etcd fixture bundle plus `extra` files, pushed as one layer to the local registry."""
+    from indexflow.registry.refs import ImageRef
+    from sandbox.images import build_image, tar_gz
+
+    files = {str(p.relative_to(ETCD)): p.read_bytes() for p in sorted(ETCD.rglob("*")) if p.is_file()}
+    ref = ImageRef.parse(f"{host}/hostile/etcd-bundle:{tag}")
+    digest = build_image(registry_client, ref, [tar_gz({**files, **extra})], {})
+    return f"{ref.name}@{digest}"
+
+
+def test_alias_bomb_in_a_bundle_image(case_dirs: CaseDirs, local_registry, registry_client) -> None:  # noqa: ANN001
+    ref = _image(registry_client, local_registry.host, "bomb", {"manifests/bomb.yaml": BOMB.encode()})
+    outcome = run_cli("db", "add", str(case_dirs.out / "index.db"), "-b", ref, env=case_dirs.env, memory=MEMORY,
+                      timeout=TIMEOUT)
+    _judge(case_dirs, outcome, ref, "manifests/bomb.yaml", "excessive aliasing")
+
+
+def test_bundle_image_manifest_over_the_size_cap(case_dirs: CaseDirs, local_registry, registry_client) -> None:  # noqa: ANN001
+    ref = _image(registry_client, local_registry.host, "big", {"manifests/big.yaml": b"pad: " + b"x" * 20_000})
+    outcome = run_cli("db", "add", str(case_dirs.out / "index.db"), "-b", ref, memory=MEMORY, timeout=TIMEOUT,
+                      env={**case_dirs.env, "INDEXFLOW_MAX_MANIFEST_BYTES": "16384"})
+    _judge(case_dirs, outcome, ref, "INDEXFLOW_MAX_MANIFEST_BYTES")
+
+
+def test_a_bundle_missing_after_add_is_never_reported_added(case_dirs: CaseDirs) -> None:
+    """The flow's last check after add: a ref that is not in any channel of the db is one sentence."""
+    db = _db(case_dirs)
+    listed = succeeded(_db_cli(case_dirs, "list", db)).splitlines()
+    present = json.loads(listed[0])["bundlePath"]
+    code = (f"from indexflow.catalog.add import confirm_added\n"
+            f"confirm_added({str(db)!r}, [{present!r}])\n"
+            f"confirm_added({str(db)!r}, [{present!r}, 'quay.io/hostile/ghost@sha256:' + '0' * 64])\n")
+    _judge(case_dirs, run_python(code, env=case_dirs.env, memory=MEMORY), "quay.io/hostile/ghost",
+           "not in any channel")
 
 
 def _set_package(bundle: Path, package: str) -> None:
