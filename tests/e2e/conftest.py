@@ -56,6 +56,24 @@ class E2E:
         env = self.env
         return snapshot(env.registry_url, env.stack.git, GIT_PROJECT, f"{env.gitlab_url}/api/v4", env.git_token)
 
+    def save_block(self, name: str, **overrides: object) -> str:
+        """A MergeSettings block (and its credential blocks) that reaches every service through the
+        proxies, as the session's own block does; list and dict overrides extend the defaults."""
+        from sandbox.demo_env import GIT_PROJECT
+        from sandbox.seed import INDEX_REPO
+
+        rp, gp, env = self.registry_proxy, self.git_proxy, self.env
+        values: dict = dict(
+            iib_registry=rp.host, index_db_artifact_registry=rp.host, insecure_registries=[rp.host, env.registry_host],
+            index_to_gitlab_push_map={f"{rp.host}/{INDEX_REPO}": f"{gp.url}/{GIT_PROJECT}.git"},
+            no_ocp_label_allow_list=[f"{rp.host}/{INDEX_REPO}"], konflux_poll_interval=0.2,
+            konflux_pipeline_timeout=30)
+        for key, value in overrides.items():
+            default = values.get(key)
+            values[key] = ({**default, **value} if isinstance(default, dict) else [*default, *value]
+                           if isinstance(default, list) else value)
+        return env.save_blocks(name, gitlab_url=gp.url, **values)
+
     def clear_faults(self) -> None:
         self.registry_proxy.clear()
         self.git_proxy.clear()
@@ -65,9 +83,8 @@ class E2E:
 @pytest.fixture(scope="session")
 def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     """Stack up and seeded (about 20 s) while the Prefect API starts, then blocks saved."""
-    from sandbox.demo_env import GIT_PROJECT, SandboxEnv
+    from sandbox.demo_env import SandboxEnv
     from sandbox.faultproxy import FaultProxy
-    from sandbox.seed import INDEX_REPO
 
     def seeded(stack: ExitStack) -> SandboxEnv:
         env = stack.enter_context(SandboxEnv.up(Path(tmp_path_factory.mktemp("sandbox"))))
@@ -81,13 +98,9 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
             env = future.result()
             git_host = env.gitlab_url.removeprefix("http://").rstrip("/")
             with FaultProxy(env.registry_host) as rp, FaultProxy(git_host) as gp:
-                env.save_blocks(
-                    BLOCK, gitlab_url=gp.url, iib_registry=rp.host, index_db_artifact_registry=rp.host,
-                    insecure_registries=[rp.host, env.registry_host],
-                    index_to_gitlab_push_map={f"{rp.host}/{INDEX_REPO}": f"{gp.url}/{GIT_PROJECT}.git"},
-                    no_ocp_label_allow_list=[f"{rp.host}/{INDEX_REPO}"], konflux_poll_interval=0.2,
-                    konflux_pipeline_timeout=30)
-                yield E2E(env, rp, gp, itertools.count(1))
+                e2e = E2E(env, rp, gp, itertools.count(1))
+                e2e.save_block(BLOCK)
+                yield e2e
 
 
 @pytest.fixture

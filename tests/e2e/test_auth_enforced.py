@@ -63,7 +63,7 @@ def _docker_config(path: Path, host: str, user: str) -> Path:
 
 @pytest.fixture(scope="module")
 def locked(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Locked]:
-    env, rp, gp = e2e.env, e2e.registry_proxy, e2e.git_proxy
+    env, gp = e2e.env, e2e.git_proxy
     work = tmp_path_factory.mktemp("locked")
     with LocalRegistry(bearer_users=USERS, bearer_grants=GRANTS) as registry:
         admin_auth = DockerAuth.from_config(_docker_config(work / "admin.json", registry.host, "release"))
@@ -76,13 +76,11 @@ def locked(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Locke
             Secret(value=_docker_config(work / "iib.json", registry.host, "iib").read_text()).save(
                 "e2e-locked-registry", overwrite=True)
             settings = dict(
-                gitlab_url=gp.url, iib_registry=rp.host, index_db_artifact_registry=rp.host,
-                insecure_registries=[rp.host, env.registry_host, registry.host],
+                insecure_registries=[registry.host],
                 index_to_gitlab_push_map={f"{registry.host}/{INDEX_REPO}": git_url.replace(env.gitlab_url, gp.url)},
-                no_ocp_label_allow_list=[f"{registry.host}/{INDEX_REPO}"], konflux_poll_interval=0.2,
-                konflux_pipeline_timeout=30)
-            env.save_blocks("e2e-anonymous", **settings)
-            env.save_blocks("e2e-locked", registry_auth_secret="e2e-locked-registry", **settings)
+                no_ocp_label_allow_list=[f"{registry.host}/{INDEX_REPO}"])
+            e2e.save_block("e2e-anonymous", **settings)
+            e2e.save_block("e2e-locked", registry_auth_secret="e2e-locked-registry", **settings)
             yield Locked(registry, target, admin, "e2e-locked", "e2e-anonymous", e2e)
 
 
