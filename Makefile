@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup system demo test bench image clean
+.PHONY: setup system demo test bench image mutation clean
 
 # Debian packages: the sandbox registry, skopeo (the IIB baseline in benches), git's http-backend,
 # chromium (the UI check in tests/deploy), podman + buildah + mmdebstrap + runc and friends (the worker
@@ -42,6 +42,10 @@ image: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# plant each known mutant in a copy of the tree and run the test aimed at it (all must be caught)
+mutation: setup
+	$(PY) tests/mutants.py
 
 clean:
 	rm -rf $(VENV)
