@@ -103,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1200, help="seconds per pytest run")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTANTS if not args.only or m.id in args.only]
-    results = [(m, verdict(m, args.baseline, args.timeout)) for m in chosen]
-    for mutant, outcome in results:
-        print(f"{outcome:<12} {mutant.id:<26} {mutant.bug}  [{' '.join(mutant.tests)}]", flush=True)
+    results = []
+    for mutant in chosen:  # one line as each finishes: the e2e-aimed ones take minutes
+        results.append((mutant, verdict(mutant, args.baseline, args.timeout)))
+        print(f"{results[-1][1]:<12} {mutant.id:<26} {mutant.bug}  [{' '.join(mutant.tests)}]", flush=True)
     caught = sum(outcome == "caught" for _, outcome in results)
     print(f"{caught}/{len(results)} mutants caught")
     return 0 if caught == len(results) else 1
