@@ -133,3 +133,41 @@ def test_009_properties_up(tmp_path: Path) -> None:
         ("olm.gvk", '{"group":"test.coreos.com","kind":"testapi","version":"v1"}')]
     assert con.execute("SELECT DISTINCT type, value FROM dependencies").fetchall() == [
         ("olm.package", '{"packageName":"etcd","version":">0.6.0"}')]
+
+
+# (entry id, channel, bundle, replaces entry id or "", depth) as the peer inserts them
+_ENTRIES_007 = [
+    (1, "alpha", "0.9.2", "4", 0), (2, "alpha", "0.9.1", "", 1), (3, "alpha", "0.9.2", "2", 1),
+    (4, "alpha", "0.9.0", "5", 2), (5, "alpha", "0.6.1", "", 3), (6, "alpha", "0.5.0", "", 4),
+    (7, "alpha", "0.6.1", "6", 4), (8, "alpha", "0.4.1", "", 5), (9, "alpha", "0.6.1", "8", 5),
+    (10, "alpha", "0.3.2-a", "", 6), (11, "alpha", "0.6.1", "10", 6), (12, "beta", "0.9.0", "13", 0),
+    (13, "beta", "0.6.1", "", 1), (14, "beta", "0.5.0", "", 2), (15, "beta", "0.6.1", "14", 2),
+    (16, "beta", "0.4.1", "", 3), (17, "beta", "0.6.1", "16", 3), (18, "beta", "0.3.2-a", "", 4),
+    (19, "beta", "0.6.1", "18", 4), (20, "stable", "0.9.2", "23", 0), (21, "stable", "0.9.1", "", 1),
+    (22, "stable", "0.9.2", "21", 1), (23, "stable", "0.9.0", "24", 2), (24, "stable", "0.6.1", "", 3),
+    (25, "stable", "0.5.0", "", 4), (26, "stable", "0.6.1", "25", 4), (27, "stable", "0.4.1", "", 5),
+    (28, "stable", "0.6.1", "27", 5), (29, "stable", "0.3.2-a", "", 6), (30, "stable", "0.6.1", "29", 6),
+]
+
+
+def test_007_replaces_skips_up(tmp_path: Path) -> None:
+    """Peer: 007_replaces_skips_test.go:17 TestReplacesSkipsUp: each bundle's replaces is what its
+    shallowest entry points at, its skips the other targets; new rows take both columns."""
+    e = "etcdoperator.v"
+    con = db_at(tmp_path, 6)
+    con.execute("PRAGMA foreign_keys = 0")
+    con.executemany("INSERT INTO operatorbundle(name, csv, bundle) VALUES (?, 'csv', 'bundle')",
+                    [(e + v,) for v in ("0.6.1", "0.9.0", "0.9.2")])
+    con.execute("INSERT INTO package(name, default_channel) VALUES ('etcd', 'alpha')")
+    con.executemany("INSERT INTO channel(name, package_name, head_operatorbundle_name) VALUES (?, 'etcd', ?)",
+                    [("alpha", e + "0.9.2"), ("beta", e + "0.9.0"), ("stable", e + "0.9.2")])
+    con.executemany("INSERT INTO channel_entry(entry_id, channel_name, package_name, operatorbundle_name, replaces, "
+                    "depth) VALUES (?, ?, 'etcd', ?, ?, ?)", [(i, ch, e + v, r, d) for i, ch, v, r, d in _ENTRIES_007])
+    step(con, 7)
+    con.execute("INSERT INTO operatorbundle(name, csv, bundle, bundlepath, version, skiprange, replaces, skips) "
+                "VALUES ('testName', 'newtestcsv', 'newtestbundle', 'quay.io/test', '1.0.0', '< 1.0.0', '0.9.0', "
+                "'0.9.1,0.9.2')")
+    got = {n: (r or "", s or "") for n, r, s in con.execute("SELECT name, replaces, skips FROM operatorbundle")}
+    assert got[e + "0.9.2"] == (e + "0.9.0", e + "0.9.1")
+    assert got[e + "0.9.0"] == (e + "0.6.1", "")
+    assert got[e + "0.6.1"] == ("", ",".join(e + v for v in ("0.5.0", "0.4.1", "0.3.2-a")))
