@@ -171,3 +171,29 @@ def test_007_replaces_skips_up(tmp_path: Path) -> None:
     assert got[e + "0.9.2"] == (e + "0.9.0", e + "0.9.1")
     assert got[e + "0.9.0"] == (e + "0.6.1", "")
     assert got[e + "0.6.1"] == ("", ",".join(e + v for v in ("0.5.0", "0.4.1", "0.3.2-a")))
+
+
+def test_006_associate_apis_with_bundle_up(tmp_path: Path) -> None:
+    """Peer: 006_associate_apis_with_bundle_test.go:18 TestAssociateApisWithBundleUp: provided APIs keyed
+    by channel entry move to the bundle; the query by bundle finds the same entry."""
+    con = db_at(tmp_path, 5)
+    con.execute("PRAGMA foreign_keys = 0")
+    con.execute("INSERT INTO operatorbundle(name, csv, bundle) VALUES ('etcdoperator.v0.6.1', 'csv', 'bundle')")
+    con.execute("INSERT INTO package(name, default_channel) VALUES ('etcd', 'alpha')")
+    con.execute("INSERT INTO channel(name, package_name, head_operatorbundle_name) VALUES ('alpha', 'etcd', "
+                "'etcdoperator.v0.6.1')")
+    entry = con.execute("INSERT INTO channel_entry(channel_name, package_name, operatorbundle_name, depth) VALUES "
+                        "('alpha', 'etcd', 'etcdoperator.v0.6.1', 0)").lastrowid
+    for kind in ("EtcdClusters", "EtcdBackups", "EtcdRestores"):
+        con.execute("INSERT INTO api(group_name, version, kind, plural) VALUES ('etcd.database.coreos.com', "
+                    "'v1alpha1', ?, ?)", (kind, kind.lower()))
+        con.execute("INSERT INTO api_provider(group_name, version, kind, channel_entry_id) VALUES "
+                    "('etcd.database.coreos.com', 'v1alpha1', ?, ?)", (kind, entry))
+    step(con, 6)
+    found = con.execute(
+        "SELECT DISTINCT ce.package_name, ce.channel_name, ce.operatorbundle_name, r.operatorbundle_name "
+        "FROM channel_entry ce JOIN api_provider ap ON ce.operatorbundle_name = ap.operatorbundle_name "
+        "LEFT OUTER JOIN channel_entry r ON ce.replaces = r.entry_id "
+        "WHERE ap.group_name = ? AND ap.version = ? AND ap.kind = ?",
+        ("etcd.database.coreos.com", "v1alpha1", "EtcdRestores")).fetchall()
+    assert found == [("etcd", "alpha", "etcdoperator.v0.6.1", None)]
