@@ -1,0 +1,85 @@
+"""operator-registry v1.73.0 pkg/registry/populator_test.go:971 TestDeprecatePackage, through
+`db deprecatetruncate --allow-package-removal`.
+
+The peer's db (createAndPopulateDB, line 56) holds its etcd 0.9.0/0.9.2 and prometheus 0.14.0/0.15.0/
+0.22.2 test bundles, added in replaces mode; here synthetic bundles carry the same graph facts. The
+oracle: the (bundle path, channel) pairs left, those carrying olm.deprecated, and each package's channels.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from indexflow.catalog.deprecate import deprecate_truncate
+from indexflow.errors import CatalogError
+from tests.peers.bundles import add, write_bundle
+
+# image -> (csv, package, channels, default channel, version, replaces, skips)
+PEER_DB = {
+    "etcd.0.9.0": ("etcdoperator.v0.9.0", "etcd", ["alpha", "stable", "beta"], "stable", "0.9.0", "", []),
+    "etcd.0.9.2": ("etcdoperator.v0.9.2", "etcd", ["alpha", "stable"], "alpha", "0.9.2", "etcdoperator.v0.9.0",
+                   ["etcdoperator.v0.9.1"]),
+    "prometheus.0.22.2": ("prometheusoperator.0.22.2", "prometheus", ["preview"], "preview", "0.22.2",
+                          "prometheusoperator.0.15.0", []),
+    "prometheus.0.14.0": ("prometheusoperator.0.14.0", "prometheus", ["preview"], "preview", "0.14.0", "", []),
+    "prometheus.0.15.0": ("prometheusoperator.0.15.0", "prometheus", ["preview", "stable"], "preview", "0.15.0",
+                          "prometheusoperator.0.14.0", []),
+}
+Q = "quay.io/test/"
+PROMETHEUS_LEFT = {Q + "prometheus.0.22.2/preview", Q + "prometheus.0.15.0/preview", Q + "prometheus.0.15.0/stable",
+                   Q + "prometheus.0.14.0/preview", Q + "prometheus.0.14.0/stable"}
+
+
+@pytest.fixture
+def peer_db(tmp_path: Path, db: Path) -> Path:
+    dirs = [write_bundle(tmp_path / key, csv, pkg, chans, default=default, version=version, replaces=replaces,
+                         skips=skips) for key, (csv, pkg, chans, default, version, replaces, skips) in PEER_DB.items()]
+    add(db, dirs, images=[Q + key for key in PEER_DB])
+    return db
+
+
+def _state(db: Path) -> tuple[set[str], set[str], dict[str, set[str]]]:
+    con = sqlite3.connect(db)
+    try:
+        left = {f"{p}/{c}" for p, c in con.execute(
+            "SELECT DISTINCT ob.bundlepath, ce.channel_name FROM channel_entry ce JOIN operatorbundle ob "
+            "ON ob.name = ce.operatorbundle_name")}
+        deprecated = {f"{p}/{c}" for p, c in con.execute(
+            "SELECT DISTINCT ob.bundlepath, ce.channel_name FROM channel_entry ce JOIN operatorbundle ob ON ob.name "
+            "= ce.operatorbundle_name JOIN properties pr ON pr.operatorbundle_name = ob.name "
+            "WHERE pr.type = 'olm.deprecated'")}
+        channels: dict[str, set[str]] = {}
+        for pkg, ch in con.execute("SELECT DISTINCT package_name, channel_name FROM channel_entry"):
+            channels.setdefault(pkg, set()).add(ch)
+    finally:
+        con.close()
+    return left, deprecated, channels
+
+
+def test_remove_entire_package(peer_db: Path) -> None:
+    """Peer: populator_test.go:988 RemoveEntirePackage/BundlesAreAllHeadsOfChannels."""
+    deprecate_truncate(peer_db, [Q + "etcd.0.9.2", Q + "etcd.0.9.0"], allow_package_removal=True)
+    assert _state(peer_db) == (PROMETHEUS_LEFT, set(), {"prometheus": {"preview", "stable"}})
+
+
+def test_default_head_without_every_channel_head_fails(peer_db: Path) -> None:
+    """Peer: populator_test.go:1014 RemoveHeadOfDefaultChannelWithoutAllChannelHeads/Error."""
+    before = _state(peer_db)
+    with pytest.raises(CatalogError) as err:
+        deprecate_truncate(peer_db, [Q + "etcd.0.9.2"], allow_package_removal=True)
+    assert str(err.value) == ("cannot deprecate default channel head from package without removing all other channel "
+                              "heads in package etcd: must deprecate quay.io/test/etcd.0.9.0, head of channel beta")
+    assert _state(peer_db) == before
+    assert before[0] >= {Q + "etcd.0.9.0/alpha", Q + "etcd.0.9.0/beta", Q + "etcd.0.9.0/stable",
+                         Q + "etcd.0.9.2/stable", Q + "etcd.0.9.2/alpha"}
+
+
+def test_remove_entire_package_and_deprecate_another_bundle(peer_db: Path) -> None:
+    """Peer: populator_test.go:1092 RemoveEntirePackage/AndDeprecateAdditionalBundle."""
+    deprecate_truncate(peer_db, [Q + "etcd.0.9.2", Q + "etcd.0.9.0", Q + "prometheus.0.14.0"],
+                       allow_package_removal=True)
+    assert _state(peer_db) == (PROMETHEUS_LEFT, {Q + "prometheus.0.14.0/preview", Q + "prometheus.0.14.0/stable"},
+                               {"prometheus": {"preview", "stable"}})
