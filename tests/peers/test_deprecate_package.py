@@ -1,5 +1,5 @@
-"""operator-registry v1.73.0 pkg/registry/populator_test.go:971 TestDeprecatePackage, through
-`db deprecatetruncate --allow-package-removal`.
+"""operator-registry v1.73.0 pkg/registry/populator_test.go:756 TestDeprecateBundle and :971
+TestDeprecatePackage, through `db deprecatetruncate` (with package removal for the latter).
 
 The peer's db (createAndPopulateDB, line 56) holds its etcd 0.9.0/0.9.2 and prometheus 0.14.0/0.15.0/
 0.22.2 test bundles, added in replaces mode; here synthetic bundles carry the same graph facts. The
@@ -83,3 +83,31 @@ def test_remove_entire_package_and_deprecate_another_bundle(peer_db: Path) -> No
                        allow_package_removal=True)
     assert _state(peer_db) == (PROMETHEUS_LEFT, {Q + "prometheus.0.14.0/preview", Q + "prometheus.0.14.0/stable"},
                                {"prometheus": {"preview", "stable"}})
+
+
+ETCD_LEFT = {Q + "etcd.0.9.0/alpha", Q + "etcd.0.9.0/beta", Q + "etcd.0.9.0/stable", Q + "etcd.0.9.2/stable",
+             Q + "etcd.0.9.2/alpha"}
+ETCD_CHANNELS = {"etcd": {"alpha", "beta", "stable"}}
+
+
+@pytest.mark.parametrize(("line", "case", "refs"), [
+    (808, "ChannelRemoved", ["prometheus.0.15.0"]),
+    (876, "OutOfOrderDeprecate", ["prometheus.0.15.0", "prometheus.0.14.0"]),
+])
+def test_deprecate_bundle_removes_the_channel_it_heads(peer_db: Path, line: int, case: str, refs: list[str]) -> None:
+    """Peer: populator_test.go:LINE TestDeprecateBundle CASE: 0.15.0 heads stable, which goes; 0.14.0 is
+    truncated (and, named after it, ignored); 0.15.0 stays deprecated in preview."""
+    deprecate_truncate(peer_db, [Q + r for r in refs])
+    assert _state(peer_db) == (ETCD_LEFT | {Q + "prometheus.0.22.2/preview", Q + "prometheus.0.15.0/preview"},
+                               {Q + "prometheus.0.15.0/preview"}, ETCD_CHANNELS | {"prometheus": {"preview"}})
+
+
+def test_deprecating_the_default_channel_head_fails(peer_db: Path) -> None:
+    """Peer: populator_test.go:841 TestDeprecateBundle ChannelRemoved/ErrorOnDefault."""
+    before = _state(peer_db)
+    with pytest.raises(CatalogError) as err:
+        deprecate_truncate(peer_db, [Q + "prometheus.0.22.2"])
+    assert str(err.value) == ("error deprecating bundle quay.io/test/prometheus.0.22.2: Bundle deprecation causing "
+                              "default channel removal")
+    assert _state(peer_db) == before == (ETCD_LEFT | PROMETHEUS_LEFT, set(),
+                                         ETCD_CHANNELS | {"prometheus": {"preview", "stable"}})
