@@ -111,3 +111,53 @@ def test_deprecating_the_default_channel_head_fails(peer_db: Path) -> None:
                               "default channel removal")
     assert _state(peer_db) == before == (ETCD_LEFT | PROMETHEUS_LEFT, set(),
                                          ETCD_CHANNELS | {"prometheus": {"preview", "stable"}})
+
+
+# TestAddAfterDeprecate's testpkg tree (populator_test.go:1190-1281): csv -> (channel, replaces); default 0.1
+TESTPKG = {"0.1.0": ("0.1", ""), "0.1.1": ("0.1", "0.1.0"), "0.1.2": ("0.1", "0.1.1"), "0.2.0": ("0.2", "0.1.0"),
+           "0.2.1": ("0.2", "0.2.0"), "0.2.2": ("0.2", "0.2.1"), "0.3.0": ("0.3", "0.2.1"), "0.3.1": ("0.3", "0.3.0"),
+           "0.3.2": ("0.3", "0.3.1")}
+
+
+def _testpkg(tmp_path: Path, db: Path, versions: list[str]) -> None:
+    add(db, [write_bundle(tmp_path / f"testpkg.v{v}", f"testpkg.v{v}", "testpkg", [TESTPKG[v][0]], default="0.1",
+                          version=v, replaces=f"testpkg.v{TESTPKG[v][1]}" if TESTPKG[v][1] else "") for v in versions],
+        images=[f"{Q}testpkg.v{v}" for v in versions])
+
+
+def _left(*pairs: str) -> set[str]:
+    return {f"{Q}testpkg.v{p}" for p in pairs}
+
+
+ALL_TESTPKG_CHANNELS = {"testpkg": {"0.1", "0.2", "0.3"}}
+BRANCHES = ["0.1.0/0.1", "0.1.0/0.2", "0.1.1/0.1", "0.2.0/0.2", "0.2.1/0.2", "0.2.2/0.2"]
+
+
+@pytest.mark.parametrize(("line", "case", "existing", "deprecated", "added", "left"), [
+    (1380, "TruncateTillBranchPoint", ["0.1.0", "0.1.1", "0.2.0", "0.2.1", "0.2.2", "0.3.0", "0.3.1", "0.3.2"], "0.3.1",
+     ["0.1.2"], BRANCHES + ["0.1.2/0.1", "0.3.1/0.3", "0.3.2/0.3"]),
+    (1423, "DeprecateAboveBranchPoint", ["0.1.0", "0.1.1", "0.2.0", "0.2.1", "0.2.2", "0.3.0", "0.3.1"], "0.3.0",
+     ["0.1.2"], BRANCHES + ["0.1.2/0.1", "0.3.0/0.3", "0.3.1/0.3"]),
+    (1465, "ReplaceDeprecatedChannelHead", ["0.1.0", "0.1.1", "0.2.0", "0.2.1", "0.2.2", "0.3.0"], "0.3.0",
+     ["0.3.1", "0.3.2"], BRANCHES + ["0.3.0/0.3", "0.3.1/0.3", "0.3.2/0.3"]),
+])
+def test_add_after_deprecate(tmp_path: Path, db: Path, line: int, case: str, existing: list[str], deprecated: str,
+                             added: list[str], left: list[str]) -> None:
+    """Peer: populator_test.go:LINE TestAddAfterDeprecate CASE: add, deprecate one bundle, add more."""
+    _testpkg(tmp_path, db, existing)
+    deprecate_truncate(db, [f"{Q}testpkg.v{deprecated}"])
+    _testpkg(tmp_path, db, added)
+    assert _state(db) == (_left(*left), _left(f"{deprecated}/0.3"), ALL_TESTPKG_CHANNELS)
+
+
+def test_add_after_deprecate_simple_add(tmp_path: Path, db: Path) -> None:
+    """Peer: populator_test.go:1309 TestAddAfterDeprecate SimpleAdd (the prometheus bundles)."""
+    def bundles(keys: list[str]) -> None:
+        add(db, [write_bundle(tmp_path / k, csv, pkg, chans, default=default, version=version, replaces=replaces)
+                 for k in keys for csv, pkg, chans, default, version, replaces, _ in [PEER_DB[k]]],
+            images=[Q + k for k in keys])
+    bundles(["prometheus.0.14.0", "prometheus.0.15.0"])
+    deprecate_truncate(db, [Q + "prometheus.0.14.0"])
+    bundles(["prometheus.0.22.2"])
+    assert _state(db) == (PROMETHEUS_LEFT, {Q + "prometheus.0.14.0/preview", Q + "prometheus.0.14.0/stable"},
+                          {"prometheus": {"preview", "stable"}})
