@@ -82,6 +82,9 @@ def merge_index_image(
         exc.args = (redact.redact(str(exc)),)  # a secret learnt after the error was made
         get_run_logger().error("state_reason: %s", exc)
         return Failed(message=str(exc), data=exc)
+    except Exception as exc:  # a bug: its traceback stays, a secret in its message does not
+        exc.args = tuple(redact.redact(a) if isinstance(a, str) else a for a in exc.args)
+        raise
 
 
 def run_request(settings: MergeSettings, req: MergeRequest) -> dict[str, Any]:

@@ -56,6 +56,8 @@ def _kind(mode: int) -> str:
 
 
 def _refuse(shown: str, what: str) -> UnsafeTree:
+    if len(shown) > 200:  # a path thousands of levels deep: its root and its end say where
+        shown = f"{shown.split('/', 1)[0]}/...{shown[-150:]}"
     return UnsafeTree(f"catalog entry {shown} is {what}; a catalog may hold only directories and regular files")
 
 
@@ -78,19 +80,35 @@ def walk(root: Path | str) -> Iterator[tuple[str, Path]]:
 
 
 def _walk(directory: Path, shown_root: str, rel: str) -> Iterator[tuple[str, Path]]:
-    with os.scandir(directory) as it:
-        entries = sorted(it, key=lambda e: e.name.encode("utf-8", "surrogateescape"))
-    for entry in entries:
-        sub = f"{rel}{entry.name}"
+    """Iterative (a tree thousands of levels deep must not exhaust Python's recursion)."""
+    stack = [iter(_entries(directory, f"{shown_root}/{rel}"))]
+    prefixes = [rel]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            prefixes.pop()
+            continue
+        sub = f"{prefixes[-1]}{entry.name}"
         st = entry.stat(follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(Path(entry.path), shown_root, sub + "/")
+            stack.append(iter(_entries(Path(entry.path), f"{shown_root}/{sub}")))
+            prefixes.append(sub + "/")
         elif not stat.S_ISREG(st.st_mode):
             raise _refuse(f"{shown_root}/{sub}", _kind(st.st_mode))
         elif st.st_nlink > 1:
             raise _refuse(f"{shown_root}/{sub}", "a hard link")
         else:
             yield sub, Path(entry.path)
+
+
+def _entries(directory: Path, shown: str) -> list[os.DirEntry]:
+    """A directory's entries in byte order (Go's fs.WalkDir order)."""
+    try:
+        with os.scandir(directory) as it:
+            return sorted(it, key=lambda e: e.name.encode("utf-8", "surrogateescape"))
+    except OSError as exc:
+        raise CatalogError(f"cannot read {shown.rstrip('/')}: {exc.strerror}") from None
 
 
 def check_tree(root: Path | str) -> None:

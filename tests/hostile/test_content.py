@@ -113,6 +113,21 @@ def test_fifo_in_the_tree_does_not_hang(case_dirs: CaseDirs) -> None:
     _judge(case_dirs, outcome, "configs/foo/pipe.json", "FIFO")
 
 
+def test_a_deep_tree_is_walked_without_recursion(case_dirs: CaseDirs) -> None:
+    """300 levels under a recursion limit of 120: a recursive walker would die with RecursionError
+    (a tree thousands deep is the same test; kept shallow so pytest can still delete it)."""
+    configs = _tree(case_dirs)
+    deep = configs
+    for _ in range(300):
+        deep = deep / "d"
+        deep.mkdir()
+    os.mkfifo(deep / "pipe")
+    code = ("import sys\nfrom indexflow.app.cli import main\nimport indexflow.catalog.validate\n"
+            f"sys.setrecursionlimit(120)\nsys.exit(main(['fbc', 'validate', {str(configs)!r}]))\n")
+    outcome = run_python(code, env=case_dirs.env, memory=MEMORY, timeout=TIMEOUT)
+    _judge(case_dirs, outcome, "configs/...", "/d/d/pipe is a FIFO")
+
+
 def test_indexignore_negation_loads_the_json_and_yaml_files(case_dirs: CaseDirs) -> None:
     """`*` then `!*.json`, `!*.yaml`: opm (go-git's gitignore) reads the json/yaml files, nothing else;
     a broken catalog behind the negation must therefore be reported, and junk must not."""
