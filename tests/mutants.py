@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,28 +73,35 @@ def copy_tree(dest: Path) -> Path:
     return tree
 
 
-def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> int:
+def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> str:
+    """"passed", "failed" (an assertion of the aimed test), or "error: ..." (it could not run: a
+    fixture that did not come up proves nothing about the mutant)."""
     env = {**os.environ, "PYTHONPATH": str(tree), "INDEXFLOW_CACHE_DIR": tempfile.mkdtemp(prefix="mutant-cache-")}
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
     try:
-        return subprocess.run(cmd, cwd=tree, env=env, timeout=timeout, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL).returncode
+        run = subprocess.run(cmd, cwd=tree, env=env, timeout=timeout, capture_output=True, text=True)
     except subprocess.TimeoutExpired:
-        return -1
+        return f"error: no result in {timeout:.0f} s"
+    summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+    if run.returncode == 0:
+        return "passed"
+    if run.returncode == 1 and re.search(r"\d+ failed", summary) and not re.search(r"\d+ errors?\b", summary):
+        return "failed"
+    return f"error: pytest exit code {run.returncode}: {summary[:120]}"
 
 
 def verdict(mutant: Mutant, baseline: bool, timeout: float) -> str:
     with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
         tree = copy_tree(Path(tmp))
-        if baseline and run_tests(tree, mutant.tests, timeout) != 0:
-            return "error: the aimed test fails without the mutant"
+        if baseline and (unmutated := run_tests(tree, mutant.tests, timeout)) != "passed":
+            return f"error: without the mutant the aimed test {unmutated}"
         target = tree / mutant.path
         text = target.read_text()
         if text.count(mutant.old) != 1:
             return f"stale: the mutated text occurs {text.count(mutant.old)} times in {mutant.path}"
         target.write_text(text.replace(mutant.old, mutant.new))
-        rc = run_tests(tree, mutant.tests, timeout)
-    return {0: "NOT caught", 1: "caught"}.get(rc, f"error: pytest exit code {rc}")
+        outcome = run_tests(tree, mutant.tests, timeout)
+    return {"passed": "NOT caught", "failed": "caught"}.get(outcome, outcome)
 
 
 def main(argv: list[str] | None = None) -> int:
