@@ -8,7 +8,9 @@ when told to (it is transparent by default):
   handshake is a round trip too), which is what a distant server costs a chatty client;
 - injects faults into requests matching a method/path pattern, counted so a test can fail exactly
   the Nth match: an HTTP error status, a hang (timeout), a dropped connection, or a partial write
-  (the upstream response cut in half, then the connection closed).
+  (the upstream response cut in half, then the connection closed);
+- runs an in-process callback just before forwarding a matching request (action "call"), so a test
+  can change the server between two requests of one client, e.g. re-point a tag mid-pull.
 
 It understands just enough HTTP/1.1 framing (Content-Length, chunked, close-delimited,
 `Expect: 100-continue`) to keep keep-alive connections in step, and forwards bytes otherwise
@@ -24,11 +26,12 @@ import json
 import re
 import threading
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-ACTIONS = ("status", "hang", "drop", "partial")
+ACTIONS = ("status", "hang", "drop", "partial", "call")
 CHUNK = 256 * 1024
 MAX_HEAD = 64 * 1024
 LOG_SIZE = 100_000  # (method, path) of the latest requests, for tests that check what was sent
@@ -39,7 +42,8 @@ class Fault:
     """Fail matches `nth` .. `nth + times - 1` of requests whose method and path match.
 
     `action`: "status" (answer `status` without forwarding), "hang" (never answer), "drop" (close
-    the connection), "partial" (forward, then send half the upstream response and close).
+    the connection), "partial" (forward, then send half the upstream response and close), "call"
+    (run `call()` in a worker thread, then forward the request untouched).
     `after_upstream`: for hang/drop, forward the request first, so the server acts on it but the
     client never learns the outcome (the nastiest case for rollback). `hang_seconds` bounds a hang
     (then the connection drops), for tests that cannot wait for a client's own timeout.
@@ -53,6 +57,7 @@ class Fault:
     status: int = 503
     after_upstream: bool = False
     hang_seconds: float | None = None  # a hang that ends (in a dropped connection) after this long
+    call: Callable[[], object] | None = field(default=None, repr=False)  # for action "call"
     matched: int = 0
     injected: int = 0
 
@@ -74,7 +79,7 @@ class Fault:
         return False
 
     def public(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "call"}
 
 
 @dataclass
@@ -334,6 +339,9 @@ class FaultProxy:
         start, headers = _parse_head(head)
         method, path = (start.split(" ") + ["", ""])[:2]
         fault = self._match(method, path)
+        if fault and fault.action == "call":
+            await asyncio.get_running_loop().run_in_executor(None, fault.call or (lambda: None))
+            fault = None
         if fault and not fault.after_upstream and fault.action in ("drop", "hang", "status"):
             return await self._fault_before(fault, reader, writer, headers)
         if delay := self._delay():
