@@ -159,3 +159,17 @@ def test_bounded_hang_ends_in_a_dropped_connection(proxy):
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.get(f"{proxy.url}/v2/", timeout=60)
     assert 0.3 <= time.monotonic() - t < 0.3 + SLACK  # an unbounded hang would last the client's 60 s
+
+
+def test_call_runs_before_the_nth_match_is_forwarded(proxy, registry):
+    """The callback's change to the server is what the matched request sees; the admin view stays JSON."""
+    seen: list[int] = []
+    path = "/v2/faultproxy/moving/manifests/v1"
+    fault = proxy.add_fault("call", path, method="HEAD", nth=2, call=lambda: _push_image(f"http://{registry}",
+                                                                                           "faultproxy/moving", "v1"))
+    with httpx.Client(base_url=proxy.url, timeout=5) as http:
+        for _ in range(3):
+            seen.append(http.head(path, headers={"Accept": MANIFEST_TYPE}).status_code)
+        state = http.get(f"{proxy.admin_url}/state").json()
+    assert seen == [404, 200, 200] and (fault.matched, fault.injected) == (3, 1)
+    assert state["faults"][0]["action"] == "call" and "call" not in state["faults"][0]
