@@ -65,9 +65,12 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scrat
     key = step_key("add", file_digest(db_path), refs, mode, modes or {}, release_order, True)
     if pinned and steps().get(key, db_path) is not None:
         return len(refs)
+    from indexflow.registry import cache as slots
+
     cache = cache_root() / "bundles"
     for d in (cache, scratch):
-        d.mkdir(parents=True, exist_ok=True)
+        with slots.disk_errors(d):
+            d.mkdir(parents=True, exist_ok=True)
     bundles = fetch_bundles(refs, lambda ref: unpacked_bundle(client, ref, cache, scratch), concurrency)
     # IIB adds with `opm registry add --enable-alpha`
     add_bundles(db_path, bundles, mode, enable_alpha=True, modes=modes, release_order=release_order)
@@ -75,18 +78,26 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scrat
         confirm_added(db_path, refs)
     if pinned:
         steps().put(key, db_path)
+    slots.evict([cache, cache_root() / "index-db"], client.limits.cache_max_bytes)
     return len(bundles)
 
 
 def unpacked_bundle(client, ref: str, cache: Path, scratch: Path) -> Path:  # noqa: ANN001 - RegistryClient
     """A digest-pinned bundle never changes: unpack it once per machine and reuse it on every later
-    merge (a re-run after a failure pulls nothing). Tag refs are unpacked afresh into `scratch`."""
+    merge (a re-run after a failure pulls nothing). Tag refs are unpacked afresh into `scratch`.
+    The cache is size-bound (`registry/cache.py`): a hit is marked used, the run evicts at its end."""
+    from indexflow.registry import cache as slots
+
     if "@sha256:" not in ref:
-        return Path(client.pull_bundle(ref, tempfile.mkdtemp(dir=scratch, prefix="bundle-")))
+        with slots.disk_errors(scratch):
+            fresh = tempfile.mkdtemp(dir=scratch, prefix="bundle-")
+        return Path(client.pull_bundle(ref, fresh))
     slot = cache / ref.rsplit("@", 1)[1].replace(":", "-")
     if slot.is_dir():
+        slots.touch(slot)
         return slot
-    part = Path(tempfile.mkdtemp(dir=cache, prefix=".part-"))
+    with slots.disk_errors(cache):
+        part = Path(tempfile.mkdtemp(dir=cache, prefix=".part-"))
     try:
         client.pull_bundle(ref, part)
     except BaseException:

@@ -1,12 +1,11 @@
 """Everything a merge run talks to, built once from the MergeSettings block and its credential blocks.
 
-Secrets are read from blocks here and handed to clients; they are never logged, returned or
-written anywhere but a 0600 temp file the run deletes.
+Secrets are read from blocks here and handed to clients in memory; they are never logged, returned
+or written to disk (the registry Secret goes through `blocks.registry_auth`).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -39,31 +38,18 @@ class Session:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _docker_config(settings: MergeSettings, workdir: Path) -> Path | None:
-    if not settings.registry_auth_secret:
-        return None
-    from prefect.blocks.system import Secret
-
-    path = workdir / "docker-config.json"
-    path.touch(mode=0o600)
-    value = Secret.load(settings.registry_auth_secret).get()  # a JSON secret comes back parsed
-    redact.remember_docker_config(value)
-    path.write_text(value if isinstance(value, str) else json.dumps(value))
-    return path
-
-
 def open_session(settings: MergeSettings, req: MergeRequest) -> Session:
     """Clients for the registry (with the overwrite token for the target), artifacts, GitLab, Konflux."""
     from prefect_gitlab import GitLabCredentials
     from prefect_kubernetes.credentials import KubernetesCredentials
 
+    from blocks.registry_auth import registry_auth
     from indexflow.registry.artifacts import IndexDbArtifacts
-    from indexflow.registry.auth import DockerAuth
     from indexflow.registry.client import RegistryClient
     from indexflow.registry.refs import ImageRef
 
     workdir = Path(tempfile.mkdtemp(prefix=f"indexflow-{req.request_id}-"))
-    auth = DockerAuth.from_config(_docker_config(settings, workdir))
+    auth = registry_auth(settings.registry_auth_secret)
     kw = dict(insecure=tuple(settings.insecure_registries), max_connections=settings.registry_concurrency * 2)
     registry = RegistryClient(auth=auth, **kw)
     target_registry = registry

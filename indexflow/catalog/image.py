@@ -5,26 +5,29 @@ reading the files back costs more CPU than parsing them (directories, chmods, te
 2 cores that CPU is the bottleneck of adding thousands of bundles. So the layers are fetched
 through the registry client (digest-checked) and read straight from their tar streams. Nothing is
 written to disk, so hostile paths cannot escape anywhere; OCI whiteouts, hard links and symlinks
-inside the image are still honoured, and the unpacked size is capped.
+inside the image are still honoured. The decompressed stream and the entry count are capped as for
+the on-disk unpack (`registry.limits`), and the compressed layers of all bundles read at once may
+hold at most `Limits.load_bytes` of memory together (threads wait for their turn).
 """
 
 from __future__ import annotations
 
-import io
 import posixpath
 import tarfile
+import threading
 import zlib
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from indexflow.catalog.bundle import BundleFiles
 from indexflow.catalog.limits import max_bundle_bytes, max_file_bytes
 from indexflow.errors import CatalogError
+from indexflow.registry.limits import LayerBudget, LayerTar, Limits
 
 WANTED = ("manifests/", "metadata/")
 MAX_LAYER_BYTES = 256 << 20  # compressed, per layer
-MAX_MEMBERS = 10_000  # bundles have tens of files; bounds the whiteout bookkeeping
 
 
 @dataclass(frozen=True)
@@ -33,16 +36,12 @@ class _Link:
 
 
 class _Budget:
-    """What one image may cost: files seen and bytes read into memory."""
+    """What one image may cost: its layers' entries and decompressed bytes, and file bytes in memory."""
 
-    def __init__(self, where: str) -> None:
-        self.where, self.members, self.bytes = where, MAX_MEMBERS, max_bundle_bytes()
+    def __init__(self, where: str, limits: Limits) -> None:
+        self.where, self.bytes = where, max_bundle_bytes()
         self.file_cap = max_file_bytes()
-
-    def member(self) -> None:
-        self.members -= 1
-        if self.members < 0:
-            raise CatalogError(f"{self.where}: the image has more than {MAX_MEMBERS} files")
+        self.layers = LayerBudget(where, CatalogError, limits)
 
     def read(self, size: int) -> None:
         if size > self.file_cap:
@@ -71,31 +70,58 @@ class _Lazy:
 Tree = dict[str, "bytes | _Link | _Lazy"]
 
 
+class _InFlight:
+    """Compressed layer bytes held by the bundles being read at once, process wide. Each image
+    reserves its layers' declared sizes in one step (never piecemeal, so two images cannot each hold
+    half and wait for the other); an image larger than the whole allowance waits to be alone."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._used = 0
+
+    @contextmanager
+    def hold(self, size: int, allowance: int) -> Iterator[None]:
+        size = min(size, allowance)
+        with self._cond:
+            self._cond.wait_for(lambda: self._used + size <= allowance)
+            self._used += size
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._used -= size
+                self._cond.notify_all()
+
+
+_IN_FLIGHT = _InFlight()
+
+
 def image_files(client: Any, ref: str) -> BundleFiles:
     """manifests/* and metadata/* of the (amd64, else first) image of `ref`, after all layers."""
     child, manifest = client.image_manifest(ref)
+    limits = Limits.from_env()
+    layers = manifest.json.get("layers") or []
+    for i, layer in enumerate(layers):
+        if layer["size"] > MAX_LAYER_BYTES:  # refuse before downloading it
+            raise CatalogError(f"{ref} layer {i + 1}: larger than {MAX_LAYER_BYTES} bytes, not a bundle layer")
+    with _IN_FLIGHT.hold(sum(layer["size"] for layer in layers), limits.load_bytes):
+        return _read_layers(client, child, ref, layers, _Budget(str(ref), limits))
+
+
+def _read_layers(client: Any, child: Any, ref: str, layers: list[dict], budget: _Budget) -> BundleFiles:
     tree: Tree = {}
-    budget = _Budget(str(ref))
     where = f"{ref} layer"
     try:
         with ExitStack() as stack:
-            for i, layer in enumerate(manifest.json.get("layers") or []):
+            for i, layer in enumerate(layers):
                 where = f"{ref} layer {i + 1}"
-                if int(layer.get("size") or 0) > MAX_LAYER_BYTES:  # refuse before downloading it
-                    raise CatalogError(f"{where}: larger than {MAX_LAYER_BYTES} bytes, not a bundle layer")
-                data = client.blob(child, layer["digest"], max_bytes=MAX_LAYER_BYTES)
-                tar = stack.enter_context(_open(data, where))
-                for member in tar:
-                    _apply_member(tree, tar, member, budget)
+                data = client.blob(child, layer["digest"], max_bytes=layer["size"])
+                opened = stack.enter_context(LayerTar.open(data, budget.layers, where))
+                for member in opened.members():
+                    _apply_member(tree, opened.tar, member, budget)
             return _resolve(tree)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise CatalogError(f"{where}: not a readable tar layer ({exc})") from None
-
-
-def _open(data: bytes, where: str) -> tarfile.TarFile:
-    if data[:4] == b"\x28\xb5\x2f\xfd":
-        raise CatalogError(f"{where}: zstd-compressed layers are not supported")
-    return tarfile.open(fileobj=io.BytesIO(data), mode="r:gz" if data[:2] == b"\x1f\x8b" else "r:")
 
 
 def _norm(name: str) -> str | None:
@@ -111,7 +137,6 @@ def _drop(tree: Tree, path: str) -> None:
 
 
 def _apply_member(tree: Tree, tar: tarfile.TarFile, member: tarfile.TarInfo, budget: _Budget) -> None:
-    budget.member()
     path = _norm(member.name)
     if path is None:
         return

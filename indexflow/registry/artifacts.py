@@ -8,7 +8,8 @@ without timeouts and with its own auth/TLS handling; tests check interoperabilit
 
 Pulls are cached by artifact manifest digest: a second pull of an unchanged tag costs one HEAD and
 downloads nothing. A cached file that was modified in place (size or mtime changed) is fetched
-again rather than trusted.
+again rather than trusted. The cache shares `INDEXFLOW_CACHE_MAX_BYTES` with the bundle cache
+(`cache.py`: least recently used slots go first); a cache dir that cannot be written is one sentence.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from indexflow.errors import RegistryError
 from indexflow.merge import plan
+from indexflow.registry import cache, digests
 from indexflow.registry.auth import DockerAuth
 from indexflow.registry.client import OCI_MANIFEST, RegistryClient, sha256
 from indexflow.registry.refs import ImageRef
@@ -87,19 +89,22 @@ class IndexDbArtifacts:
             raise RegistryError(f"Failed to pull OCI artifact {ref}: it does not exist")
         cached = self._cached(digest)
         if cached is not None:
+            cache.touch(cached.parent)
             return PulledDb(cached, digest, False)
         manifest = self.client.manifest(ref.with_digest(digest))
         layer = _db_layer(manifest.json, str(ref))
         slot = self._slot(digest)
-        slot.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=slot, prefix=".part-") as tmp:
-            part = self.client.download_blob(ref, layer["digest"], Path(tmp) / DB_NAME)
-            os.replace(part, slot / DB_NAME)
-        self._remember(slot / DB_NAME, layer["digest"])
+        with cache.disk_errors(slot):
+            slot.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=slot, prefix=".part-") as tmp:
+                part = self.client.download_blob(ref, layer["digest"], Path(tmp) / DB_NAME)
+                os.replace(part, slot / DB_NAME)
+            self._remember(slot / DB_NAME, layer["digest"])
+        cache.evict([self.cache_dir, cache_root() / "bundles"], self.client.limits.cache_max_bytes)
         return PulledDb(slot / DB_NAME, digest, True)
 
     def _slot(self, digest: str) -> Path:
-        return self.cache_dir / digest.replace(":", "-")
+        return self.cache_dir / digests.check(digest, "index.db artifact").replace(":", "-")
 
     def _cached(self, digest: str) -> Path | None:
         path = self._slot(digest) / DB_NAME

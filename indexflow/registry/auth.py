@@ -5,6 +5,11 @@ Registries answer 401 with `WWW-Authenticate: Basic ...` or `Bearer realm=...,se
 fetched from the realm and cached per (host, scope), so after the first challenge every request
 is authorised up front and costs one round trip. Secrets never leave this module except inside
 an Authorization header: reprs are redacted and nothing here logs.
+
+Where credentials may go: to the registry host they are keyed by, and to the token realm that host
+names only over https (or over plain http on the registry's own host). A 401 that comes from another
+origin after a redirect (a blob served by a storage host) is not answered: the registry's
+credentials are never sent in reply to a challenge some other host made.
 """
 
 from __future__ import annotations
@@ -86,8 +91,20 @@ class DockerAuth:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise RegistryError(f"cannot read the registry auth file {path}: {exc.__class__.__name__}") from None
+        return cls.from_dict(data, f"the registry auth file {path}")
+
+    @classmethod
+    def from_dict(cls, data: object, source: str) -> "DockerAuth":
+        """Credentials from a parsed docker `config.json` (a Secret block's value, say), so a secret
+        never has to be written to disk to be read; a JSON string is parsed first. `source` names the
+        data in errors (never its content)."""
+        if isinstance(data, (str, bytes)):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                raise RegistryError(f"{source} is not JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("auths", {}), dict):
-            raise RegistryError(f"the registry auth file {path} is not a docker config.json (no 'auths' object)")
+            raise RegistryError(f"{source} is not a docker config.json (no 'auths' object)")
         entries = {}
         for key, entry in (data.get("auths") or {}).items():
             creds = _entry_credentials(entry if isinstance(entry, dict) else {}, key)
@@ -116,6 +133,19 @@ class DockerAuth:
 
     def __repr__(self) -> str:
         return f"DockerAuth(registries={sorted(self._entries)})"
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
+def _realm_may_have_credentials(realm: str, registry: httpx.URL) -> bool:
+    """https anywhere, or plain http on the registry's own host (an insecure registry's token server)."""
+    try:
+        url = httpx.URL(realm)
+    except (httpx.InvalidURL, ValueError):
+        return False
+    return url.scheme == "https" or (url.scheme == "http" and url.host == registry.host)
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -180,6 +210,8 @@ class RegistryAuth(httpx.Auth):
         response = yield request
         if response.status_code != 401 or "WWW-Authenticate" not in response.headers:
             return
+        if not _same_origin(response.request.url, request.url):  # a redirect target challenged: not ours
+            return
         scheme, params = parse_challenge(response.headers["WWW-Authenticate"])
         host = request.url.netloc.decode()
         creds = self._credentials(request)
@@ -191,6 +223,9 @@ class RegistryAuth(httpx.Auth):
             request.headers["Authorization"] = creds.basic_header()
         elif scheme == "bearer" and params.get("realm"):
             scope = params.get("scope") or scope_for(request)
+            if creds is not None and not _realm_may_have_credentials(params["realm"], request.url):
+                raise RegistryError(f"registry {host} names the token realm {params['realm'][:100]!r}, which is "
+                                    "neither https nor on the registry's host: its credentials are not sent there")
             token_response = yield self._token_request(params, scope, creds)
             token = self._store_token(host, scope_for(request) or scope or "", token_response)
             if token is None:

@@ -6,6 +6,11 @@ checks run concurrently. Every call has a timeout; 429, 5xx, resets and timeouts
 with exponential backoff (Retry-After honoured, capped). Manifests and config blobs are
 remembered by `name@digest` (their content can never change), so the label read of a bundle reuses the
 manifest fetched by its validation within a run.
+
+Registries are not trusted (`limits.py`): every request has an overall deadline (`deadline.py`),
+manifests and blobs are size-capped while they stream, every digest is verified (sha256, sha512;
+other algorithms refused), manifests are checked for shape before use, and `tags/list` pagination
+stops at a repeated or foreign `Link` and at a page cap.
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ from types import TracebackType
 import httpx
 
 from indexflow.errors import RegistryError
+from indexflow.registry import deadline, digests
 from indexflow.registry.auth import DockerAuth, RegistryAuth
+from indexflow.registry.cache import disk_errors
+from indexflow.registry.limits import Limits
 from indexflow.registry.refs import ImageRef
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -119,7 +127,7 @@ class _Memo:
 
     def put(self, key: str, value: object, size: int) -> None:
         with self._lock:
-            if key in self._items:
+            if key in self._items or size > self._max // 4:  # a big item would evict everything
                 return
             self._items[key] = (value, size)
             self._size += size
@@ -133,7 +141,8 @@ class RegistryClient:
 
     def __init__(self, auth: DockerAuth | None = None, insecure: Iterable[str] = (), timeout: float = 30.0,
                  max_connections: int = 64, retries: int = 5, ca_files: dict[str, str | Path] | None = None,
-                 backoff: float = 0.25) -> None:
+                 backoff: float = 0.25, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits.from_env()
         self.insecure = frozenset(insecure)
         self.ca_files = {host: str(path) for host, path in (ca_files or {}).items()}
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
@@ -171,7 +180,7 @@ class RegistryClient:
                     import ssl
 
                     verify = ssl.create_default_context(cafile=verify)  # type: ignore[assignment]
-                client = httpx.Client(verify=verify, timeout=self.timeout, limits=self._limits,
+                client = httpx.Client(transport=deadline.transport(verify, self._limits), timeout=self.timeout,
                                       auth=self._auth, follow_redirects=True,
                                       event_hooks={"request": [lambda r: self.stats.count(r.method)]})
                 self._clients[key] = client
@@ -215,18 +224,24 @@ class RegistryClient:
         """Send with retries; a status outside `ok` raises RegistryStatusError naming `what`."""
         url = path if path.startswith("http") else f"{self._base(ref)}/v2/{ref.repository}/{path}"
         what = what or str(ref)
+        with deadline.deadline(self.limits.request_deadline):
+            return self._attempts(method, ref, url, content, headers, stream, tuple(ok), what)
+
+    def _attempts(self, method: str, ref: ImageRef, url: str, content: bytes | Path | None,
+                  headers: dict[str, str] | None, stream: bool, ok: tuple[int, ...], what: str) -> httpx.Response:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
                 response = self._send(method, ref, url, content, headers, stream)
             except httpx.TransportError as exc:
+                self._check_deadline(what, ref)
                 if last:
                     raise RegistryError(f"{what}: registry {ref.registry} is unreachable "
                                         f"({exc.__class__.__name__} after {attempt + 1} attempts)",
                                         transient=True) from None
                 self._sleep(attempt, None)
                 continue
-            if response.status_code in RETRY_STATUSES and not last:
+            if response.status_code in RETRY_STATUSES and not last and not deadline.expired():
                 response.close()
                 self._sleep(attempt, response)
                 continue
@@ -235,6 +250,40 @@ class RegistryClient:
                 raise RegistryStatusError(f"{what}: {_reason(response.status_code)}", response.status_code)
             return response
         raise AssertionError("unreachable")
+
+    def _check_deadline(self, what: str, ref: ImageRef) -> None:
+        if deadline.expired():
+            raise RegistryError(f"{what}: registry {ref.registry} did not answer within the "
+                                f"{self.limits.request_deadline:g}-second deadline")
+
+    def _read(self, response: httpx.Response, max_bytes: int, what: str, kind: str) -> bytes:
+        """A streamed body, refused as soon as it passes `max_bytes` (Content-Length checked first)."""
+        try:
+            declared = int(response.headers.get("Content-Length") or 0)
+            if declared > max_bytes:
+                raise RegistryError(f"{what}: the {kind} is larger than the {max_bytes}-byte limit")
+            chunks, size = [], 0
+            for chunk in response.iter_bytes(1 << 16):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise RegistryError(f"{what}: the {kind} is larger than the {max_bytes}-byte limit")
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except httpx.TransportError as exc:
+            raise RegistryError(f"{what}: reading the {kind} failed ({exc.__class__.__name__})") from None
+        finally:
+            response.close()
+
+    def _get_capped(self, ref: ImageRef, path: str, max_bytes: int, what: str, kind: str,
+                    headers: dict[str, str] | None = None) -> tuple[httpx.Response, bytes]:
+        """GET a body under one deadline, capped while it streams; the deadline passing is one sentence."""
+        with deadline.deadline(self.limits.request_deadline):
+            response = self.request("GET", ref, path, headers=headers, stream=True, what=what)
+            try:
+                return response, self._read(response, max_bytes, what, kind)
+            except RegistryError:
+                self._check_deadline(what, ref)
+                raise
 
     def _send(self, method: str, ref: ImageRef, url: str, content: bytes | Path | None,
               headers: dict[str, str] | None, stream: bool) -> httpx.Response:
@@ -251,8 +300,7 @@ class RegistryClient:
         if ref.digest:
             return ref.digest
         response = self.request("HEAD", ref, f"manifests/{ref.reference}", headers={"Accept": ACCEPT})
-        digest = response.headers.get("Docker-Content-Digest")
-        return digest or self.manifest(ref).digest
+        return _header_digest(response, str(ref)) or self.manifest(ref).digest
 
     def find_digest(self, ref: ImageRef | str) -> str | None:
         """One HEAD: the manifest digest, or None when the tag or digest does not exist."""
@@ -260,7 +308,7 @@ class RegistryClient:
         response = self.request("HEAD", ref, f"manifests/{ref.reference}", ok=(200, 404), headers={"Accept": ACCEPT})
         if response.status_code == 404:
             return None
-        return response.headers.get("Docker-Content-Digest") or self.manifest(ref).digest
+        return _header_digest(response, str(ref)) or self.manifest(ref).digest
 
     def exists(self, ref: ImageRef | str) -> bool:
         """HEAD the manifest: True/False; auth and server errors raise (they are not 'missing')."""
@@ -277,15 +325,14 @@ class RegistryClient:
             cached = self._manifests.get(f"{ref.name}@{ref.digest}")
             if cached is not None:
                 return cached  # type: ignore[return-value]
-        response = self.request("GET", ref, f"manifests/{ref.reference}", headers={"Accept": ACCEPT})
-        raw = response.content
+        if ref.digest:
+            digests.check(ref.digest, str(ref))
+        response, raw = self._get_capped(ref, f"manifests/{ref.reference}", self.limits.manifest_bytes, str(ref),
+                                         "manifest", headers={"Accept": ACCEPT})
         digest = sha256(raw)
-        if ref.digest and ref.digest.startswith("sha256:") and digest != ref.digest:
+        if ref.digest and not digests.of(ref.digest, raw, str(ref)):
             raise RegistryError(f"{ref}: the registry returned a manifest whose digest is {digest}")
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise RegistryError(f"{ref}: the manifest is not JSON") from None
+        body = check_manifest(raw, str(ref))
         media_type = body.get("mediaType") or response.headers.get("Content-Type", "").split(";")[0]
         manifest = Manifest(media_type, raw, digest, body)
         self._manifests.put(f"{ref.name}@{digest}", manifest, len(raw))
@@ -312,19 +359,17 @@ class RegistryClient:
         cached = self._blobs.get(digest)
         if cached is not None:
             return cached  # type: ignore[return-value]
-        response = self.request("GET", ref, f"blobs/{digest}", what=f"{ref.name}@{digest}")
-        data = response.content
-        if len(data) > max_bytes:
-            raise RegistryError(f"{ref.name}@{digest}: blob is larger than {max_bytes} bytes")
-        if digest.startswith("sha256:") and sha256(data) != digest:
-            raise RegistryError(f"{ref.name}@{digest}: downloaded blob does not match its digest")
+        what = f"{ref.name}@{digests.check(digest, ref.name)}"
+        _, data = self._get_capped(ref, f"blobs/{digest}", max_bytes, what, "blob")
+        if not digests.of(digest, data, what):
+            raise RegistryError(f"{what}: downloaded blob does not match its digest")
         self._blobs.put(digest, data, len(data))
         return data
 
     def config(self, ref: ImageRef | str, arch: str | None = None) -> dict:
         """The image config JSON (of `arch`'s image when `ref` is an index)."""
         child, manifest = self.image_manifest(ref, arch)
-        digest = manifest.json.get("config", {}).get("digest")
+        digest = (manifest.json.get("config") or {}).get("digest")
         if not digest:
             raise RegistryError(f"{child}: the manifest has no config blob")
         try:
@@ -344,18 +389,22 @@ class RegistryClient:
         return [self.config(ref).get("architecture") or "amd64"]
 
     def tags(self, repo_ref: ImageRef | str) -> list[str]:
-        """Every tag of a repository (follows `Link` pagination)."""
+        """Every tag of a repository, following `Link` pagination on the same registry: a page seen
+        before or past `limits.tag_pages` pages ends in one sentence instead of a loop."""
         ref = ImageRef.coerce(repo_ref)
-        path, tags = "tags/list?n=1000", []
-        while path:
-            response = self.request("GET", ref, path, ok=(200, 404), what=ref.name)
+        base = self._base(ref)
+        url, tags, seen = f"{base}/v2/{ref.repository}/tags/list?n=1000", [], set()
+        while url:
+            if url in seen or len(seen) >= self.limits.tag_pages:
+                raise RegistryError(f"{ref.name}: the registry's tag list pagination does not end "
+                                    f"(a repeated page or more than {self.limits.tag_pages} pages)")
+            seen.add(url)
+            response = self.request("GET", ref, url, ok=(200, 404), what=ref.name, stream=True)
             if response.status_code == 404:
+                response.close()
                 return []
-            tags += response.json().get("tags") or []
-            link = response.headers.get("Link", "")
-            path = link[link.find("<") + 1:link.find(">")] if "rel=\"next\"" in link else ""
-            if path.startswith("/"):
-                path = f"{self._base(ref)}{path}"
+            tags += _tag_page(self._read(response, self.limits.manifest_bytes, ref.name, "tag list"), ref.name)
+            url = _next_page(response.headers.get("Link", ""), base, ref.name)
         return tags
 
     # -- writes --------------------------------------------------------------------------------
@@ -445,20 +494,25 @@ class RegistryClient:
         raise AssertionError("unreachable")
 
     def _stream_to(self, ref: ImageRef, digest: str, dest: Path, max_bytes: int) -> Path:
-        response = self.request("GET", ref, f"blobs/{digest}", stream=True, what=f"{ref.name}@{digest}")
-        hasher, size = hashlib.sha256(), 0
-        try:
-            with dest.open("wb") as out:
-                for chunk in response.iter_bytes(1 << 20):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise RegistryError(f"{ref.name}@{digest}: layer is larger than the {max_bytes}-byte limit")
-                    hasher.update(chunk)
-                    out.write(chunk)
-        finally:
-            response.close()
-        if digest.startswith("sha256:") and f"sha256:{hasher.hexdigest()}" != digest:
-            raise RegistryError(f"{ref.name}@{digest}: downloaded layer does not match its digest")
+        what = f"{ref.name}@{digests.check(digest, ref.name)}"
+        with deadline.deadline(self.limits.request_deadline):
+            response = self.request("GET", ref, f"blobs/{digest}", stream=True, what=what)
+            hasher, size = digests.hasher(digest, what), 0
+            try:
+                with disk_errors(dest), dest.open("wb") as out:
+                    for chunk in response.iter_bytes(1 << 20):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise RegistryError(f"{what}: layer is larger than the {max_bytes}-byte limit")
+                        hasher.update(chunk)
+                        out.write(chunk)
+            except httpx.TransportError:
+                self._check_deadline(what, ref)
+                raise
+            finally:
+                response.close()
+        if not digests.matches(digest, hasher):
+            raise RegistryError(f"{what}: downloaded layer does not match its digest")
         return dest
 
     def pull_bundle(self, ref: ImageRef | str, dest: Path | str, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -469,14 +523,77 @@ class RegistryClient:
         ref, dest = ImageRef.coerce(ref), Path(dest)
         child, manifest = self.image_manifest(ref, arch)
         layers = manifest.json.get("layers") or []
-        if sum(int(layer.get("size") or 0) for layer in layers) > max_bytes:
+        if sum(layer["size"] for layer in layers) > max_bytes:
             raise RegistryError(f"{ref}: the image is larger than the {max_bytes}-byte limit")
-        dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="indexflow-layers-") as tmp:
+        with disk_errors(dest):
+            dest.mkdir(parents=True, exist_ok=True)
+        with disk_errors(Path(tempfile.gettempdir())), tempfile.TemporaryDirectory(prefix="indexflow-layers-") as tmp:
             files = [self.download_blob(child, layer["digest"], Path(tmp) / f"layer{i}", max_bytes)
                      for i, layer in enumerate(layers)]
             unpack_layers(files, dest, max_bytes, str(ref))
         return dest
+
+
+def _header_digest(response: httpx.Response, where: str) -> str | None:
+    """The `Docker-Content-Digest` a registry sent, checked (it becomes part of URLs and cache paths)."""
+    digest = response.headers.get("Docker-Content-Digest")
+    return digests.check(digest, f"{where}: Docker-Content-Digest") if digest else None
+
+
+def check_manifest(raw: bytes, where: str) -> dict:
+    """The manifest JSON after checking the shape we rely on: an object whose `config`, `layers` and
+    `manifests` descriptors each have a valid digest and a non-negative integer size (so later code may
+    index them); anything else is one RegistryError naming `where`."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise RegistryError(f"{where}: the manifest is not JSON") from None
+    if not isinstance(body, dict):
+        raise RegistryError(f"{where}: the manifest is not a JSON object")
+    descriptors = [body["config"]] if "config" in body else []
+    for key in ("layers", "manifests"):
+        listed = body.get(key)
+        if listed is not None and not isinstance(listed, list):
+            raise RegistryError(f"{where}: the manifest's {key} is not a list")
+        descriptors += listed or []
+    for desc in descriptors:
+        _check_descriptor(desc, where)
+    return body
+
+
+def _check_descriptor(desc: object, where: str) -> None:
+    if not isinstance(desc, dict):
+        raise RegistryError(f"{where}: the manifest lists a descriptor that is not an object")
+    digests.check(desc.get("digest"), f"{where}: descriptor digest")
+    size = desc.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise RegistryError(f"{where}: descriptor {desc['digest']} has size {str(size)[:40]!r}, not a byte count")
+    for key, kind in (("annotations", dict), ("platform", dict), ("urls", list), ("mediaType", str)):
+        if key in desc and not isinstance(desc[key], kind):
+            raise RegistryError(f"{where}: descriptor {desc['digest']} has a malformed {key}")
+
+
+def _tag_page(raw: bytes, where: str) -> list[str]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    tags = body.get("tags") if isinstance(body, dict) else None
+    if not isinstance(tags, list) and tags is not None or not all(isinstance(t, str) for t in tags or []):
+        raise RegistryError(f"{where}: the registry's tag list is not a JSON list of tags")
+    return tags or []
+
+
+def _next_page(link: str, base: str, where: str) -> str:
+    """The `rel="next"` URL of a `Link` header, absolute; one on another host is refused."""
+    if 'rel="next"' not in link:
+        return ""
+    url = link[link.find("<") + 1:link.find(">")]
+    if url.startswith("/"):
+        return f"{base}{url}"
+    if not url.startswith(f"{base}/"):
+        raise RegistryError(f"{where}: the registry's tag list points its next page at another host")
+    return url
 
 
 def _platform(entry: dict) -> tuple[str, str]:

@@ -5,6 +5,8 @@ image and the member) when it would write outside the root: absolute paths, `..`
 a symlink that leads out, symlinks or hard links pointing out, device files and FIFOs. The total
 unpacked size is capped. OCI whiteouts are applied (`.wh.name` deletes `name` from lower layers,
 `.wh..wh..opq` empties its directory); ownership is never changed and setuid bits are dropped.
+The decompressed tar streams and the number of entries are capped (`limits.LayerBudget`), so a gzip
+bomb or a layer of 100,000 empty files is refused early.
 """
 
 from __future__ import annotations
@@ -12,38 +14,38 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+import zlib
+from dataclasses import replace
 from pathlib import Path
 
 from indexflow.errors import RegistryError
+from indexflow.registry.limits import LayerBudget, LayerTar, Limits
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
 
 def unpack_layers(layers: list[Path], root: Path, max_bytes: int, image: str) -> None:
-    """Apply layers in order onto `root`; on refusal the partial tree is removed."""
+    """Apply layers in order onto `root`; on refusal the partial tree is removed. At most `max_bytes`
+    (and the configured `unpacked_bytes`) of decompressed tar stream are read."""
     root = Path(os.path.realpath(root))
-    budget = [max_bytes]
+    limits = Limits.from_env()
+    budget = LayerBudget(image, RegistryError, replace(limits, unpacked_bytes=min(max_bytes, limits.unpacked_bytes)))
     try:
         for index, layer in enumerate(layers):
             _unpack_one(layer, root, budget, f"{image} layer {index + 1}")
         _check_links(root, image)
-    except (RegistryError, tarfile.TarError, OSError) as exc:
+    except (RegistryError, tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         shutil.rmtree(root, ignore_errors=True)
         if isinstance(exc, RegistryError):
             raise
         raise RegistryError(f"{image}: cannot unpack a layer ({exc.__class__.__name__}: {exc})") from None
 
 
-def _unpack_one(layer: Path, root: Path, budget: list[int], where: str) -> None:
-    with layer.open("rb") as f:
-        magic = f.read(4)
-    if magic.startswith(b"\x28\xb5\x2f\xfd"):
-        raise RegistryError(f"{where}: zstd-compressed layers are not supported")
-    mode = "r:gz" if magic.startswith(b"\x1f\x8b") else "r:"
-    with tarfile.open(layer, mode) as tar:
-        for member in tar:
-            _apply(tar, member, root, budget, where)
+def _unpack_one(layer: Path, root: Path, budget: LayerBudget, where: str) -> None:
+    with LayerTar.open(layer, budget, where) as opened:
+        for member in opened.members():
+            _apply(opened.tar, member, root, where)
 
 
 def _target(root: Path, name: str, where: str) -> Path:
@@ -68,7 +70,7 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _apply(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, budget: list[int], where: str) -> None:
+def _apply(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, where: str) -> None:
     target = _target(root, member.name, where)
     base = target.name
     if base == OPAQUE:
@@ -95,9 +97,6 @@ def _apply(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, budget: li
     elif member.islnk():
         _hardlink(member, target, root, where)
     elif member.isreg():
-        budget[0] -= member.size
-        if budget[0] < 0:
-            raise RegistryError(f"{where}: unpacked content exceeds the size limit")
         with tar.extractfile(member) as src, target.open("wb") as out:  # type: ignore[union-attr]
             shutil.copyfileobj(src, out, 1 << 20)
         target.chmod(0o600 | (member.mode & 0o755))

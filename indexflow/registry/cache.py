@@ -1,0 +1,89 @@
+"""The on-disk caches' size bound (least recently used out first) and their disk errors as one sentence.
+
+Unpacked bundles (`$INDEXFLOW_CACHE_DIR/bundles/<digest>/`) and pulled index.db files
+(`$INDEXFLOW_CACHE_DIR/index-db/<digest>/`) are kept across runs, one directory ("slot") per digest.
+A slot's mtime is its last use (`touch` on every hit). `evict` removes the least recently used slots
+until the slots together take at most `Limits.cache_max_bytes` (`INDEXFLOW_CACHE_MAX_BYTES`); a
+slot used in the last `GRACE` seconds is never removed, because a run in another thread or process
+may be reading it. Eviction scans every slot, so callers run it once per batch (after a run's bundles
+are added, after an index.db pull), not per file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from indexflow.errors import RegistryError
+
+GRACE = 300.0
+
+
+@contextmanager
+def disk_errors(path: Path) -> Iterator[None]:
+    """An OSError inside (read-only dir, disk full, permissions) becomes one sentence naming `path`."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise RegistryError(f"cannot write under {path}: {reason}") from None
+
+
+def touch(slot: Path) -> None:
+    """Mark `slot` as just used (a failed touch only makes it look older)."""
+    try:
+        os.utime(slot)
+    except OSError:
+        pass
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _slots(dirs: list[Path]) -> list[tuple[float, int, Path]]:
+    """(last use, bytes, path) of every finished slot in the cache `dirs`."""
+    found = []
+    for folder in dict.fromkeys(dirs):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                used = entry.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            found.append((used, _size(Path(entry.path)), Path(entry.path)))
+    return found
+
+
+def evict(dirs: list[Path], max_bytes: int, now: float | None = None) -> list[Path]:
+    """Remove least recently used slots of the cache `dirs` (together) until they fit in `max_bytes`;
+    returns what went."""
+    now = time.time() if now is None else now
+    slots = sorted(_slots(dirs))
+    total = sum(size for _, size, _ in slots)
+    removed = []
+    for used, size, path in slots:
+        if total <= max_bytes:
+            break
+        if now - used < GRACE:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        total -= size
+        removed.append(path)
+    return removed
