@@ -97,7 +97,7 @@ class IndexDbArtifacts:
         with cache.disk_errors(slot):
             slot.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=slot, prefix=".part-") as tmp:
-                part = self.client.download_blob(ref, layer["digest"], Path(tmp) / DB_NAME)
+                part = self.client.download_blob(ref, layer["digest"], Path(tmp) / DB_NAME, layer["size"])
                 os.replace(part, slot / DB_NAME)
             self._remember(slot / DB_NAME, layer["digest"])
         cache.evict([self.cache_dir, cache_root() / "bundles"], self.client.limits.cache_max_bytes)

@@ -222,9 +222,9 @@ class RegistryClient:
                 content: bytes | Path | None = None, headers: dict[str, str] | None = None,
                 stream: bool = False, what: str | None = None) -> httpx.Response:
         """Send with retries; a status outside `ok` raises RegistryStatusError naming `what`."""
-        url = path if path.startswith("http") else f"{self._base(ref)}/v2/{ref.repository}/{path}"
         what = what or str(ref)
         with deadline.deadline(self.limits.request_deadline):
+            url = path if path.startswith("http") else f"{self._base(ref)}/v2/{ref.repository}/{path}"
             return self._attempts(method, ref, url, content, headers, stream, tuple(ok), what)
 
     def _attempts(self, method: str, ref: ImageRef, url: str, content: bytes | Path | None,
@@ -528,7 +528,7 @@ class RegistryClient:
         with disk_errors(dest):
             dest.mkdir(parents=True, exist_ok=True)
         with disk_errors(Path(tempfile.gettempdir())), tempfile.TemporaryDirectory(prefix="indexflow-layers-") as tmp:
-            files = [self.download_blob(child, layer["digest"], Path(tmp) / f"layer{i}", max_bytes)
+            files = [self.download_blob(child, layer["digest"], Path(tmp) / f"layer{i}", min(layer["size"], max_bytes))
                      for i, layer in enumerate(layers)]
             unpack_layers(files, dest, max_bytes, str(ref))
         return dest

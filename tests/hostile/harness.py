@@ -65,10 +65,13 @@ class Outcome:
                 f"stdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-4000:]}")
 
 
-def _limits(memory: int):  # noqa: ANN202 - a preexec_fn
+def _limits(memory: int, file_size: int | None):  # noqa: ANN202 - a preexec_fn
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if file_size is not None:  # a "full disk": writes past it fail with EFBIG instead of a signal
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
     return apply
 
 
@@ -81,12 +84,15 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run(argv: list[str], *, env: Mapping[str, str] | None = None, cwd: Path | str | None = None,
-        memory: int = DEFAULT_MEMORY, timeout: float = DEFAULT_TIMEOUT, stdin: str | None = None) -> Outcome:
-    """`argv` in its own process group under the ceilings; on timeout the whole group is killed."""
+        memory: int = DEFAULT_MEMORY, timeout: float = DEFAULT_TIMEOUT, stdin: str | None = None,
+        file_size: int | None = None) -> Outcome:
+    """`argv` in its own process group under the ceilings; on timeout the whole group is killed.
+    `file_size` caps every file the case writes (RLIMIT_FSIZE), which is how a full disk looks."""
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=str(cwd or REPO), env=child_env(env), text=True, start_new_session=True,
                             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_limits(memory))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_limits(memory, file_size))
     timed_out = False
     try:
         stdout, stderr = proc.communicate(stdin, timeout=timeout)
