@@ -100,7 +100,8 @@ class IndexDbArtifacts:
                 part = self.client.download_blob(ref, layer["digest"], Path(tmp) / DB_NAME, layer["size"])
                 os.replace(part, slot / DB_NAME)
             self._remember(slot / DB_NAME, layer["digest"])
-        cache.evict([self.cache_dir, cache_root() / "bundles"], self.client.limits.cache_max_bytes)
+        # one bound for both caches: the bundle cache lives beside the default index.db cache
+        cache.evict([self.cache_dir, self.cache_dir.parent / "bundles"], self.client.limits.cache_max_bytes)
         return PulledDb(slot / DB_NAME, digest, True)
 
     def _slot(self, digest: str) -> Path:

@@ -119,13 +119,16 @@ def test_anonymous_token_from_a_foreign_plain_realm_carries_nothing(registry: Ho
     assert other.authorizations() == []
 
 
-def _redirected_blob(registry: HostileServer, storage: HostileServer, storage_reply: Reply) -> tuple[str, str]:
-    """A blob the registry (basic auth) serves by redirecting to `storage`; returns (ref, digest)."""
+def _redirected_blob(registry: HostileServer, storage: HostileServer, storage_reply: Reply,
+                     basic_first: bool = True) -> tuple[str, str]:
+    """A blob the registry serves by redirecting to `storage` (after a basic challenge, or at once);
+    returns (ref, digest)."""
     data = b"layer bytes"
     digest = digest_of(data)
     basic = Reply(401, {"WWW-Authenticate": 'Basic realm="reg"'})
     moved = Reply(307, {"Location": f"{storage.url}/store/{digest}"})
-    registry.route(f"/v2/ns/app/blobs/{digest}", lambda req: moved if "authorization" in req.headers else basic)
+    registry.route(f"/v2/ns/app/blobs/{digest}",
+                   lambda req: moved if "authorization" in req.headers or not basic_first else basic)
     storage.route(f"/store/{digest}", storage_reply)
     return f"{registry.host}/ns/app", digest
 
@@ -143,7 +146,8 @@ def test_redirect_target_never_sees_the_registry_credentials(registry: HostileSe
 def test_a_401_after_a_redirect_is_not_answered_with_the_registry_credentials(
         registry: HostileServer, other: HostileServer, third: HostileServer, case_dirs: CaseDirs) -> None:
     realm = token_server(third)  # on the registry's own address: only the redirect rule can stop it
-    ref, digest = _redirected_blob(registry, other, Reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}"'}))
+    challenge = Reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}"'})
+    ref, digest = _redirected_blob(registry, other, challenge, basic_first=False)
     code = client_code(registry, f"client.blob(ImageRef.parse({ref!r}), {digest!r})", creds_for=(registry,))
     judged(run_python(code, env=case_dirs.env), digest, "unauthorized")
     assert third.received == [] and other.authorizations() == []
