@@ -256,8 +256,10 @@ class RegistryClient:
             raise RegistryError(f"{what}: registry {ref.registry} did not answer within the "
                                 f"{self.limits.request_deadline:g}-second deadline")
 
-    def _read(self, response: httpx.Response, max_bytes: int, what: str, kind: str) -> bytes:
-        """A streamed body, refused as soon as it passes `max_bytes` (Content-Length checked first)."""
+    @staticmethod
+    def _read(response: httpx.Response, max_bytes: int, what: str, kind: str) -> bytes:
+        """A streamed body, refused as soon as it passes `max_bytes` (Content-Length checked first);
+        transport errors propagate (the caller retries)."""
         try:
             declared = int(response.headers.get("Content-Length") or 0)
             if declared > max_bytes:
@@ -269,21 +271,25 @@ class RegistryClient:
                     raise RegistryError(f"{what}: the {kind} is larger than the {max_bytes}-byte limit")
                 chunks.append(chunk)
             return b"".join(chunks)
-        except httpx.TransportError as exc:
-            raise RegistryError(f"{what}: reading the {kind} failed ({exc.__class__.__name__})") from None
         finally:
             response.close()
 
     def _get_capped(self, ref: ImageRef, path: str, max_bytes: int, what: str, kind: str,
-                    headers: dict[str, str] | None = None) -> tuple[httpx.Response, bytes]:
-        """GET a body under one deadline, capped while it streams; the deadline passing is one sentence."""
+                    headers: dict[str, str] | None = None, ok: Iterable[int] = (200,)) -> tuple[httpx.Response, bytes]:
+        """GET a body under one deadline, capped while it streams; a connection lost mid-body is
+        retried like one lost before the answer; the deadline passing is one sentence."""
         with deadline.deadline(self.limits.request_deadline):
-            response = self.request("GET", ref, path, headers=headers, stream=True, what=what)
-            try:
-                return response, self._read(response, max_bytes, what, kind)
-            except RegistryError:
-                self._check_deadline(what, ref)
-                raise
+            for attempt in range(self.retries + 1):
+                response = self.request("GET", ref, path, headers=headers, stream=True, what=what, ok=ok)
+                try:
+                    return response, self._read(response, max_bytes, what, kind)
+                except httpx.TransportError as exc:
+                    self._check_deadline(what, ref)
+                    if attempt == self.retries:
+                        raise RegistryError(f"{what}: reading the {kind} failed ({exc.__class__.__name__} after "
+                                            f"{attempt + 1} attempts)", transient=True) from None
+                    self._sleep(attempt, None)
+        raise AssertionError("unreachable")
 
     def _send(self, method: str, ref: ImageRef, url: str, content: bytes | Path | None,
               headers: dict[str, str] | None, stream: bool) -> httpx.Response:
@@ -399,11 +405,10 @@ class RegistryClient:
                 raise RegistryError(f"{ref.name}: the registry's tag list pagination does not end "
                                     f"(a repeated page or more than {self.limits.tag_pages} pages)")
             seen.add(url)
-            response = self.request("GET", ref, url, ok=(200, 404), what=ref.name, stream=True)
+            response, page = self._get_capped(ref, url, self.limits.manifest_bytes, ref.name, "tag list", ok=(200, 404))
             if response.status_code == 404:
-                response.close()
                 return []
-            tags += _tag_page(self._read(response, self.limits.manifest_bytes, ref.name, "tag list"), ref.name)
+            tags += _tag_page(page, ref.name)
             url = _next_page(response.headers.get("Link", ""), base, ref.name)
         return tags
 

@@ -67,6 +67,16 @@ def test_cut_blob_download_is_retried(client: RegistryClient, proxy: FaultProxy,
     assert fault.injected == 1
 
 
+@pytest.mark.parametrize("path", [r"/manifests/", r"/blobs/sha256:"])
+def test_a_body_cut_mid_stream_is_retried(client: RegistryClient, proxy: FaultProxy, image: ImageRef,
+                                          path: str) -> None:
+    """Manifests and config blobs are read as capped streams after the status line: a connection lost
+    in the body is asked again, like one lost before the answer."""
+    fault = proxy.add_fault("partial", path=path, method="GET", times=1)
+    assert client.labels(image) == {"k": "v"}
+    assert fault.injected == 1
+
+
 def test_persistent_failure_gives_up_with_one_sentence(client: RegistryClient, proxy: FaultProxy,
                                                        image: ImageRef) -> None:
     proxy.add_fault("status", path=r"/manifests/", times=100, status=503)
