@@ -27,11 +27,13 @@ from pathlib import Path
 import httpx
 
 from indexflow.errors import RegistryError
+from indexflow.registry.limits import CappedBody
 from indexflow.registry.refs import DOCKER_HUB, DOCKER_HUB_API, ImageRef
 
 _HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io", DOCKER_HUB)
 _PARAM = re.compile(r'(\w+)="([^"]*)"|(\w+)=([^,\s]+)')
 _REPO_PATH = re.compile(r"^/v2/(.+?)/(manifests|blobs|tags)/")
+MAX_TOKEN_BYTES = 1 << 20  # token answers are a few KB (a JWT and its expiry)
 
 
 @dataclass(frozen=True)
@@ -244,17 +246,20 @@ class RegistryAuth(httpx.Auth):
 
     def _store_token(self, host: str, scope: str, response: httpx.Response) -> str | None:
         """Remember the token until shortly before it expires (the default lifetime is 60 s)."""
-        response.read()
+        response.stream = CappedBody(response.stream, MAX_TOKEN_BYTES,  # type: ignore[arg-type]
+                                     f"the token answer for registry {host}")
+        raw = response.read()
         if response.status_code != 200:
             return None
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
             return None
-        token = body.get("token") or body.get("access_token")
-        if not token:
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+        if not token or not isinstance(token, str):
             return None
-        lifetime = max(10, int(body.get("expires_in") or 60)) - 5
+        expires = body.get("expires_in")
+        lifetime = max(10, expires if isinstance(expires, int) and not isinstance(expires, bool) else 60) - 5
         with self._lock:
             self._schemes[host] = "bearer"
             self._tokens[(host, scope)] = (token, time.monotonic() + lifetime)

@@ -33,7 +33,7 @@ from indexflow.errors import RegistryError
 from indexflow.registry import deadline, digests
 from indexflow.registry.auth import DockerAuth, RegistryAuth
 from indexflow.registry.cache import disk_errors
-from indexflow.registry.limits import Limits
+from indexflow.registry.limits import CappedBody, Limits
 from indexflow.registry.refs import ImageRef
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -182,7 +182,8 @@ class RegistryClient:
                     verify = ssl.create_default_context(cafile=verify)  # type: ignore[assignment]
                 client = httpx.Client(transport=deadline.transport(verify, self._limits), timeout=self.timeout,
                                       auth=self._auth, follow_redirects=True,
-                                      event_hooks={"request": [lambda r: self.stats.count(r.method)]})
+                                      event_hooks={"request": [lambda r: self.stats.count(r.method)],
+                                                   "response": [_cap_redirect_body]})
                 self._clients[key] = client
             return client
 
@@ -537,6 +538,16 @@ class RegistryClient:
                      for i, layer in enumerate(layers)]
             unpack_layers(files, dest, max_bytes, str(ref))
         return dest
+
+
+MAX_REDIRECT_BODY = 1 << 20
+
+
+def _cap_redirect_body(response: httpx.Response) -> None:
+    """httpx reads a redirect's body whole before following it: hold that body to a small cap."""
+    if response.has_redirect_location:
+        response.stream = CappedBody(response.stream, MAX_REDIRECT_BODY,  # type: ignore[arg-type]
+                                     f"the redirect answer of {response.url.host}")
 
 
 def _header_digest(response: httpx.Response, where: str) -> str | None:

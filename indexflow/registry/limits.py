@@ -20,9 +20,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
 
+import httpx
+
 from indexflow.errors import IndexflowError, RegistryError
 
-_ENV = {"manifest_bytes": "INDEXFLOW_MAX_MANIFEST_BYTES", "unpacked_bytes": "INDEXFLOW_MAX_UNPACKED_BYTES",
+_ENV = {"manifest_bytes": "INDEXFLOW_MAX_IMAGE_MANIFEST_BYTES", "unpacked_bytes": "INDEXFLOW_MAX_UNPACKED_BYTES",
         "layer_entries": "INDEXFLOW_MAX_LAYER_ENTRIES", "tag_pages": "INDEXFLOW_MAX_TAG_PAGES",
         "request_deadline": "INDEXFLOW_REGISTRY_DEADLINE", "cache_max_bytes": "INDEXFLOW_CACHE_MAX_BYTES",
         "load_bytes": "INDEXFLOW_BUNDLE_LOAD_BYTES"}
@@ -57,6 +59,25 @@ class Limits:
                 raise RegistryError(f"{_ENV[f.name]}={text!r} is not a positive {kind.__name__}")
             values[f.name] = value
         return cls(**values)  # type: ignore[arg-type]
+
+
+class CappedBody(httpx.SyncByteStream):
+    """A response body that ends in one RegistryError once it passes `limit` bytes; set as
+    `response.stream` before httpx reads it (redirect answers, token answers)."""
+
+    def __init__(self, inner: httpx.SyncByteStream, limit: int, what: str) -> None:
+        self.inner, self.limit, self.what = inner, limit, what
+
+    def __iter__(self) -> Iterator[bytes]:
+        seen = 0
+        for chunk in self.inner:
+            seen += len(chunk)
+            if seen > self.limit:
+                raise RegistryError(f"{self.what} is larger than {self.limit} bytes")
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class LayerBudget:

@@ -170,6 +170,23 @@ def test_another_registry_never_gets_these_credentials(registry: HostileServer, 
     assert other.authorizations() == []
 
 
+def test_an_endless_token_answer_is_refused(registry: HostileServer, third: HostileServer,
+                                           case_dirs: CaseDirs) -> None:
+    third.route("/token", Reply(200, {"Content-Type": "application/json"}, endless(b'{"token": "' + b"t" * 65536)))
+    ref = bearer_registry(registry, f"{third.url}/token")
+    code = client_code(registry, f"client.manifest({ref!r})", creds_for=(registry,))
+    judged(run_python(code, env=case_dirs.env, memory=512 * MiB), "token", "larger than")
+
+
+def test_an_endless_redirect_body_is_refused(registry: HostileServer, other: HostileServer,
+                                            case_dirs: CaseDirs) -> None:
+    digest = digest_of(b"layer bytes")
+    registry.route(f"/v2/ns/app/blobs/{digest}", Reply(307, {"Location": f"{other.url}/store"}, endless()))
+    other.route("/store", Reply(200, {}, b"layer bytes"))
+    code = client_code(registry, f"client.blob(ImageRef.parse({registry.host + '/ns/app'!r}), {digest!r})")
+    judged(run_python(code, env=case_dirs.env, memory=512 * MiB), "redirect", "larger than")
+
+
 # -- time ------------------------------------------------------------------------------------------
 DEADLINE_ENV = {"INDEXFLOW_REGISTRY_DEADLINE": "4"}
 
