@@ -11,6 +11,8 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from blocks.iib_api_settings import IibApiSettings
+
 DEFAULT_OPM_MAPPING = {
     **{f"v4.{m}": "opm-v1.26.4" for m in range(5, 17)},
     "v4.17": "opm-v1.40.0", "v4.18": "opm-v1.44.0", "v4.19": "opm-v1.48.0",
@@ -67,3 +69,6 @@ class MergeSettings(Block):
     registry_auth_secret: str | None = Field(default=None, description="Secret block: docker config.json text")
     gitlab_credentials: str = Field(description="GitLabCredentials block name (API and git push token)")
     kubernetes_credentials: str = Field(description="KubernetesCredentials block name of the Konflux cluster")
+    # the IIB-compatible HTTP service (`indexflow iib-api`): TLS, login, privileges, ids
+    iib_api: IibApiSettings = Field(default_factory=IibApiSettings,
+                                    description="indexflow iib-api: TLS, authentication, privileged users, id offset")

@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import SecretStr
 
@@ -26,7 +26,7 @@ from indexflow.merge import diff as merge_diff
 from indexflow.merge import plan
 from indexflow.merge.params import MergeRequest, validate_request
 from tasks import artifacts as art
-from tasks import catalog, git_mr, outputs, registry_checks, report
+from tasks import catalog, git_mr, iib_record, outputs, registry_checks, report
 from tasks.konflux_wait import wait_for_build
 from tasks.lock import target_lock
 from tasks.prepare import Prepared, resolve_indexes
@@ -77,7 +77,8 @@ def merge_index_image(
             request_id=default_request_id(), binary_image_configured=bool(settings.binary_image_config),
             graph_mode_options=settings.graph_mode_options,
             graph_mode_allow_list=settings.graph_mode_index_allow_list)
-        return run_request(settings, req)
+        result = run_request(settings, req)
+        return Completed(message=result["state_reason"], data=result)  # the final reason, with the state
     except IndexflowError as exc:
         exc.args = (redact.redact(str(exc)),)  # a secret learnt after the error was made
         get_run_logger().error("state_reason: %s", exc)
@@ -127,6 +128,7 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     with story.step(report.RESOLVING):
         prep: Prepared = resolve_indexes(s.registry, s.target_registry, req, cfg.binary_image_config,
                                          cfg.binary_image_less_arches_allowed_versions)
+        iib_record.record_resolved(req.request_id, prep)
     story.reason(f"Building the index image for the following arches: {', '.join(sorted(prep.arches))}")
     git_url = git_repo_for(req.effective_index, cfg.index_to_gitlab_push_map)
     with story.step(report.CLONING):
@@ -267,9 +269,9 @@ def finish(story: report.MergeStory, req: MergeRequest, built: Built, published:
               "removed_packages": list(built.removed_packages),
               "timings": {name: round(secs, 3) for name, secs in story.timings}, **(published or {})}
     report.publish_summary(req.request_id, result)
-    get_run_logger().info(
-        "state_reason: The operator(s) %s were successfully merged from the source index image into the "
-        "target index image", sorted(set(built.operators)))
+    result["state_reason"] = (f"The operator(s) {sorted(set(built.operators))} were successfully merged from the "
+                              "source index image into the target index image")
+    get_run_logger().info("state_reason: %s", result["state_reason"])
     result["lines"] = report.result_lines(result)
     return result
 

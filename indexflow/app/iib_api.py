@@ -1,240 +1,86 @@
-"""IIB's `merge-index-image` REST endpoint in front of the `merge-index-image` Prefect deployment.
+"""IIB's REST API for merge-index-image, in front of the `merge-index-image` Prefect deployment.
 
-Existing IIB clients switch by changing the base URL: `POST /api/v1/builds/merge-index-image`
-validates like IIB (merge.md B §1.1, same messages and status codes), answers 201 with an integer
-id and the request JSON, and creates a flow run; `GET /api/v1/builds/<id>` maps the flow run's
-state back to IIB's `state` / `state_reason`.
-
-This module talks to the Prefect server over its REST API with httpx (no Prefect import: it is
-core), reading PREFECT_API_URL and, if set, PREFECT_API_KEY or PREFECT_API_AUTH_STRING. Request
-ids come from a Prefect variable guarded by one in-process lock, so run one replica of this app.
+Existing IIB clients (iiblib, pubtools-iib, curl scripts) switch by changing the host name:
+- `POST /api/v1/builds/merge-index-image` checks the login and the request the way IIB does (same
+  messages and status codes) before anything is created, then starts a flow run; a retried POST
+  returns the build the first one made;
+- `GET /api/v1/builds`, `/builds/<id>`, `/builds/<id>/logs` and `/healthcheck` answer IIB's JSON
+  (paging, filters, full `state_history`), with no login, as IIB does;
+- every error is IIB's `{"error": "..."}` body.
+Prefect holds all state (see iib_prefect), so replicas share nothing but the Prefect API.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import os
+import json
+import math
+import re
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from pydantic import ValidationError as PydanticValidationError
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from indexflow.errors import IndexflowError, ValidationError
-from indexflow.merge.params import ONE_TIME_SECRET_PREFIX, validate_request
+from blocks.iib_api_settings import IibApiSettings
+from indexflow.app.iib_auth import Authenticator, Forbidden, ServeError, check_overwrite
+from indexflow.app.iib_builds import (INITIATED, REQUEST_TYPES, STATES, UNKNOWN_ERROR, Build, check_payload,
+                                      fields_from_artifact, id_of_output, iib_state, request_json, request_key,
+                                      tag_value)
+from indexflow.app.iib_prefect import (IN_PROGRESS, KEY_TAG, REQUEST_TAG, USER_TAG, ApiConfig, PrefectApiError,
+                                       PrefectRest, run_filter)
+from indexflow.errors import ValidationError
+from indexflow.merge.params import ONE_TIME_SECRET_PREFIX
 
-DEFAULT_DEPLOYMENT = "merge-index-image/merge-index-image"
-SETTINGS_SLUG = "indexflow-merge-settings"
-COUNTER_VARIABLE = "indexflow_iib_last_request_id"
-REQUEST_TAG = "iib-request:"
-ALLOWED_KEYS = {"source_from_index", "target_index", "deprecation_list", "binary_image", "overwrite_target_index",
-                "overwrite_target_index_token", "distribution_scope", "build_tags", "graph_update_mode",
-                "ignore_bundle_ocp_version", "dry_run",
-                "graph_update_modes", "default_head_policy"}  # indexflow's own additions
-IN_PROGRESS = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"}
-UNKNOWN_ERROR = "An unknown error occurred. See logs for details"
-RETRIES = 5
+__all__ = ["ApiConfig", "UNKNOWN_ERROR", "create_app", "iib_state", "request_json"]
 
-
-class PrefectApiError(IndexflowError):
-    """The Prefect API could not be reached or refused a call this endpoint needs."""
-
-
-@dataclass(frozen=True)
-class ApiConfig:
-    """Where the Prefect API is and which deployment / settings block the endpoint uses."""
-
-    prefect_api_url: str
-    deployment: str = DEFAULT_DEPLOYMENT
-    settings_block: str = "indexflow"
-    ui_url: str | None = None
-    timeout: float = 15.0
-
-    @classmethod
-    def from_env(cls, deployment: str | None = None, settings_block: str | None = None) -> "ApiConfig":
-        url = os.environ.get("PREFECT_API_URL", "")
-        if not url.startswith(("http://", "https://")):
-            raise PrefectApiError("PREFECT_API_URL must be set to the Prefect server's API URL "
-                                  "(e.g. http://127.0.0.1:4200/api)")
-        ui = os.environ.get("PREFECT_UI_URL") or (url[:-4] if url.rstrip("/").endswith("/api") else None)
-        return cls(prefect_api_url=url.rstrip("/"), deployment=deployment or DEFAULT_DEPLOYMENT,
-                   settings_block=settings_block or "indexflow", ui_url=ui)
+API = "/api/v1"
+BUILD_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²" is a digit to Python), bounded
+IIB_FIELDS_KEY = "iib-build-"
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# werkzeug's descriptions, which IIB answers for these codes
+HTTP_TEXTS = {
+    401: "The server could not verify that you are authorized to access the URL requested. You either supplied "
+         "the wrong credentials (e.g. a bad password), or your browser doesn't understand how to supply the "
+         "credentials required.",
+    404: "The requested resource was not found",
+    405: "The method is not allowed for the requested URL.",
+    413: "The data value transmitted exceeds the capacity limit.",
+}
 
 
-def _auth_headers() -> dict[str, str]:
-    """Prefect Cloud key or a self-hosted server's basic-auth string; never logged or returned."""
-    if os.environ.get("PREFECT_API_KEY"):
-        return {"Authorization": f"Bearer {os.environ['PREFECT_API_KEY']}"}
-    if os.environ.get("PREFECT_API_AUTH_STRING"):
-        encoded = base64.b64encode(os.environ["PREFECT_API_AUTH_STRING"].encode()).decode()
-        return {"Authorization": f"Basic {encoded}"}
-    return {}
+class TooLarge(Exception):
+    """The request body is over `max_body_bytes`."""
 
 
-class PrefectRest:
-    """The handful of Prefect REST calls the endpoint needs."""
-
-    def __init__(self, config: ApiConfig) -> None:
-        self.config = config
-        self.http = httpx.AsyncClient(base_url=config.prefect_api_url, headers=_auth_headers(),
-                                      timeout=config.timeout)
-        self._id_lock = asyncio.Lock()
-
-    async def call(self, method: str, path: str, **kw: Any) -> Any:
-        """One call; 429/503 (a busy server) are retried with backoff, as Prefect's own client does."""
-        for attempt in range(RETRIES + 1):
-            try:
-                response = await self.http.request(method, path, **kw)
-            except httpx.HTTPError as exc:
-                raise PrefectApiError(f"the Prefect API at {self.config.prefect_api_url} is unreachable "
-                                      f"({type(exc).__name__})") from None
-            if response.status_code not in (429, 503) or attempt == RETRIES:
-                break
-            await asyncio.sleep(0.5 * 2 ** attempt)
-        if response.status_code == 404:
-            return None
-        if response.status_code >= 400:
-            raise PrefectApiError(f"the Prefect API answered {response.status_code} to {method} {path}")
-        return response.json() if response.content else None
-
-    async def settings(self) -> dict[str, Any]:
-        doc = await self.call("GET", f"/block_types/slug/{SETTINGS_SLUG}/block_documents/name/"
-                                     f"{self.config.settings_block}")
-        if doc is None:
-            raise PrefectApiError(f"the MergeSettings block {self.config.settings_block!r} does not exist; "
-                                  "run `indexflow setup` first")
-        return doc["data"]
-
-    async def deployment_id(self) -> str:
-        flow_name, _, name = self.config.deployment.partition("/")
-        found = await self.call("GET", f"/deployments/name/{flow_name}/{name}")
-        if found is None:
-            raise PrefectApiError(f"the deployment {self.config.deployment} does not exist; run `prefect deploy --all`")
-        return found["id"]
-
-    async def next_request_id(self) -> int:
-        """IIB ids are integers: a counter kept in a Prefect variable (one API replica, one lock)."""
-        async with self._id_lock:
-            current = await self.call("GET", f"/variables/name/{COUNTER_VARIABLE}")
-            value = int(current["value"]) + 1 if current else 1
-            if current:
-                await self.call("PATCH", f"/variables/name/{COUNTER_VARIABLE}", json={"value": value})
-            else:
-                await self.call("POST", "/variables/", json={"name": COUNTER_VARIABLE, "value": value})
-            return value
-
-    async def one_time_secret(self, build_id: int, value: str) -> str:
-        """Store `value` in a Secret block the run deletes once read; returns the block's name.
-
-        Prefect keeps flow-run parameters in plain text, so the token travels by reference."""
-        block_type = await self.call("GET", "/block_types/slug/secret")
-        schemas = await self.call("POST", "/block_schemas/filter",
-                                  json={"block_schemas": {"block_type_id": {"any_": [block_type["id"]]}}})
-        name = f"{ONE_TIME_SECRET_PREFIX}{build_id}-{os.urandom(4).hex()}"
-        await self.call("POST", "/block_documents/", json={
-            "name": name, "data": {"value": value}, "block_type_id": block_type["id"],
-            "block_schema_id": schemas[0]["id"], "is_anonymous": False})
-        return name
-
-    async def create_run(self, deployment_id: str, request_id: int, parameters: dict[str, Any]) -> dict:
-        body = {"parameters": parameters, "name": f"iib-request-{request_id}",
-                "tags": ["iib", f"{REQUEST_TAG}{request_id}"]}
-        return await self.call("POST", f"/deployments/{deployment_id}/create_flow_run", json=body)
-
-    async def find_run(self, build_id: str) -> dict | None:
-        if not build_id.isdigit():
-            return None
-        runs = await self.call("POST", "/flow_runs/filter", json={
-            "flow_runs": {"tags": {"all_": [f"{REQUEST_TAG}{int(build_id)}"]}}, "sort": "START_TIME_DESC",
-            "limit": 1})
-        return runs[0] if runs else None
-
-    async def last_state_reason(self, flow_run_id: str) -> str | None:
-        """The newest `state_reason: ...` line the flow logged (its IIB state reason)."""
-        logs = await self.call("POST", "/logs/filter", json={
-            "logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_DESC", "limit": 200})
-        for entry in logs or []:
-            if entry["message"].startswith("state_reason: "):
-                return entry["message"][len("state_reason: "):]
-        return None
+class TooMany(Exception):
+    """The user already has as many builds in progress as allowed."""
 
 
-def iib_state(flow_run: dict, last_reason: str | None) -> tuple[str, str]:
-    """Prefect state -> IIB (state, state_reason)."""
-    state = flow_run.get("state") or {}
-    kind, message = state.get("type", "SCHEDULED"), state.get("message") or ""
-    if kind in IN_PROGRESS:
-        return "in_progress", last_reason or "The request was initiated"
-    if kind == "COMPLETED":
-        return "complete", last_reason or "The request completed"
-    if kind == "CANCELLED":
-        return "failed", "The request was cancelled"
-    if kind == "FAILED" and message and not message.startswith(("Flow run encountered an exception",
-                                                                  "Flow run failed")):
-        return "failed", message
-    return "failed", UNKNOWN_ERROR
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
 
-def request_json(build_id: int, payload: dict[str, Any], flow_run: dict, state: tuple[str, str],
-                 settings: dict[str, Any], ui_url: str | None) -> dict[str, Any]:
-    """IIB's verbose request JSON for a merge (the token is never included)."""
-    done = state[0] == "complete"
-    index_image = settings.get("image_push_template", "{registry}/iib-build:{request_id}").format(
-        registry=settings.get("iib_registry", ""), request_id=build_id) if done and not payload.get("dry_run") \
-        else None
-    updated = (flow_run.get("state") or {}).get("timestamp") or datetime.now(timezone.utc).isoformat()
-    body = {
-        "id": build_id, "request_type": "merge-index-image", "batch": build_id, "batch_annotations": None,
-        "arches": [], "state": state[0], "state_reason": state[1],
-        "state_history": [{"state": state[0], "state_reason": state[1], "updated": updated}],
-        "updated": updated, "user": None, "logs": None,
-        "source_from_index": payload.get("source_from_index"), "source_from_index_resolved": None,
-        "target_index": payload.get("target_index"), "target_index_resolved": None,
-        "binary_image": payload.get("binary_image"), "binary_image_resolved": None,
-        "deprecation_list": list(payload.get("deprecation_list") or []),
-        "distribution_scope": payload.get("distribution_scope"), "build_tags": list(payload.get("build_tags") or []),
-        "graph_update_mode": payload.get("graph_update_mode"),
-        "ignore_bundle_ocp_version": bool(payload.get("ignore_bundle_ocp_version")),
-        "index_image": index_image, "index_image_resolved": None,
-        "flow_run_id": flow_run.get("id"),
-        "flow_run_url": f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run.get('id')}" if ui_url else None,
-    }
-    if "dry_run" in payload:
-        body["dry_run"] = bool(payload["dry_run"])
-    return body
+def api_settings(settings: dict[str, Any]) -> IibApiSettings:
+    """The block's `iib_api` section; a wrong value is one sentence naming the field."""
+    try:
+        return IibApiSettings.model_validate(settings.get("iib_api") or {})
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        raise ServeError(f"settings iib_api.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message})
-
-
-def _validation_status(message: str) -> int:
-    """IIB answers 403 when graph_update_mode is used on an index outside the allow-list, else 400."""
-    return 403 if message.startswith(('"graph_update_mode" can only be used',
-                                      '"graph_update_modes" can only be used')) else 400
-
-
-def check_payload(payload: Any, settings: dict[str, Any]) -> dict[str, Any]:
-    """IIB's API checks with its messages; returns the flow parameters (raises ValidationError)."""
-    if not isinstance(payload, dict):
-        raise ValidationError("The input data must be a JSON object")
-    unknown = sorted(set(payload) - ALLOWED_KEYS)
-    if unknown:
-        raise ValidationError(f"The following parameters are invalid: {', '.join(unknown)}")
-    validate_request(payload, request_id="0", binary_image_configured=bool(settings.get("binary_image_config")),
-                     graph_mode_options=settings.get("graph_mode_options") or ("replaces", "semver",
-                                                                                "semver-skippatch"),
-                     graph_mode_allow_list=settings.get("graph_mode_index_allow_list") or ())
-    return {k: v for k, v in payload.items() if v is not None}
-
-
-def create_app(config: ApiConfig) -> FastAPI:
+def create_app(config: ApiConfig, auth: Authenticator | None = None) -> FastAPI:
     """The FastAPI app; one pooled httpx client to Prefect for its lifetime."""
+    from indexflow.app.iib_auth import NoLogin
+
+    login = auth or NoLogin()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -245,43 +91,280 @@ def create_app(config: ApiConfig) -> FastAPI:
             await app.state.prefect.http.aclose()
 
     app = FastAPI(title="indexflow IIB-compatible API", lifespan=lifespan)
+    register_errors(app, login)
+
+    @app.post(f"{API}/builds/merge-index-image", status_code=201)
+    async def merge_index_image(request: Request) -> JSONResponse:
+        prefect: PrefectRest = request.app.state.prefect
+        user = await login.user(request.headers, request.client.host if request.client else None)
+        if user is None and login.mode != "none":
+            return unauthorized(login)
+        settings = await prefect.settings()
+        limits = api_settings(settings)
+        payload = parse_json(await read_body(request, limits.max_body_bytes))
+        params = check_payload(payload, settings)
+        if params.get("overwrite_target_index") and login.mode != "none":
+            check_overwrite(user, params.get("target_index"), limits.privileged_users)
+        build = await start_build(prefect, config, limits, user, payload, params,
+                                  request.headers.get("idempotency-key"))
+        return JSONResponse(status_code=201, content=request_json(build, settings, config.ui_url,
+                                                                  logs_url(request, build)))
+
+    @app.get(f"{API}/builds")
+    async def get_builds(request: Request) -> JSONResponse:
+        prefect: PrefectRest = request.app.state.prefect
+        settings = await prefect.settings()
+        query = request.query_params
+        page, per_page = paging(query, api_settings(settings).max_per_page)
+        filters, body = await list_filter(prefect, query, settings)
+        verbose = (query.get("verbose") or "").lower() in ("true", "1", "yes")
+        total = 0 if body is None else await prefect.count_runs(body)
+        runs = [] if body is None else await prefect.list_runs(body, (page - 1) * per_page, per_page)
+        if not runs and page != 1:
+            return error(404, HTTP_TEXTS[404])
+        builds = await describe(prefect, runs, verbose)
+        items = [request_json(b, settings, config.ui_url, logs_url(request, b) if verbose else None) for b in builds]
+        return JSONResponse(content={"items": items, "meta": page_meta(request, page, per_page, total, filters)})
+
+    @app.get(f"{API}/builds/{{build_id}}")
+    async def get_build(build_id: str, request: Request) -> JSONResponse:
+        prefect: PrefectRest = request.app.state.prefect
+        run = await run_of(prefect, build_id)
+        (build,) = await describe(prefect, [run], verbose=True)
+        return JSONResponse(content=request_json(build, await prefect.settings(), config.ui_url,
+                                                 logs_url(request, build)))
+
+    @app.get(f"{API}/builds/{{build_id}}/logs")
+    async def get_build_logs(build_id: str, request: Request) -> Response:
+        prefect: PrefectRest = request.app.state.prefect
+        run = await run_of(prefect, build_id)
+        if iib_state(run, None)[0] == "in_progress":
+            return error(400, f"The request {int(build_id)} is not complete yet. logs will be available once "
+                              "the request is complete.")
+        return PlainTextResponse(await prefect.log_text(run["id"]))
+
+    @app.get(f"{API}/healthcheck")
+    async def healthcheck(request: Request) -> JSONResponse:
+        if not await request.app.state.prefect.healthy():
+            return error(500, "Prefect API health check failed.")
+        return JSONResponse(content={"status": "Health check OK"})
+
+    return app
+
+
+def register_errors(app: FastAPI, login: Authenticator) -> None:
+    """IIB's `{"error": ...}` body for every error, whatever raised it."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, HTTP_TEXTS.get(exc.status_code, str(exc.detail)), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(400, "The request is not valid")
+
+    @app.exception_handler(ValidationError)
+    async def invalid(request: Request, exc: ValidationError) -> JSONResponse:
+        status = 403 if str(exc).startswith(('"graph_update_mode" can only be used',
+                                             '"graph_update_modes" can only be used')) else 400
+        return error(status, str(exc))
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return error(403, str(exc))
+
+    @app.exception_handler(TooLarge)
+    async def too_large(request: Request, exc: TooLarge) -> JSONResponse:
+        return error(413, HTTP_TEXTS[413], {"Connection": "close"})
+
+    @app.exception_handler(TooMany)
+    async def too_many(request: Request, exc: TooMany) -> JSONResponse:
+        return error(429, str(exc))
 
     @app.exception_handler(PrefectApiError)
     async def prefect_down(request: Request, exc: PrefectApiError) -> JSONResponse:
-        return _error(503, str(exc))
+        return error(503, str(exc))
 
-    @app.post("/api/v1/builds/merge-index-image", status_code=201)
-    async def merge_index_image(request: Request) -> JSONResponse:
-        prefect: PrefectRest = request.app.state.prefect
-        try:
-            payload = await request.json()
-        except ValueError:
-            return _error(400, "The input data must be a JSON object")
-        settings = await prefect.settings()
-        try:
-            params = check_payload(payload, settings)
-        except ValidationError as exc:
-            return _error(_validation_status(str(exc)), str(exc))
-        deployment_id = await prefect.deployment_id()
-        build_id = await prefect.next_request_id()
-        params.update(request_id=str(build_id), settings_block=config.settings_block)
-        token = params.pop("overwrite_target_index_token", None)
-        if token:
-            params["overwrite_target_index_token_secret"] = await prefect.one_time_secret(build_id, token)
-        flow_run = await prefect.create_run(deployment_id, build_id, params)
-        body = request_json(build_id, payload, flow_run, ("in_progress", "The request was initiated"),
-                            settings, config.ui_url)
-        return JSONResponse(status_code=201, content=body)
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        return error(500, UNKNOWN_ERROR)
 
-    @app.get("/api/v1/builds/{build_id}")
-    async def get_build(build_id: str, request: Request) -> JSONResponse:
-        prefect: PrefectRest = request.app.state.prefect
-        flow_run = await prefect.find_run(build_id)
-        if flow_run is None:
-            return _error(404, f"The requested resource was not found: build {build_id}")
-        state = iib_state(flow_run, await prefect.last_state_reason(flow_run["id"]))
-        payload = {k: v for k, v in flow_run.get("parameters", {}).items() if k in ALLOWED_KEYS}
-        return JSONResponse(content=request_json(int(build_id), payload, flow_run, state,
-                                                 await prefect.settings(), config.ui_url))
 
-    return app
+def unauthorized(login: Authenticator) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Negotiate"} if login.mode == "kerberos" else None
+    return error(401, HTTP_TEXTS[401], headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to be over `limit`: never held whole in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge()
+    return bytes(body)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("The input data must be a JSON object") from None
+
+
+# -- creating a build ---------------------------------------------------------------------------------
+async def start_build(prefect: PrefectRest, config: ApiConfig, limits: IibApiSettings, user: str | None,
+                      payload: dict, params: dict[str, Any], client_key: str | None) -> Build:
+    """One build per request: a retry (same user and request within the window, or the same
+    Idempotency-Key) gets the build the first POST made, even when both arrive at once."""
+    key = request_key(user, payload, client_key)
+    window = limits.retry_window_seconds
+    if client_key or window:
+        since = EPOCH if client_key else datetime.now(timezone.utc) - timedelta(seconds=window)
+        earlier = await prefect.find_recent([f"{KEY_TAG}{key}"], since.isoformat())
+        if earlier:
+            return (await describe(prefect, [earlier], verbose=True))[0]
+    await check_in_flight(prefect, user, limits.max_builds_in_flight_per_user)
+    deployment_id = await prefect.deployment_id()
+    build_id = await prefect.claim_request_id(limits.request_id_offset)
+    params.update(request_id=str(build_id), settings_block=config.settings_block)
+    token = params.pop("overwrite_target_index_token", None)
+    secret = f"{ONE_TIME_SECRET_PREFIX}{build_id}-{key[:12]}" if token else None
+    tags = [f"{KEY_TAG}{key}"] + ([f"{USER_TAG}{user}"] if user else [])
+    try:
+        if secret:
+            await prefect.put_secret(secret, token)
+            params["overwrite_target_index_token_secret"] = secret
+        run = await prefect.create_run(deployment_id, build_id, params, tags, idempotency(key, window, client_key))
+    except BaseException:
+        if secret:
+            await prefect.delete_secret(secret)
+        raise
+    if tag_value(run, REQUEST_TAG) != str(build_id):  # a concurrent twin made the build first
+        if secret:
+            await prefect.delete_secret(secret)
+        return (await describe(prefect, [run], verbose=True))[0]
+    return Build(build_id, run, user, INITIATED, reason_logs=[])
+
+
+def idempotency(key: str, window: int, client_key: str | None) -> str:
+    """Prefect's idempotency key of the run: the request key, per retry window when the client gave none."""
+    if client_key:
+        return f"iib-{key}"
+    return f"iib-{key}-{int(time.time() // window)}" if window else f"iib-{uuid.uuid4().hex}"
+
+
+async def check_in_flight(prefect: PrefectRest, user: str | None, limit: int) -> None:
+    if not limit or not user:
+        return
+    running = await prefect.count_runs(run_filter([f"{USER_TAG}{user}"], list(IN_PROGRESS)))
+    if running >= limit:
+        raise TooMany(f"The user {user} already has {running} builds in progress (the limit is {limit})")
+
+
+# -- reading builds ---------------------------------------------------------------------------------------
+async def describe(prefect: PrefectRest, runs: list[dict], verbose: bool) -> list[Build]:
+    """Builds for runs: their artifacts in one call; reason logs (state_history) when verbose."""
+    artifacts = await prefect.artifacts([r["id"] for r in runs])
+    builds = []
+    for run in runs:
+        mine = [a for a in artifacts if a.get("flow_run_id") == run["id"]]
+        build = Build(int(tag_value(run, REQUEST_TAG) or 0), run, tag_value(run, USER_TAG))
+        fields = next((a for a in mine if (a.get("key") or "").startswith(IIB_FIELDS_KEY)), None)
+        build.fields = fields_from_artifact(fields["data"]) if fields else {}
+        progress = next((a for a in mine if a.get("type") == "progress"), None)
+        build.reason_logs = await prefect.reason_logs(run["id"]) if verbose else None
+        build.current_reason = current_reason(progress, build.reason_logs)
+        builds.append(build)
+    return builds
+
+
+def current_reason(progress: dict | None, reason_logs: list[dict] | None) -> str | None:
+    """The progress artifact's description is the flow's current IIB state reason; logs are the fallback."""
+    description = (progress or {}).get("description") or ""
+    if description and not description.startswith("merge progress"):
+        return description
+    if reason_logs:
+        return reason_logs[-1]["message"].removeprefix("state_reason: ")
+    return None
+
+
+async def run_of(prefect: PrefectRest, build_id: str) -> dict:
+    """The run of a build id from the URL; anything but a known id is IIB's 404."""
+    run = await prefect.find_run(int(build_id)) if BUILD_ID.fullmatch(build_id) else None
+    if run is None:
+        raise StarletteHTTPException(404)
+    return run
+
+
+def logs_url(request: Request, build: Build) -> str:
+    return str(request.url_for("get_build_logs", build_id=str(build.build_id)))
+
+
+def paging(query: Any, max_per_page: int) -> tuple[int, int]:
+    """IIB's (flask-sqlalchemy's) paging: bad or < 1 values are a 404; per_page capped."""
+    try:
+        page, per_page = int(query.get("page", 1)), int(query.get("per_page", 20))
+    except ValueError:
+        raise StarletteHTTPException(404) from None
+    if page < 1 or per_page < 1:
+        raise StarletteHTTPException(404)
+    return page, min(per_page, max_per_page)
+
+
+async def list_filter(prefect: PrefectRest, query: Any, settings: dict[str, Any]
+                      ) -> tuple[dict[str, str], dict | None]:
+    """IIB's filters as a flow-run filter of the merge deployment (None: nothing can match)."""
+    filters: dict[str, str] = {}
+    tags, states = ["iib"], None
+    if query.get("state"):
+        state = filters["state"] = query["state"]
+        if state not in STATES:
+            raise ValidationError(f"{state} is not a valid build request state. Valid states are: {', '.join(STATES)}")
+        states = {"in_progress": list(IN_PROGRESS), "complete": ["COMPLETED"],
+                  "failed": ["FAILED", "CRASHED", "CANCELLED"]}[state]
+    if query.get("request_type"):
+        kind = filters["request_type"] = query["request_type"]
+        if kind not in REQUEST_TYPES:
+            raise ValidationError(f"{kind} is not a valid build request type. Valid request_types are: "
+                                  f"{', '.join(REQUEST_TYPES)}")
+        if kind != "merge-index-image":
+            return filters, None
+    if query.get("user"):
+        filters["user"] = query["user"]
+        tags.append(f"{USER_TAG}{query['user']}")
+    for name in ("batch", "index_image"):
+        if query.get(name) is not None:
+            filters[name] = query[name]
+            tags.append(f"{REQUEST_TAG}{await build_of(name, query[name], settings)}")
+    if query.get("from_index") or query.get("from_index_startswith"):
+        return filters, None  # merges have no from_index (IIB filters add/rm requests on it)
+    return filters, run_filter(tags, states, await prefect.deployment_id())
+
+
+async def build_of(name: str, value: str, settings: dict[str, Any]) -> int:
+    """The build a `batch` (one build per batch here) or output `index_image` names; IIB's 400s."""
+    if name == "batch":
+        if not BUILD_ID.fullmatch(value) or int(value) < 1:
+            raise ValidationError("The batch must be a positive integer")
+        return int(value)
+    found = id_of_output(value, settings)
+    if found is None:
+        raise ValidationError(f"{value} is not a valid index image")
+    return found
+
+
+def page_meta(request: Request, page: int, per_page: int, total: int, filters: dict[str, str]) -> dict[str, Any]:
+    """IIB's `meta`: absolute first/last/next/previous URLs carrying the filters, counts."""
+    pages = math.ceil(total / per_page) if total else 0
+    base = request.url_for("get_builds")
+
+    def url(number: int) -> str:
+        return str(base.include_query_params(page=number, per_page=per_page, **filters))
+
+    return {"first": url(1), "last": url(pages), "next": url(page + 1) if page < pages else None,
+            "page": page, "pages": pages, "per_page": per_page,
+            "previous": url(page - 1) if page > 1 else None, "total": total}

@@ -9,6 +9,7 @@ import yaml
 
 from flows.batch_merge import BatchFileError, Outcome, load_batch, summary_markdown
 from indexflow.app.iib_api import UNKNOWN_ERROR, iib_state, request_json
+from indexflow.app.iib_builds import Build
 
 
 @pytest.mark.parametrize("state, last_reason, expected", [
@@ -31,13 +32,18 @@ def test_prefect_states_map_to_iib_states(state: dict, last_reason: str | None, 
 
 def test_request_json_names_the_output_only_when_complete_and_never_the_token() -> None:
     settings = {"iib_registry": "quay.example.com/iib", "image_push_template": "{registry}/iib-build:{request_id}"}
-    payload = {"source_from_index": "s:1", "overwrite_target_index_token": "u:secret", "build_tags": ["x"]}
-    run = {"id": "f00", "state": {"type": "COMPLETED", "timestamp": "2026-01-01T00:00:00Z"}}
-    done = request_json(7, payload, run, ("complete", "ok"), settings, "http://ui")
-    assert done["index_image"] == "quay.example.com/iib/iib-build:7"
-    assert done["flow_run_url"] == "http://ui/runs/flow-run/f00" and "u:secret" not in str(done)
-    assert request_json(7, payload, run, ("failed", "x"), settings, None)["index_image"] is None
-    assert request_json(7, {**payload, "dry_run": True}, run, ("complete", "ok"), settings, None)["index_image"] is None
+    params = {"source_from_index": "s:1", "overwrite_target_index_token_secret": "indexflow-one-time-7-x",
+              "build_tags": ["x"]}
+    run = {"id": "f00", "parameters": params, "created": "2026-01-01T00:00:00Z",
+           "state": {"type": "COMPLETED", "message": "ok", "timestamp": "2026-01-01T00:01:00+00:00"}}
+    done = request_json(Build(7, run), settings, "http://ui")
+    assert done["index_image"] == "quay.example.com/iib/iib-build:7" and done["state_reason"] == "ok"
+    assert done["flow_run_url"] == "http://ui/runs/flow-run/f00" and "one-time" not in str(done)
+    assert done["updated"] == "2026-01-01T00:01:00.000000Z" and "state_history" not in done
+    failed = {**run, "state": {"type": "FAILED", "message": "x"}}
+    assert request_json(Build(7, failed), settings, None)["index_image"] is None
+    dry = {**run, "parameters": {**params, "dry_run": True}}
+    assert request_json(Build(7, dry), settings, None)["index_image"] is None
 
 
 def write(tmp_path: Path, doc: object) -> Path:
