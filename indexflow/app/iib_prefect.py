@@ -43,7 +43,7 @@ class ApiConfig:
     deployment: str = DEFAULT_DEPLOYMENT
     settings_block: str = "indexflow"
     ui_url: str | None = None
-    timeout: float = 15.0
+    timeout: float = 30.0
 
     @classmethod
     def from_env(cls, deployment: str | None = None, settings_block: str | None = None) -> "ApiConfig":
@@ -114,7 +114,7 @@ class PrefectRest:
                                       f"({type(exc).__name__})") from None
             if response.status_code not in (429, 503) or attempt == RETRIES:
                 return response
-            await asyncio.sleep(0.5 * 2 ** attempt)
+            await asyncio.sleep(min(1.0 * 2 ** attempt, 10.0))  # a busy SQLite server may need ~30 s
         raise AssertionError("unreachable")
 
     async def call(self, method: str, path: str, **kw: Any) -> Any:
@@ -198,7 +198,7 @@ class PrefectRest:
         body = {"parameters": parameters, "name": f"iib-request-{request_id}", "idempotency_key": idempotency_key,
                 "tags": ["iib", f"{REQUEST_TAG}{request_id}", *tags]}
         response = await self.send("POST", f"/deployments/{deployment_id}/create_flow_run", json=body)
-        if response.status_code == 422:
+        if response.status_code in (409, 422):  # Prefect's answers to parameters its schema refuses
             raise PrefectApiError("the merge-index-image deployment refused the request's parameters")
         if response.status_code >= 400:
             raise PrefectApiError(f"the Prefect API answered {response.status_code} creating the flow run")

@@ -222,3 +222,43 @@ def test_token_block_removed_when_the_run_is_refused(deployed, sandbox) -> None:
     block = f"{ONE_TIME_SECRET_PREFIX}{claimed.pop().rsplit('_', 1)[1]}-{request_key(None, payload, None)[:12]}"
     with pytest.raises(httpx.HTTPStatusError, match="404"):
         deployed.api("GET", f"/block_types/slug/secret/block_documents/name/{block}")
+
+
+def test_trusted_proxy_and_the_per_user_limit(deployed, sandbox) -> None:  # noqa: ANN001
+    """Proxy mode in process (the real app and Prefect server; runs parked on a pool no worker serves,
+    so they stay in progress): the header counts from the proxy's address only, each build records
+    its user, and a user's second build in flight is refused while another user's is not."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from blocks.settings import MergeSettings
+    from indexflow.app.iib_auth import TrustedProxy
+
+    with temporary_settings(updates={PREFECT_API_URL: deployed.url}):
+        values = MergeSettings.load("indexflow").model_dump(exclude={"block_type_slug"})
+        values["iib_api"] = {"auth": "proxy", "proxy_addresses": ["127.0.0.7"], "max_builds_in_flight_per_user": 1}
+        MergeSettings(**values).save("iib-proxy", overwrite=True)
+    merge = deployed.api("GET", "/deployments/name/merge-index-image/merge-index-image")
+    deployed.api("POST", "/work_pools/", json={"name": "parked", "type": "process"})
+    deployed.api("POST", "/deployments/", json={"name": "parked", "flow_id": merge["flow_id"],
+                                                 "work_pool_name": "parked"})
+    app = create_app(ApiConfig(deployed.url, deployment="merge-index-image/parked", settings_block="iib-proxy"),
+                     TrustedProxy(["127.0.0.7"], "X-Remote-User"))
+
+    async def posts() -> list[httpx.Response]:
+        answers = []
+        async with app.router.lifespan_context(app):
+            for address, user, tag in [("127.0.0.7", "carol", "c1"), ("127.0.0.7", "carol", "c2"),
+                                       ("127.0.0.7", "dave", "d1"), ("127.0.0.8", "carol", "c3")]:
+                transport = httpx.ASGITransport(app=app, client=(address, 40000))
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                    answers.append(await http.post(f"/api/v1/{MERGE}", headers={"X-Remote-User": user},
+                                                   json=merge_params(sandbox, dry_run=True, build_tags=[tag])))
+        return answers
+
+    first, second, other_user, not_from_proxy = asyncio.run(posts())
+    assert (first.status_code, first.json()["user"]) == (201, "carol")
+    assert (second.status_code, second.json()) == (429, {
+        "error": "The user carol already has 1 builds in progress (the limit is 1)"})
+    assert (other_user.status_code, other_user.json()["user"]) == (201, "dave")
+    assert not_from_proxy.status_code == 401
+    assert runs_tagged(deployed, "iib-user:carol")[0]["parameters"]["build_tags"] == ["c1"]
