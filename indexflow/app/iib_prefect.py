@@ -43,7 +43,7 @@ class ApiConfig:
     deployment: str = DEFAULT_DEPLOYMENT
     settings_block: str = "indexflow"
     ui_url: str | None = None
-    timeout: float = 30.0
+    timeout: float = 60.0  # a self-hosted SQLite server may hold a call that long (its database timeout)
 
     @classmethod
     def from_env(cls, deployment: str | None = None, settings_block: str | None = None) -> "ApiConfig":
@@ -105,17 +105,26 @@ class PrefectRest:
                                       timeout=config.timeout)
 
     async def send(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        """One call; 429/503 (a busy server) are retried with backoff, as Prefect's own client does."""
+        """One call; 429/503 and timeouts (a busy server) are retried with backoff, as Prefect's own
+        client does. Every call here is safe to repeat: reads, claims and block writes answer 409 the
+        second time, and a run is created with an idempotency key."""
         for attempt in range(RETRIES + 1):
             try:
                 response = await self.http.request(method, path, **kw)
+            except httpx.TimeoutException as exc:
+                if attempt == RETRIES:
+                    raise self._unreachable(exc) from None
+                continue
             except httpx.HTTPError as exc:
-                raise PrefectApiError(f"the Prefect API at {self.config.prefect_api_url} is unreachable "
-                                      f"({type(exc).__name__})") from None
+                raise self._unreachable(exc) from None
             if response.status_code not in (429, 503) or attempt == RETRIES:
                 return response
             await asyncio.sleep(min(1.0 * 2 ** attempt, 10.0))  # a busy SQLite server may need ~30 s
         raise AssertionError("unreachable")
+
+    def _unreachable(self, exc: Exception) -> PrefectApiError:
+        return PrefectApiError(f"the Prefect API at {self.config.prefect_api_url} is unreachable "
+                               f"({type(exc).__name__})")
 
     async def call(self, method: str, path: str, **kw: Any) -> Any:
         """A call whose 404 means "none" and whose other errors mean the API is unusable."""
