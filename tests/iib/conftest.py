@@ -21,6 +21,9 @@ import pytest
 from tests.deploy.conftest import (BIN, PrefectServer, Service, deployed, free_port, prefect_api,  # noqa: F401
                                    prefect_server, process_worker, sandbox, start)
 
+# tests/deploy's fixtures, re-exported so this suite uses them (one server per suite and session)
+__all__ = ["deployed", "prefect_api", "prefect_server", "process_worker", "sandbox"]
+
 REALM = "IIB.TEST"
 SERVICE = "HTTP/localhost"
 USERS = ("alice", "bob")

@@ -64,6 +64,17 @@ def with_history(iib: IIBClient, build_id: int, timeout: float = 60.0) -> IIBBui
         time.sleep(1)
 
 
+def quiet(server: PrefectServer, timeout: float = 400.0) -> None:
+    """Wait until no merge is in flight: the in-process tests write to Prefect themselves, and a
+    2-core box running several merges keeps the test server's SQLite locked for long stretches."""
+    deadline = time.monotonic() + timeout
+    merge = server.api("GET", "/deployments/name/merge-index-image/merge-index-image")["id"]
+    while server.api("POST", "/flow_runs/count", json={
+            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED", "PENDING", "RUNNING"]}}},
+            "deployments": {"id": {"any_": [merge]}}}) and time.monotonic() < deadline:
+        time.sleep(2)
+
+
 @pytest.fixture(scope="module")
 def alice(krb_api: str, realm: Realm) -> IIBClient:
     return client(krb_api, realm, "alice")
@@ -196,6 +207,7 @@ def test_get_builds_pages_like_iib(alice: IIBClient, sandbox, deployed) -> None:
 def test_token_block_removed_when_the_run_is_refused(deployed, sandbox) -> None:  # noqa: ANN001
     """Prefect refuses the run (a deployment whose schema wants an integer request_id): 503, and the
     one-time token block the endpoint wrote first is gone again."""
+    quiet(deployed)
     merge = deployed.api("GET", "/deployments/name/merge-index-image/merge-index-image")
     deployed.api("POST", "/deployments/", json={
         "name": "refusing", "flow_id": merge["flow_id"], "enforce_parameter_schema": True,
@@ -228,6 +240,7 @@ def test_trusted_proxy_and_the_per_user_limit(deployed, sandbox) -> None:  # noq
     """Proxy mode in process (the real app and Prefect server; runs parked on a pool no worker serves,
     so they stay in progress): the header counts from the proxy's address only, each build records
     its user, and a user's second build in flight is refused while another user's is not."""
+    quiet(deployed)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from blocks.settings import MergeSettings
