@@ -33,7 +33,8 @@ from indexflow.errors import RegistryError
 from indexflow.registry import deadline, digests
 from indexflow.registry.auth import DockerAuth, RegistryAuth
 from indexflow.registry.cache import disk_errors
-from indexflow.registry.limits import CappedBody, Limits
+from indexflow.registry.limits import Limits
+from indexflow.registry.manifests import cap_redirect_body, check_manifest, header_digest, next_page, tag_page
 from indexflow.registry.refs import ImageRef
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -183,7 +184,7 @@ class RegistryClient:
                 client = httpx.Client(transport=deadline.transport(verify, self._limits), timeout=self.timeout,
                                       auth=self._auth, follow_redirects=True,
                                       event_hooks={"request": [lambda r: self.stats.count(r.method)],
-                                                   "response": [_cap_redirect_body]})
+                                                   "response": [cap_redirect_body]})
                 self._clients[key] = client
             return client
 
@@ -307,7 +308,7 @@ class RegistryClient:
         if ref.digest:
             return ref.digest
         response = self.request("HEAD", ref, f"manifests/{ref.reference}", headers={"Accept": ACCEPT})
-        return _header_digest(response, str(ref)) or self.manifest(ref).digest
+        return header_digest(response, str(ref)) or self.manifest(ref).digest
 
     def find_digest(self, ref: ImageRef | str) -> str | None:
         """One HEAD: the manifest digest, or None when the tag or digest does not exist."""
@@ -315,7 +316,7 @@ class RegistryClient:
         response = self.request("HEAD", ref, f"manifests/{ref.reference}", ok=(200, 404), headers={"Accept": ACCEPT})
         if response.status_code == 404:
             return None
-        return _header_digest(response, str(ref)) or self.manifest(ref).digest
+        return header_digest(response, str(ref)) or self.manifest(ref).digest
 
     def exists(self, ref: ImageRef | str) -> bool:
         """HEAD the manifest: True/False; auth and server errors raise (they are not 'missing')."""
@@ -409,8 +410,8 @@ class RegistryClient:
             response, page = self._get_capped(ref, url, self.limits.manifest_bytes, ref.name, "tag list", ok=(200, 404))
             if response.status_code == 404:
                 return []
-            tags += _tag_page(page, ref.name)
-            url = _next_page(response.headers.get("Link", ""), base, ref.name)
+            tags += tag_page(page, ref.name)
+            url = next_page(response.headers.get("Link", ""), base, ref.name)
         return tags
 
     # -- writes --------------------------------------------------------------------------------
@@ -538,78 +539,6 @@ class RegistryClient:
                      for i, layer in enumerate(layers)]
             unpack_layers(files, dest, max_bytes, str(ref))
         return dest
-
-
-MAX_REDIRECT_BODY = 1 << 20
-
-
-def _cap_redirect_body(response: httpx.Response) -> None:
-    """httpx reads a redirect's body whole before following it: hold that body to a small cap."""
-    if response.has_redirect_location:
-        response.stream = CappedBody(response.stream, MAX_REDIRECT_BODY,  # type: ignore[arg-type]
-                                     f"the redirect answer of {response.url.host}")
-
-
-def _header_digest(response: httpx.Response, where: str) -> str | None:
-    """The `Docker-Content-Digest` a registry sent, checked (it becomes part of URLs and cache paths)."""
-    digest = response.headers.get("Docker-Content-Digest")
-    return digests.check(digest, f"{where}: Docker-Content-Digest") if digest else None
-
-
-def check_manifest(raw: bytes, where: str) -> dict:
-    """The manifest JSON after checking the shape we rely on: an object whose `config`, `layers` and
-    `manifests` descriptors each have a valid digest and a non-negative integer size (so later code may
-    index them); anything else is one RegistryError naming `where`."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise RegistryError(f"{where}: the manifest is not JSON") from None
-    if not isinstance(body, dict):
-        raise RegistryError(f"{where}: the manifest is not a JSON object")
-    descriptors = [body["config"]] if "config" in body else []
-    for key in ("layers", "manifests"):
-        listed = body.get(key)
-        if listed is not None and not isinstance(listed, list):
-            raise RegistryError(f"{where}: the manifest's {key} is not a list")
-        descriptors += listed or []
-    for desc in descriptors:
-        _check_descriptor(desc, where)
-    return body
-
-
-def _check_descriptor(desc: object, where: str) -> None:
-    if not isinstance(desc, dict):
-        raise RegistryError(f"{where}: the manifest lists a descriptor that is not an object")
-    digests.check(desc.get("digest"), f"{where}: descriptor digest")
-    size = desc.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise RegistryError(f"{where}: descriptor {desc['digest']} has size {str(size)[:40]!r}, not a byte count")
-    for key, kind in (("annotations", dict), ("platform", dict), ("urls", list), ("mediaType", str)):
-        if key in desc and not isinstance(desc[key], kind):
-            raise RegistryError(f"{where}: descriptor {desc['digest']} has a malformed {key}")
-
-
-def _tag_page(raw: bytes, where: str) -> list[str]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        body = None
-    tags = body.get("tags") if isinstance(body, dict) else None
-    if not isinstance(tags, list) and tags is not None or not all(isinstance(t, str) for t in tags or []):
-        raise RegistryError(f"{where}: the registry's tag list is not a JSON list of tags")
-    return tags or []
-
-
-def _next_page(link: str, base: str, where: str) -> str:
-    """The `rel="next"` URL of a `Link` header, absolute; one on another host is refused."""
-    if 'rel="next"' not in link:
-        return ""
-    url = link[link.find("<") + 1:link.find(">")]
-    if url.startswith("/"):
-        return f"{base}{url}"
-    if not url.startswith(f"{base}/"):
-        raise RegistryError(f"{where}: the registry's tag list points its next page at another host")
-    return url
 
 
 def _platform(entry: dict) -> tuple[str, str]:

@@ -77,8 +77,8 @@ class _Store:
         try:
             with self._connect() as con:
                 self._items = dict(con.execute(f"SELECT * FROM {self.table}"))  # noqa: S608 - fixed name
-        except sqlite3.Error:
-            self._items = {}  # an unreadable cache is a cold cache, never an error
+        except (sqlite3.Error, OSError):
+            self._items = {}  # an unreadable (or unwritable) cache is a cold cache, never an error
 
     def get(self, key: str) -> str | None:
         with self._lock:
@@ -98,7 +98,7 @@ class _Store:
             with self._connect() as con:
                 con.executemany(f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?)",  # noqa: S608
                                 list(pending.items()))
-        except sqlite3.Error:
+        except (sqlite3.Error, OSError):
             pass  # the cache only saves requests; losing a write costs a request next time
 
     def __len__(self) -> int:

@@ -343,6 +343,14 @@ def test_a_tag_list_pointing_at_another_host_is_refused(registry: HostileServer,
     assert other.received == []
 
 
+@pytest.mark.parametrize("page", [b"<html>not json</html>", b'{"tags": "v1"}', b'{"tags": [1, 2]}'])
+def test_a_tag_page_that_is_not_a_list_of_tags_is_refused(page: bytes, registry: HostileServer,
+                                                          case_dirs: CaseDirs) -> None:
+    registry.route("/v2/ns/app/tags/list", Reply(200, {"Content-Type": "application/json"}, page))
+    code = client_code(registry, f"client.tags({registry.host + '/ns/app'!r})")
+    judged(run_python(code, env=case_dirs.env), "not a JSON list of tags")
+
+
 def test_rollback_delete_tag_on_a_looping_tag_list_ends(registry: HostileServer, case_dirs: CaseDirs) -> None:
     serve_image(registry, "ns/app", "v1", [])
     _tags(registry, {"n=1000": '</v2/ns/app/tags/list?n=1000>; rel="next"'})

@@ -124,3 +124,13 @@ def test_unreadable_cache_file_is_a_cold_cache(tmp_path: Path, local_registry, b
     assert len(cache) == 0
     with _fresh(local_registry) as client:
         assert validate_pullspecs(client, bundles["digests"][:3], cache=cache) == {}
+
+
+def test_a_cache_dir_that_cannot_be_created_is_a_cold_cache(tmp_path: Path, local_registry, bundles: dict) -> None:  # noqa: ANN001
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    cache = DigestCache(blocked / "cache" / "registry-cache.sqlite")
+    assert len(cache) == 0
+    with _fresh(local_registry) as client:
+        assert validate_pullspecs(client, bundles["digests"][:2], cache=cache) == {}  # flush fails quietly
+    assert blocked.read_text() == ""
