@@ -21,6 +21,7 @@ from indexflow.merge.diff import MergeDiff
 from indexflow.redact import redact
 
 # IIB's containerized merge state reasons, in order (merge.md B §1.3); the flow uses these names.
+INITIATED = "The request was initiated"
 PREPARING = "Preparing request for merge"
 RESOLVING = "Resolving the container images"
 CLONING = "Cloning Git repository"
@@ -54,8 +55,10 @@ class MergeStory:
     _progress_id: object = None
 
     def start(self) -> None:
+        """The progress artifact; its description is always the current IIB state reason (the UI shows
+        it beside the bar, and `indexflow iib-api` answers it as `state_reason` while the run works)."""
         self._progress_id = create_progress_artifact(0.0, key=artifact_key("merge-progress", self.request_id),
-                                                     description="merge progress (IIB state reasons)")
+                                                     description=INITIATED)
 
     def reason(self, text: str) -> None:
         """One IIB state reason: a log line and a step of the progress bar."""
@@ -71,7 +74,7 @@ class MergeStory:
 
     def progress(self, percent: float) -> None:
         if self._progress_id is not None:
-            update_progress_artifact(self._progress_id, percent)
+            update_progress_artifact(self._progress_id, percent, description=self.current or None)
 
     @contextmanager
     def step(self, text: str) -> Iterator[None]:

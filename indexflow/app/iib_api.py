@@ -283,9 +283,10 @@ async def describe(prefect: PrefectRest, runs: list[dict], verbose: bool) -> lis
 
 
 def current_reason(progress: dict | None, reason_logs: list[dict] | None) -> str | None:
-    """The progress artifact's description is the flow's current IIB state reason; logs are the fallback."""
+    """The progress artifact's description is the flow's current IIB state reason; the newest reason
+    log line stands in for runs whose flow did not set it yet (created before that contract)."""
     description = (progress or {}).get("description") or ""
-    if description and not description.startswith("merge progress"):
+    if description and not description.startswith("merge progress"):  # the older flow's fixed text
         return description
     if reason_logs:
         return reason_logs[-1]["message"].removeprefix("state_reason: ")

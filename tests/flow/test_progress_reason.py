@@ -1,0 +1,36 @@
+"""The contract between the flow and `indexflow iib-api`: the progress artifact's description is the
+current IIB state reason, which the endpoint answers as `state_reason` while the run works."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from indexflow.app.iib_api import current_reason
+from tasks import report
+
+
+@flow
+def two_steps() -> None:
+    story = report.MergeStory("progress-1")
+    story.start()
+    story.reason(report.PREPARING)
+    with story.step(report.CLONING):
+        story.progress_within(0.5, "half way")
+
+
+def progress_artifact(flow_run_id) -> dict:  # noqa: ANN001 - UUID
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    (progress,) = [a.model_dump(mode="json") for a in found if a.type == "progress"]
+    return progress
+
+
+def test_progress_description_is_the_current_iib_reason() -> None:
+    state = two_steps(return_state=True)
+    progress = progress_artifact(state.state_details.flow_run_id)
+    assert progress["description"] == report.CLONING  # not the progress line within the step
+    assert current_reason(progress, None) == report.CLONING
+    assert 0 < float(progress["data"]) < 100
