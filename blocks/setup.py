@@ -22,7 +22,7 @@ from indexflow.errors import IndexflowError
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 KNOWN_SECTIONS = {"settings", "gitlab", "kubernetes", "registry_auth", "secrets", "concurrency_limits",
-                  "work_pools"}
+                  "work_pools", "automations"}
 CREDENTIAL_FIELDS = {"gitlab": "gitlab_credentials", "kubernetes": "kubernetes_credentials",
                      "registry_auth": "registry_auth_secret"}
 
@@ -94,6 +94,7 @@ class Plan:
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     concurrency_limits: dict[str, int] = field(default_factory=dict)
     work_pools: dict[str, dict] = field(default_factory=dict)
+    notification_block: str | None = None  # `<block type slug>/<name>` the automations notify through
 
 
 def load_config(path: Path) -> Plan:
@@ -115,6 +116,7 @@ def load_config(path: Path) -> Plan:
                     for name, ref in _section(config, "secrets").items()}
     plan.concurrency_limits = _limits(_section(config, "concurrency_limits"))
     plan.work_pools = _work_pools(_section(config, "work_pools"), base)
+    plan.notification_block = _notification_block(_section(config, "automations"))
     _fill_credentials(plan)
     _check_settings(plan)
     return plan
@@ -189,6 +191,15 @@ def _work_pools(sec: dict, base: Path) -> dict[str, dict]:
     return pools
 
 
+def _notification_block(sec: dict) -> str | None:
+    _unexpected(sec, "automations", {"notification_block"})
+    block = sec.get("notification_block")
+    if block is not None and (not isinstance(block, str) or "/" not in block):
+        raise SetupError("automations.notification_block must be '<block type slug>/<block name>', "
+                         "e.g. slack-webhook/release-engineering")
+    return block
+
+
 def _fill_credentials(plan: Plan) -> None:
     """The settings block names its credential blocks; default them to the blocks this file creates."""
     created = {"gitlab": plan.gitlab, "kubernetes": plan.kubernetes, "registry_auth": plan.registry_auth}
@@ -238,6 +249,11 @@ def apply(plan: Plan) -> list[str]:
     MergeSettings(**plan.settings).save(plan.settings_name, overwrite=True)
     done.append(f"merge settings {plan.settings_name}")
     done += _apply_limits_and_pools(plan)
+    from prefect.settings import get_current_settings
+
+    from blocks.automations import apply_automations
+
+    done += apply_automations(plan.notification_block, get_current_settings().flows.heartbeat_frequency or 180)
     return done
 
 

@@ -26,17 +26,18 @@ from indexflow.merge import diff as merge_diff
 from indexflow.merge import plan
 from indexflow.merge.params import MergeRequest, validate_request
 from tasks import artifacts as art
-from tasks import catalog, git_mr, iib_record, outputs, registry_checks, report
+from indexflow.journal import CLOSING, COMPLETED, MERGING, PUBLISHING, TAG, Record
+from tasks import catalog, git_mr, iib_record, outputs, recovery, registry_checks, report
 from tasks.konflux_wait import wait_for_build
-from tasks.lock import target_lock
+from tasks.lock import HeldLock, target_lock
 from tasks.prepare import Prepared, resolve_indexes
-from tasks.rollback import Compensations, failure_message, rollback
+from tasks.rollback import Compensations, failure_message, rollback, undo_record
 from tasks.session import Session, open_session
 
 
 @flow(name="merge-index-image", task_runner=ThreadPoolTaskRunner(max_workers=registry_checks.CHUNKS_IN_FLIGHT),
       validate_parameters=True,
-      log_prints=False)
+      log_prints=False, on_crashed=[recovery.repair_hook], on_cancellation=[recovery.repair_hook])
 def merge_index_image(
     source_from_index: str,
     target_index: str | None = None,
@@ -89,17 +90,20 @@ def merge_index_image(
 
 
 def run_request(settings: MergeSettings, req: MergeRequest) -> dict[str, Any]:
-    """The A2 story for a validated request."""
+    """The A2 story for a validated request (resumed from its journal when it ran before)."""
     story = report.MergeStory(req.request_id)
     story.start()
     story.reason(report.PREPARING)
     session = open_session(settings, req)
     try:
+        if not req.dry_run and (earlier := recovery.resume(session, req.request_id)) is not None:
+            story.finish()  # completed by an earlier attempt: its outputs, nothing written again
+            return earlier
         built = build_catalog(session, req, story)
         if req.dry_run:
             return finish(story, req, built, published=None)
-        with target_lock(built.lock_key, settings.lock_timeout_seconds):
-            published = publish(session, req, story, built)
+        with target_lock(built.lock_key, settings.lock_timeout_seconds) as lock:
+            published = publish(session, req, story, built, lock)
         return finish(story, req, built, published)
     finally:
         session.close()
@@ -118,8 +122,15 @@ class Built:
     operators: list[str]  # package name per bundle left in the db (IIB's completion message)
     bundles_in_db: int
     index_db_pulls: list[str]  # state of each index.db pull task: "Cached" when nothing was downloaded
-    lock_key: tuple[str, str, str]  # Git repo, branch, canonical artifact: what two merges must not share
+    lock_key: tuple[str, str, str]  # what two merges must not share (plan.lock_parts)
     removed_packages: tuple[str, ...] = ()  # by the remove-package policy (OCP-incompatible default head)
+
+    def summary(self, req: MergeRequest) -> dict[str, Any]:
+        """The request's counts, kept in the journal with its outputs (a re-run returns them)."""
+        return {"request_id": req.request_id, "dry_run": req.dry_run, "missing": len(self.diff.missing),
+                "invalid": len(self.diff.invalid), "deprecated": len(self.diff.to_deprecate),
+                "bundles_in_db": self.bundles_in_db, "packages_touched": self.diff.packages_touched(),
+                "index_db_pulls": self.index_db_pulls, "removed_packages": list(self.removed_packages)}
 
 
 def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Built:
@@ -140,18 +151,19 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
         target_db, target_pull = art.cached_index_db(s.artifacts, target_ref) if target_ref else (None, None)
         source_bundles = catalog.read_bundles(source_db, source_ref)
         target_bundles = catalog.read_bundles(target_db, target_ref) if target_db else []
+        target_tails = catalog.read_bundles(target_db, target_ref, deprecated=True) if target_db else []
     with story.step(report.VALIDATING):
-        registry_checks.validate_all(s.registry, [b.bundlePath for b in [*source_bundles, *target_bundles]],
+        registry_checks.validate_all(s.registry, [b.bundlePath for b in [*source_bundles, *target_bundles, *target_tails]],
                                      cfg.validation_chunks, cfg.registry_concurrency, story)
     with story.step(report.FINDING_MISSING):
         labels, resolved_deprecations = registry_checks.labels_and_deprecations(
-            s.registry, source_bundles, target_bundles, req.deprecation_list, cfg.validation_chunks,
+            s.registry, source_bundles, [*target_bundles, *target_tails], req.deprecation_list, cfg.validation_chunks,
             cfg.registry_concurrency)
         allow = merge_diff.allow_no_ocp_version(req.ignore_bundle_ocp_version, cfg.no_ocp_label_allow_list,
                                                 prep.target.resolved if prep.target else None,
                                                 prep.source.resolved)
         result = merge_diff.plan_diff(source_bundles, target_bundles, labels, prep.ocp_version, allow,
-                                      resolved_deprecations)
+                                      resolved_deprecations, target_tails)
         if req.deprecation_list and not result.deprecation_matches:
             get_run_logger().warning("Deprecation list was set but no bundles were found for deprecation.")
     db = catalog.working_copy(source_db, s.workdir / "db" / "index.db")
@@ -161,7 +173,8 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
                                     modes={**cfg.graph_update_modes, **req.graph_update_modes},
                                     release_order=cfg.add_in_release_order)
     if cfg.add_in_release_order:  # a bundle a later release left off its channel is not there to deprecate
-        result = merge_diff.listed_only(result, catalog.read_bundles(db), [*source_bundles, *target_bundles])
+        result = merge_diff.listed_only(result, catalog.read_bundles(db), [*source_bundles, *target_bundles,
+                                                                            *target_tails])
     with story.step(report.DEPRECATING):
         policy = req.default_head_policy or cfg.default_head_policy
         removable = result.invalid_paths() if policy == "remove-package" else set()
@@ -172,7 +185,7 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     with story.step(report.MIGRATING):
         from_db = catalog.migrate_to_fbc(db, s.workdir / "from_db", plan.migrate_level(prep.ocp_version))
     with story.step(report.VALIDATING_FBC):
-        deprecated_pkgs = packages_of(result.to_deprecate, [*source_bundles, *target_bundles])
+        deprecated_pkgs = packages_of(result.to_deprecate, [*source_bundles, *target_bundles, *target_tails])
         catalog.merge_into_configs(from_db, repo / "configs", deprecated_pkgs)
         catalog.validate_catalog(repo / "configs")
     with story.step(report.METADATA):
@@ -185,28 +198,31 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     return Built(prep=prep, diff=result, db=db, repo=repo, git_url=git_url, artifact_refs=refs,
                  operators=[b.packageName for b in bundles_in_db], bundles_in_db=len(bundles_in_db),
                  index_db_pulls=[p for p in (source_pull, target_pull) if p],
-                 lock_key=(git_url, prep.ocp_version, refs.canonical), removed_packages=tuple(removed_packages))
+                 lock_key=plan.lock_parts(git_url, prep.ocp_version, req.effective_index, refs.canonical),
+                 removed_packages=tuple(removed_packages))
 
 
-def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Built) -> dict[str, Any]:
+def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Built, lock: HeldLock) -> dict[str, Any]:
     """A2 steps 9-11: MR, Konflux build, outputs, overwrite, artifacts, MR merge/close; undo on failure.
 
-    Each remote write records its undo first (from the state before it), so a failure at any point,
-    even one whose outcome was never learned, rolls back to exactly the state before the run.
+    Each remote write is journaled first, with the state before it, so a failure at any point (even
+    one whose outcome was never learned, even a killed process) rolls back to exactly the state before
+    the run; once everything but the MR merge is written, the journal says so (rolled forward then).
     """
     cfg, prep = s.settings, built.prep
-    undo = Compensations()
     mrs = s.merge_requests(built.git_url)
     branch = plan.branch_name(cfg.environment_name, req.request_id, prep.ocp_version)
     pullspecs = plan.output_pullspecs(cfg.iib_registry, req.request_id, req.build_tags, cfg.image_push_template)
+    undo = Compensations(recovery.new_journal(s, req, built.git_url, lock, branch), lock.check)
     try:
         with story.step(report.COMMITTING):
-            undo.record(f"deleted branch {branch}", git_mr.undo_branch_push(built.git_url, branch, s.git_token))
+            undo.record(git_mr.branch_record(built.git_url, branch, s.git_token))
             sha = git_mr.commit_and_push(built.repo, branch, built.git_url, s.git_token,
                                          plan.commit_message(req.request_id, [b.bundlePath for b in built.diff.missing]),
                                          (cfg.git_author_name, cfg.git_author_email))
-            undo.record(f"closed the merge request of {branch}", git_mr.undo_mr_open(mrs, branch))
+            undo.record(git_mr.mr_record(mrs, branch))
             mr = git_mr.open_merge_request(mrs, branch, prep.ocp_version, req.request_id)
+            undo.advance(PUBLISHING, mr_iid=mr.iid)
         with story.step(report.WAITING):
             image_url = wait_for_build(s.kubernetes, cfg.konflux_namespace, sha, cfg.konflux_poll_interval,
                                        cfg.konflux_pipeline_timeout)
@@ -216,7 +232,7 @@ def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Buil
         if req.overwrite_target_index:
             with story.step(f"Overwriting the index image {req.target_index} with {pullspecs[0]}"):
                 write_tag(undo, s.target_registry, req.target_index, lambda: outputs.overwrite_target(
-                    s.target_registry, pullspecs[0], req.target_index, prep.target.digest))
+                    s.target_registry, pullspecs[0], req.target_index, prep.target.digest), target=True)
         with story.step(report.PUSHING_DB):
             refs = [built.artifact_refs.per_request]
             if req.overwrite_target_index:
@@ -226,18 +242,22 @@ def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Buil
             for ref in refs:
                 write_tag(undo, s.registry, ref,
                           lambda ref=ref: art.push_index_db(s.artifacts, ref, built.db, annotations))
+        published = {"output_pullspecs": pullspecs, "mr_url": mr.web_url, "commit": sha, "image_url": image_url,
+                     "index_db": refs}
+        undo.advance(MERGING if req.overwrite_target_index else CLOSING, result=built.summary(req) | published)
         if req.overwrite_target_index:
             git_mr.merge_merge_request(mrs, mr.iid)
             mr_state = "merged"
     except BaseException as exc:
-        undone, failed = rollback(undo)
+        undone, failed = rollback(undo.journal, lambda rec: undo_record(rec, recovery.remotes(s, built.git_url)))
         if not isinstance(exc, Exception):
             raise
         raise PublishError(failure_message(story.current, exc, undone, failed)) from exc
     if not req.overwrite_target_index:
         mr_state = close_unmerged(mrs, mr.iid, built.git_url, branch, s.git_token)
-    return {"output_pullspecs": pullspecs, "mr_url": mr.web_url, "mr_state": mr_state, "commit": sha,
-            "image_url": image_url, "index_db": refs}
+    published["mr_state"] = mr_state
+    undo.advance(COMPLETED, result=built.summary(req) | published)
+    return published
 
 
 def close_unmerged(mrs: Any, iid: int, git_url: str, branch: str, token: str) -> str:
@@ -252,10 +272,9 @@ def close_unmerged(mrs: Any, iid: int, git_url: str, branch: str, token: str) ->
     return "closed"
 
 
-def write_tag(undo: Compensations, client: Any, pullspec: str, write: Any) -> None:
-    """Record how to put `pullspec` back, then write it."""
-    undo.record(f"restored {pullspec}", outputs.undo_tag_write(client, pullspec,
-                                                              outputs.current_digest(client, pullspec)))
+def write_tag(undo: Compensations, client: Any, pullspec: str, write: Any, target: bool = False) -> None:
+    """Journal the tag's digest before the write (how to put `pullspec` back), then write it."""
+    undo.record(Record(TAG, pullspec, outputs.current_digest(client, pullspec), target_registry=target))
     write()
 
 

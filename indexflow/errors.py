@@ -37,3 +37,7 @@ class ValidationError(IndexflowError):
 
 class PublishError(IndexflowError):
     """Git, GitLab or Konflux failed while publishing the merged catalog."""
+
+
+class LockError(IndexflowError):
+    """The per-target lock could not be taken (another merge holds it too long, or it is disabled)."""

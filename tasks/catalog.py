@@ -30,13 +30,13 @@ from tasks.retry import transient_only
 
 
 @task(name="read bundles", cache_policy=NO_CACHE)
-def read_bundles(db_path: Path, artifact: str | None = None) -> list[BundleRecord]:
-    """`opm render <db>` equivalent in SQL: deprecated bundles excluded.
+def read_bundles(db_path: Path, artifact: str | None = None, deprecated: bool = False) -> list[BundleRecord]:
+    """`opm render <db>` equivalent in SQL: deprecated bundles excluded (or, with `deprecated`, only those).
 
     A pulled db that cannot be read is named by its `artifact` ref, not by the local cache path the
     user never saw."""
     try:
-        return list_bundles(db_path)
+        return list_bundles(db_path, deprecated)
     except CatalogError as exc:
         if artifact is None:
             raise

@@ -1,18 +1,17 @@
 """Git and GitLab steps (merge.md A2 step 9, B §7) as tasks over `indexflow.gitops` / `gitlab_mr`.
 
-Each write has an undo taken from the state before it; the flow records it in its compensation log
-before writing.
+Each write is journaled with the state before it (`branch_record`, `mr_record`) before it happens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from indexflow.errors import PublishError
+from indexflow.journal import BRANCH, MR, Record
 from tasks.retry import transient_only
 
 
@@ -62,33 +61,17 @@ def close_merge_request(mrs, iid: int) -> None:  # noqa: ANN001
     mrs.close(iid)
 
 
-def undo_branch_push(url: str, branch: str, token: str) -> Callable[[], bool]:
-    """Taken before the push: delete the feature branch afterwards only if this run created it."""
+def branch_record(url: str, branch: str, token: str) -> Record:
+    """Taken before the push: the feature branch's commit, if it existed (the undo deletes it only if not)."""
     from indexflow import gitops
 
-    existed = gitops.remote_branch_sha(url, branch, token) is not None
-
-    def undo() -> bool:
-        if existed or gitops.remote_branch_sha(url, branch, token) is None:
-            return False
-        gitops.delete_remote_branch(url, branch, token)
-        return True
-
-    return undo
+    return Record(BRANCH, branch, gitops.remote_branch_sha(url, branch, token))
 
 
-def undo_mr_open(mrs, branch: str) -> Callable[[], bool]:  # noqa: ANN001 - gitlab_mr.MergeRequests
-    """Taken before opening: close the branch's open MR afterwards only if this run opened it."""
-    existed = mrs.find_open(branch) is not None
-
-    def undo() -> bool:
-        mr = None if existed else mrs.find_open(branch)
-        if mr is None:
-            return False
-        mrs.close(mr.iid)
-        return True
-
-    return undo
+def mr_record(mrs, branch: str) -> Record:  # noqa: ANN001 - gitlab_mr.MergeRequests
+    """Taken before opening: an MR already open from the branch (the undo closes one only if not)."""
+    mr = mrs.find_open(branch)
+    return Record(MR, branch, str(mr.iid) if mr else None)
 
 
 @task(name="delete feature branch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],

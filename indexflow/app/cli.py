@@ -18,6 +18,7 @@ GROUPS = [
     "sandbox.cli",  # sandbox up/down, demo
     "indexflow.app.merge_cmd",  # merge
     "indexflow.app.setup_cmd",  # setup, iib-api
+    "indexflow.app.reconcile_cmd",  # reconcile
 ]
 
 

@@ -16,8 +16,11 @@ from indexflow.errors import ValidationError
 
 TOKEN_ENV = "INDEXFLOW_OVERWRITE_TARGET_INDEX_TOKEN"
 # No phoning home; and an ephemeral API on a busy 2-core box can take longer than Prefect's 20 s.
+# Lock leases on disk (under PREFECT_HOME), so the lock of a merge killed with its ephemeral API can
+# still be released by `indexflow reconcile` (in memory, its slot would stay taken for good).
 PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+                    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem"}
 
 
 def apply_prefect_defaults() -> None:

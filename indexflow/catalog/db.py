@@ -307,20 +307,23 @@ _LIST_SQL = """
 SELECT DISTINCT ce.package_name, ob.name, ob.version, ob.bundlepath
 FROM channel_entry ce JOIN operatorbundle ob ON ob.name = ce.operatorbundle_name
 WHERE ob.version IS NOT NULL AND ob.bundlepath IS NOT NULL AND ce.channel_name IS NOT NULL
-  AND ob.name NOT IN (SELECT operatorbundle_name FROM properties WHERE type = 'olm.deprecated')
+  AND ob.name {} (SELECT operatorbundle_name FROM properties WHERE type = 'olm.deprecated')
 ORDER BY ce.package_name, ob.name
 """
 
 
-def list_bundles(path: Path | str) -> list[BundleRecord]:
-    """Bundles as `opm render <db>` shows them: in a channel, not deprecated; sorted by package, name."""
+def list_bundles(path: Path | str, deprecated: bool = False) -> list[BundleRecord]:
+    """Bundles as `opm render <db>` shows them: in a channel, not deprecated; sorted by package, name.
+
+    With `deprecated`, the opposite: the deprecated bundles left in the db as the tails of truncated
+    channels (render omits them, but a bundle that replaces one needs it present)."""
     with tempfile.TemporaryDirectory(prefix="indexflow-list-") as tmp:
         path = Path(path)
         if schema_version(path) != SCHEMA_VERSION:
             path = upgrade_copy(path, Path(tmp) / "index.db")
         con = connect_ro(path)
         try:
-            rows = con.execute(_LIST_SQL).fetchall()
+            rows = con.execute(_LIST_SQL.format('IN' if deprecated else 'NOT IN')).fetchall()
         except sqlite3.Error as exc:
             raise db_error(path, exc) from None
         finally:

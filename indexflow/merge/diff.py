@@ -7,7 +7,7 @@ by the registry layer, so these rules stay pure and testable against IIB's examp
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from indexflow.catalog.db import BundleRecord
 from indexflow.catalog.semver_go import SemverError, Version
@@ -105,6 +105,7 @@ class MergeDiff:
     invalid: list[BundleRecord]
     deprecation_matches: list[str]
     to_deprecate: list[str]
+    carried_tails: list[str] = field(default_factory=list)  # the target's deprecated tails, deprecated again
 
     def packages_touched(self) -> list[str]:
         """Packages that gain or lose bundles (sorted)."""
@@ -117,15 +118,23 @@ class MergeDiff:
 
 
 def plan_diff(source: Sequence[BundleRecord], target: Sequence[BundleRecord], ocp_labels: Mapping[str, str | None],
-              index_ocp_version: str, allow_missing_label: bool, resolved_deprecations: Iterable[str]) -> MergeDiff:
-    """B §4 + §5 in one pure step: missing, invalid, and the latest-per-package list to deprecate."""
-    missing = missing_bundles(source, target) if target else []
+              index_ocp_version: str, allow_missing_label: bool, resolved_deprecations: Iterable[str],
+              target_deprecated: Sequence[BundleRecord] = ()) -> MergeDiff:
+    """B §4 + §5 in one pure step: missing, invalid, and the latest-per-package list to deprecate.
+
+    `target_deprecated` are the target's deprecated bundles (render hides them). Those the source lacks
+    are carried over as missing and deprecated again: a target that already holds an earlier merge of
+    the same source keeps, as the tail of a truncated channel, a deprecated bundle that its newer
+    bundles replace; IIB lists only rendered bundles and fails there ("replaces nonexistent bundle").
+    Carrying the tail makes a repeated merge give the same catalog as the first one."""
+    missing = missing_bundles(source, [*target, *target_deprecated]) if target else []
+    tails = {b.bundlePath for b in target_deprecated} & {b.bundlePath for b in missing}
     invalid = invalid_bundles([*missing, *source], ocp_labels, index_ocp_version, allow_missing_label)
     intermediate = [b.bundlePath for b in [*missing, *source]]
     matched = match_deprecation_list(intermediate, resolved_deprecations)
-    wanted = unique([*matched, *(b.bundlePath for b in invalid)])
-    to_deprecate = latest_per_package(wanted, [*source, *target]) if wanted else []
-    return MergeDiff(missing, invalid, matched, to_deprecate)
+    wanted = unique([*matched, *(b.bundlePath for b in invalid), *sorted(tails)])
+    to_deprecate = latest_per_package(wanted, [*source, *target, *target_deprecated]) if wanted else []
+    return MergeDiff(missing, invalid, matched, to_deprecate, sorted(tails))
 
 
 def listed_only(diff: MergeDiff, listed: Iterable[BundleRecord], records: Sequence[BundleRecord]) -> MergeDiff:
@@ -136,5 +145,6 @@ def listed_only(diff: MergeDiff, listed: Iterable[BundleRecord], records: Sequen
     its package's newest listed wanted bundle stands in for it.
     """
     present = {b.bundlePath for b in listed}
-    wanted = [p for p in unique([*diff.deprecation_matches, *(b.bundlePath for b in diff.invalid)]) if p in present]
+    wanted = [p for p in unique([*diff.deprecation_matches, *(b.bundlePath for b in diff.invalid),
+                                 *diff.carried_tails]) if p in present]
     return replace(diff, to_deprecate=latest_per_package(wanted, records) if wanted else [])

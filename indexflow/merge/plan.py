@@ -120,6 +120,13 @@ def artifact_refs(index_pullspec: str, registry: str, request_id: str,
                         template.format(registry=registry, tag=f"{combined}-{request_id}"))
 
 
+def lock_parts(git_url: str, ocp_version: str, index: str, canonical_artifact: str) -> tuple[str, str, str]:
+    """What two merges must not share, one lock each: the Git repo + OCP branch (the MR merge), the
+    index image written (its overwrite) and its canonical index.db artifact. The request's own artifact
+    tag is not among them: two tags of one index share the branch, and that is what must wait."""
+    return f"git {git_url} {ocp_version}", f"image {index}", f"index.db {canonical_artifact}"
+
+
 def output_pullspecs(registry: str, request_id: str, build_tags: Sequence[str],
                      template: str = "{registry}/iib-build:{request_id}") -> list[str]:
     """Primary output (the request id tag) first, then one per build tag."""

@@ -1,40 +1,73 @@
-"""Compensation log and per-target lock on a real Prefect API (no sandbox needed)."""
+"""Persisted compensation log (the publish journal) and the per-target lock on a real Prefect API."""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 
+import pytest
 from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 
-from indexflow.errors import PublishError
+from indexflow.errors import LockError, PublishError
+from indexflow.journal import BRANCH, MR, ROLLBACK_INCOMPLETE, TAG, Journal, Record
+from tasks import journal as store
 from tasks.lock import lock_name, target_lock
 from tasks.rollback import Compensations, failure_message, rollback
 
 
+def _journal(request_id: str) -> Journal:
+    return Journal(request_id=request_id, settings_block="none", git_url="http://git/x", locks=["l"])
+
+
 @flow
-def undo_flow(fail_second: bool) -> tuple[list[str], list[str], list[str]]:
+def undo_flow(request_id: str, fail_tag: bool) -> tuple[list[str], list[str], list[str]]:
     calls: list[str] = []
-    log = Compensations()
-    log.record("deleted branch b", lambda: calls.append("branch"))
+    log = Compensations(_journal(request_id))
+    log.record(Record(BRANCH, "b", None))
+    log.record(Record(TAG, "reg/t:1", "sha256:old"))
+    log.record(Record(MR, "b", None))
 
-    def broken() -> None:
-        raise RuntimeError("registry down")
+    def undo(rec: Record) -> bool:
+        if rec.kind == TAG and fail_tag:
+            raise RuntimeError("registry down")
+        calls.append(rec.kind)
+        return True
 
-    log.record("restored tag t", broken if fail_second else (lambda: calls.append("tag")))
-    log.record("closed MR !1", lambda: calls.append("mr"))
-    undone, failed = rollback(log)
+    undone, failed = rollback(log.journal, undo)
     return calls, undone, failed
 
 
-def test_rollback_newest_first_and_continues_past_failures():
-    calls, undone, failed = undo_flow(fail_second=True)
-    assert calls == ["mr", "branch"]
-    assert undone == ["closed MR !1", "deleted branch b"]
-    assert failed == ["restored tag t (registry down)"]
+def test_rollback_newest_first_continues_past_failures_and_is_persisted():
+    rid = uuid.uuid4().hex[:8]
+    calls, undone, failed = undo_flow(rid, fail_tag=True)
+    assert calls == [MR, BRANCH]
+    assert undone == ["closed the merge request of b", "deleted branch b"]
+    assert failed == ["restored reg/t:1 (registry down)"]
+    saved = store.load(rid)  # read back from the Prefect API, not from the run's memory
+    assert saved.phase == ROLLBACK_INCOMPLETE and [r.undone for r in saved.records] == [True, False, True]
+    assert "could not undo: restored reg/t:1" in saved.note
+    assert saved in store.open_journals()
     text = failure_message("Waiting on KONFLUX build", PublishError("Pipelinerun p failed"), undone, failed)
     assert text.startswith("Failed to merge operators at step 'Waiting on KONFLUX build': Pipelinerun p failed.")
-    assert "Rolled back: closed MR !1; deleted branch b." in text and "Could NOT undo: restored tag t" in text
+    assert "Rolled back: closed the merge request of b; deleted branch b." in text
+    assert "Could NOT undo: restored reg/t:1" in text
+
+
+def test_first_record_per_target_wins():
+    """A rescheduled attempt journals the target again, seeing its killed attempt's output: the state
+    before the request must stay the one the first attempt recorded."""
+    rid = uuid.uuid4().hex[:8]
+    first = Compensations(_journal(rid))
+    first.record(Record(TAG, "reg/target:v4.17", "sha256:original"))
+    again = Compensations(store.load(rid))  # the re-run, in another process, from the stored journal
+    kept = again.record(Record(TAG, "reg/target:v4.17", "sha256:written-by-the-killed-attempt"))
+    assert kept.before == "sha256:original"
+    assert [r.before for r in store.load(rid).records] == ["sha256:original"]
+    again.journal.records[0].undone = True  # once undone, a new attempt records afresh
+    assert again.record(Record(TAG, "reg/target:v4.17", "sha256:new")).before == "sha256:new"
 
 
 def test_failure_message_when_nothing_remote():
@@ -63,3 +96,43 @@ def test_same_target_never_overlaps():
     kinds = [k for k, _ in sorted(events, key=lambda e: e[1])]
     assert kinds == ["in", "out"] * 3
     assert lock_name("a") != lock_name("b") and lock_name("a").startswith("indexflow-target-")
+
+
+@flow
+def hold_briefly(key: str) -> str:
+    with target_lock((key,), timeout_seconds=1) as held:
+        return held.names[0]
+
+
+def test_inactive_limit_is_refused_in_one_sentence():
+    key = f"inactive-{uuid.uuid4().hex[:6]}"
+    name = lock_name(key)
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1, active=False))
+    state = hold_briefly(key, return_state=True)
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, LockError) and "set inactive" in str(error) and "\n" not in str(error)
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))
+    assert hold_briefly(key) == name
+
+
+def test_lock_timeout_is_one_sentence():
+    key = f"busy-{uuid.uuid4().hex[:6]}"
+    started, release = threading.Event(), threading.Event()
+
+    @flow
+    def holder() -> None:
+        with target_lock((key,), timeout_seconds=30):
+            started.set()
+            release.wait(60)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert started.wait(60)
+        with pytest.raises(LockError, match=r"^Timed out after 1 seconds waiting for another merge"):
+            hold_briefly(key)
+    finally:
+        release.set()
+        t.join(60)

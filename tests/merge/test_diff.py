@@ -88,3 +88,17 @@ def test_a_bundle_left_off_every_channel_gives_way_to_its_packages_newest_listed
     after = diff.listed_only(planned, [old, other], [old, new, other])  # the add left c.v0.2.0 off its channel
     assert after.to_deprecate == sorted([old.bundlePath, other.bundlePath])
     assert diff.listed_only(planned, [], [old, new, other]).to_deprecate == []
+
+
+def test_plan_diff_carries_the_targets_deprecated_tail_the_source_lacks():
+    """The nightly case: the target holds an earlier merge, whose deprecation left c 0.1.0 as the
+    deprecated tail that c 0.2.0 replaces. The source lacks it: it is added and deprecated again (IIB
+    lists only rendered bundles and fails with "replaces nonexistent bundle")."""
+    tail, newer = rec("c", "c.v0.1.0", "0.1.0", "c-bundle", 5), rec("c", "c.v0.2.0", "0.2.0", "c-bundle", 6)
+    in_source_tail = rec("a", "a.v0.9.0", "0.9.0", "a-bundle", 7)
+    source = [*SRC, in_source_tail]
+    labels = {b.bundlePath: "v4.6" for b in [*source, tail, newer]}
+    result = diff.plan_diff(source, [SRC[0], newer], labels, "v4.13", False, [], [tail, in_source_tail])
+    assert [b.csvName for b in result.missing] == ["c.v0.2.0", "c.v0.1.0"]
+    assert result.to_deprecate == [tail.bundlePath]  # a tail the source has stays the source's business
+    assert result.invalid == []

@@ -84,13 +84,14 @@ def _logged(text: str) -> bool:
         return any(text in log.message for log in client.read_logs(limit=200, sort=LogSort.TIMESTAMP_DESC))
 
 
-def lock_parts(env, target: str) -> list[str]:  # noqa: ANN001
-    """The flow's lock key for a target: Git repository, OCP version, canonical index.db artifact."""
-    return [env.git_url, "v4.17", plan.artifact_refs(target, env.registry_host, "x").canonical]
+def lock_parts(env, target: str, ocp: str = "v4.17") -> list[str]:  # noqa: ANN001
+    """The flow's lock key for a target: Git repository + OCP branch, the image, its canonical index.db."""
+    return list(plan.lock_parts(env.git_url, ocp, target, plan.artifact_refs(target, env.registry_host, "x").canonical))
 
 
 def test_different_targets_publish_in_parallel(proxied_env, clean_proxies):
-    busy, free = private_target(proxied_env, "conc-a"), private_target(proxied_env, "conc-b")
+    """Targets of different OCP versions share no Git branch, image or index.db: no waiting."""
+    busy, free = private_target(proxied_env, "conc-a"), private_target(proxied_env, "conc-b", ocp="v4.16")
     HELD.clear()
     RELEASE.clear()
     holder = threading.Thread(target=hold_target_lock, args=(lock_parts(proxied_env, busy),))
@@ -107,16 +108,17 @@ def test_different_targets_publish_in_parallel(proxied_env, clean_proxies):
 
 
 def test_lock_key_matches_the_flow(proxied_env, clean_proxies):
-    """The holder above must take the very lock the flow takes, or it would prove nothing: a merge
-    on the held target waits until the hold ends."""
-    target = private_target(proxied_env, "conc-held")
+    """The holder above must take the very lock the flow takes, or it would prove nothing; and two tags
+    of one index (one Git branch) must not overlap: a merge waits while another tag's merge holds the
+    lock, until the hold ends."""
+    target, other_tag = private_target(proxied_env, "conc-held"), private_target(proxied_env, "conc-other")
     HELD.clear()
     RELEASE.clear()
-    holder = threading.Thread(target=hold_target_lock, args=(lock_parts(proxied_env, target),))
+    holder = threading.Thread(target=hold_target_lock, args=(lock_parts(proxied_env, other_tag),))
     holder.start()
     assert HELD.wait(120)
     released_at: list[float] = []
-    name = lock_name(*lock_parts(proxied_env, target))
+    name = lock_name(lock_parts(proxied_env, target)[0])
 
     def release_once_waiting() -> None:
         """Release only after the merge logged that it waits for this lock (then a bit longer)."""

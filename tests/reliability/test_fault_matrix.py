@@ -130,11 +130,11 @@ def fault_table():
         print("\n" + "\n".join(lines))
 
 
-def private_target(env, tag: str) -> str:  # noqa: ANN001
+def private_target(env, tag: str, ocp: str = "v4.17") -> str:  # noqa: ANN001
     """A copy of the seeded target index (image + index.db artifact) under its own tag."""
     seed = env.seeded
     ref = ImageRef.parse(f"{env.registry_host}/{INDEX_REPO}:{tag}")
-    labels = {plan.VERSION_LABEL: "v4.17", plan.SCOPE_LABEL: "prod"}
+    labels = {plan.VERSION_LABEL: ocp, plan.SCOPE_LABEL: "prod"}
     build_image(env.registry_client, ref, [tar_gz(BINARY_LAYER_FILES)], labels)
     pulled = env.artifacts.pull(env.artifacts.canonical_ref(seed.target_index))
     env.artifacts.push(env.artifacts.canonical_ref(str(ref)), pulled.path, {"request_id": "seed"})
