@@ -4,7 +4,7 @@ real process worker; then `indexflow reconcile`, and the same request again.
 After reconcile the remote state (registry tags and digests, Git refs, MRs, read straight from the
 services) is exactly the state before the merge, or the merge's complete result; no merge run is
 left Running; the dead run's temp dir (Git checkout with its credentials, docker config) is gone; and
-the same request id run again completes, without waiting for the dead run's lock.
+the same request id run again completes, with the dead run's lock free (no lock wait).
 
 Kill points: `INDEXFLOW_TEST_KILL_AFTER_JOURNAL_SAVE=N` makes the merge's process SIGKILL itself right
 after its Nth journal save, i.e. just before the write that save announced (tasks/journal.py; saves:
@@ -244,6 +244,7 @@ def test_kill_then_reconcile_then_rerun(point: str, path: str, server: PrefectSe
     again = server.run("indexflow", "reconcile", "--settings", BLOCK, extra_env=env.sub_env, timeout=300)
     assert not [line for line in again.stdout.splitlines() if cell in line], "reconcile is not idempotent"
 
+    assert _locks_free(journal.locks), "reconcile left the dead run's target lock taken"
     t = time.monotonic()
     rerun = server.run("indexflow", *_merge_args(env, target, cell), extra_env=env.sub_env, timeout=300, check=False)
     secs = time.monotonic() - t
@@ -252,7 +253,15 @@ def test_kill_then_reconcile_then_rerun(point: str, path: str, server: PrefectSe
     print(f"\nkill matrix row: {' | '.join(TABLE[-1])}")  # as it happens (-s): a long run can be cut short
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert _judge(env, before, target, cell) == "complete"
-    assert secs < 60, f"the re-run took {secs:.0f} s (a lock wait?)"
+
+
+def _locks_free(names: list[str]) -> bool:
+    """No slot of the target's locks is taken: the re-run cannot wait for the dead run's lock. (Its
+    time is in the table; the issue's 60 s holds on an idle box, a loaded one can double it.)"""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return all(client.read_global_concurrency_limit_by_name(n).active_slots == 0 for n in names)
 
 
 def _restart(server: PrefectServer) -> None:
