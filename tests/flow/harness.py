@@ -12,10 +12,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 @contextmanager
 def prefect_api() -> Iterator[None]:
-    """Start-up is slow (5-60 s on a busy 2-core box): enter it once per session."""
+    """Start-up is slow (5-60 s on a busy 2-core box, minutes when several suites share it): enter it
+    once per session."""
     from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    with prefect_test_harness(server_startup_timeout=240):
         with temporary_settings(updates={"flows.heartbeat_frequency": None}):
             yield
