@@ -130,7 +130,13 @@ class Built:
         return {"request_id": req.request_id, "dry_run": req.dry_run, "missing": len(self.diff.missing),
                 "invalid": len(self.diff.invalid), "deprecated": len(self.diff.to_deprecate),
                 "bundles_in_db": self.bundles_in_db, "packages_touched": self.diff.packages_touched(),
-                "index_db_pulls": self.index_db_pulls, "removed_packages": list(self.removed_packages)}
+                "index_db_pulls": self.index_db_pulls, "removed_packages": list(self.removed_packages),
+                "state_reason": self.completion_reason()}
+
+    def completion_reason(self) -> str:
+        """IIB's state reason of a completed merge."""
+        return (f"The operator(s) {sorted(set(self.operators))} were successfully merged from the source index "
+                "image into the target index image")
 
 
 def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Built:
@@ -288,8 +294,7 @@ def finish(story: report.MergeStory, req: MergeRequest, built: Built, published:
               "removed_packages": list(built.removed_packages),
               "timings": {name: round(secs, 3) for name, secs in story.timings}, **(published or {})}
     report.publish_summary(req.request_id, result)
-    result["state_reason"] = (f"The operator(s) {sorted(set(built.operators))} were successfully merged from the "
-                              "source index image into the target index image")
+    result["state_reason"] = built.completion_reason()
     get_run_logger().info("state_reason: %s", result["state_reason"])
     result["lines"] = report.result_lines(result)
     return result
