@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup system demo test bench image mutation clean
+.PHONY: setup system demo serve test bench image mutation clean
 
 # Debian packages: the sandbox registry, skopeo (the IIB baseline in benches), git's http-backend,
 # chromium (the UI check in tests/deploy), podman + buildah + mmdebstrap + runc and friends (the worker
@@ -35,6 +35,9 @@ setup: system $(STAMP)
 
 demo: setup
 	$(VENV)/bin/indexflow demo
+
+serve: setup
+	$(VENV)/bin/indexflow serve
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile

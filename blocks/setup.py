@@ -22,7 +22,7 @@ from indexflow.errors import IndexflowError
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 KNOWN_SECTIONS = {"settings", "gitlab", "kubernetes", "registry_auth", "secrets", "concurrency_limits",
-                  "work_pools", "automations"}
+                  "work_pools", "automations", "results"}
 CREDENTIAL_FIELDS = {"gitlab": "gitlab_credentials", "kubernetes": "kubernetes_credentials",
                      "registry_auth": "registry_auth_secret"}
 
@@ -95,6 +95,7 @@ class Plan:
     concurrency_limits: dict[str, int] = field(default_factory=dict)
     work_pools: dict[str, dict] = field(default_factory=dict)
     notification_block: str | None = None  # `<block type slug>/<name>` the automations notify through
+    results: dict[str, str] | None = None  # {"name", "basepath"} (LocalFileSystem) or {"block": "type/name"}
 
 
 def load_config(path: Path) -> Plan:
@@ -117,6 +118,7 @@ def load_config(path: Path) -> Plan:
     plan.concurrency_limits = _limits(_section(config, "concurrency_limits"))
     plan.work_pools = _work_pools(_section(config, "work_pools"), base)
     plan.notification_block = _notification_block(_section(config, "automations"))
+    plan.results = _results(_section(config, "results"), base)
     _fill_credentials(plan)
     _check_settings(plan)
     return plan
@@ -200,6 +202,22 @@ def _notification_block(sec: dict) -> str | None:
     return block
 
 
+def _results(sec: dict, base: Path) -> dict[str, str] | None:
+    """Where flow results are persisted: a LocalFileSystem block setup writes, or an existing block."""
+    if not sec:
+        return None
+    _unexpected(sec, "results", {"name", "basepath", "block"})
+    if "block" in sec:
+        if set(sec) != {"block"} or not isinstance(sec["block"], str) or "/" not in sec["block"]:
+            raise SetupError("'results.block' names an existing storage block as TYPE/NAME "
+                             "(e.g. s3-bucket/indexflow-results), alone")
+        return {"block": sec["block"]}
+    basepath = sec.get("basepath")
+    if not isinstance(basepath, str) or not basepath:
+        raise SetupError("'results.basepath' (a directory every worker and reader shares) is required")
+    return {"name": _block_name(sec, "results"), "basepath": str(base / Path(basepath).expanduser())}
+
+
 def _fill_credentials(plan: Plan) -> None:
     """The settings block names its credential blocks; default them to the blocks this file creates."""
     created = {"gitlab": plan.gitlab, "kubernetes": plan.kubernetes, "registry_auth": plan.registry_auth}
@@ -254,7 +272,31 @@ def apply(plan: Plan) -> list[str]:
     from blocks.automations import apply_automations
 
     done += apply_automations(plan.notification_block, get_current_settings().flows.heartbeat_frequency or 180)
+    if plan.results:
+        done.append(_apply_results(plan.results))
     return done
+
+
+def _apply_results(results: dict[str, str]) -> str:
+    """Make the results block the server's default result storage: every persisted flow result goes there."""
+    from prefect.blocks.core import Block
+    from prefect.client.orchestration import get_client
+    from prefect.filesystems import LocalFileSystem
+
+    if "block" in results:
+        try:
+            block = Block.load(results["block"])
+        except ValueError:
+            raise SetupError(f"results.block {results['block']!r} does not exist") from None
+        where = results["block"]
+    else:
+        block = LocalFileSystem(basepath=results["basepath"])
+        block.save(results["name"], overwrite=True)
+        block = LocalFileSystem.load(results["name"])
+        where = f"local-file-system/{results['name']} ({results['basepath']})"
+    with get_client(sync_client=True) as client:
+        client.update_server_default_result_storage(block._block_document_id)
+    return f"result storage {where} (the server's default)"
 
 
 def _save_gitlab(name: str, url: str, token: str) -> str:
@@ -310,13 +352,73 @@ def api_url() -> str:
     return url
 
 
+# -- probing the endpoints (setup --check) ------------------------------------------------------
+PROBE_TIMEOUT = 15.0
+
+
+def probe_endpoints(plan: Plan) -> list[str]:
+    """One line per endpoint the config names: does it answer, with these credentials? Never raises:
+    a probe from the operator's machine may fail where the workers would succeed (firewalls)."""
+    lines = []
+    if plan.gitlab:
+        lines.append(_probe("gitlab", plan.gitlab[1], lambda: _probe_gitlab(plan.gitlab[1], plan.gitlab[2])))
+    if plan.kubernetes:
+        namespace = plan.settings.get("konflux_namespace", "")
+        lines.append(_probe("konflux", f"namespace {namespace}", lambda: _probe_konflux(plan.kubernetes, namespace)))
+    insecure = set(plan.settings.get("insecure_registries") or [])
+    for key in ("iib_registry", "index_db_artifact_registry"):
+        host = str(plan.settings.get(key, "")).split("/", 1)[0]
+        if host:
+            lines.append(_probe("registry", f"{host} ({key})", lambda host=host: _probe_registry(host, host in insecure)))
+    return lines
+
+
+def _probe(kind: str, what: str, check: Any) -> str:
+    import httpx
+
+    try:
+        detail = check()
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        return f"probe {kind} {what}: FAILED ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    except Exception as exc:  # noqa: BLE001 - a client library's own error (kubernetes ApiException...)
+        status = getattr(exc, "status", None)
+        return f"probe {kind} {what}: FAILED ({type(exc).__name__}{f' {status}' if status else ''})"
+    return f"probe {kind} {what}: ok ({detail})"
+
+
+def _probe_gitlab(url: str, token: str) -> str:
+    import httpx
+
+    response = httpx.get(f"{url.rstrip('/')}/api/v4/user", headers={"PRIVATE-TOKEN": token}, timeout=PROBE_TIMEOUT)
+    if response.status_code != 200:
+        raise ValueError(f"GET /api/v4/user answered HTTP {response.status_code}")
+    return f"token of {response.json().get('username', '?')}"
+
+
+def _probe_konflux(kubernetes: tuple[str, dict, str | None], namespace: str) -> str:
+    from kubernetes import client, config
+
+    _, kubeconfig, context = kubernetes
+    api = client.CustomObjectsApi(config.new_client_from_config_dict(kubeconfig, context=context))
+    listed = api.list_namespaced_custom_object("tekton.dev", "v1", namespace, "pipelineruns", limit=1,
+                                               _request_timeout=PROBE_TIMEOUT)
+    return f"PipelineRuns readable, {len(listed.get('items', []))} listed"
+
+
+def _probe_registry(host: str, insecure: bool) -> str:
+    import httpx
+
+    response = httpx.get(f"{'http' if insecure else 'https'}://{host}/v2/", timeout=PROBE_TIMEOUT)
+    if response.status_code not in (200, 401):
+        raise ValueError(f"GET /v2/ answered HTTP {response.status_code}")
+    return "registry API answers" + (" (login required)" if response.status_code == 401 else "")
+
+
 def run_setup(path: Path, check_only: bool = False) -> list[str]:
     """Entry point of `indexflow setup`: check everything first, then write (unless check_only)."""
     plan = load_config(path)
     if check_only:
-        return [f"config {path} is valid: settings {plan.settings_name}, "
-                f"{len(plan.secrets) + bool(plan.registry_auth)} secret(s), "
-                f"{len(plan.concurrency_limits)} limit(s), {len(plan.work_pools)} work pool(s)"]
+        return [*_valid_line(path, plan), *probe_endpoints(plan)]
     import httpx
     from prefect.exceptions import PrefectHTTPStatusError
 
@@ -326,3 +428,11 @@ def run_setup(path: Path, check_only: bool = False) -> list[str]:
     except (httpx.HTTPError, PrefectHTTPStatusError) as exc:
         raise SetupError(f"the Prefect API at {url} failed during setup ({type(exc).__name__}); "
                          "objects before the failure were written, re-run setup when it is back") from None
+
+
+def _valid_line(path: Path, plan: Plan) -> list[str]:
+    results = plan.results.get("block") or plan.results["basepath"] if plan.results else None
+    return [f"config {path} is valid: settings {plan.settings_name}, "
+            f"{len(plan.secrets) + bool(plan.registry_auth)} secret(s), "
+            f"{len(plan.concurrency_limits)} limit(s), {len(plan.work_pools)} work pool(s), "
+            f"results {'in ' + results if results else 'not configured'}"]

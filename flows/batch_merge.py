@@ -19,13 +19,14 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.runtime import flow_run
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 
 from blocks.setup import read_yaml_file
 from indexflow.errors import IndexflowError
 
 MERGE_DEPLOYMENT = "merge-index-image/merge-index-image"
 API_RETRIES = 3
+POLL_SECONDS = 10  # one state read per entry this often: a batch of many merges stays light on the API
 ENTRY_KEYS = {"name", "source_from_index", "target_index", "deprecation_list", "binary_image",
               "overwrite_target_index", "overwrite_target_index_token_secret", "distribution_scope", "build_tags",
               "graph_update_mode", "ignore_bundle_ocp_version", "dry_run", "settings_block"}
@@ -47,14 +48,18 @@ class Outcome:
     state: str  # complete | failed
     detail: str
     flow_run_id: str | None = None
+    result: dict[str, Any] | None = None  # the merge's result dict (its `merge-result` artifact)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "detail": self.detail, "flow_run_id": self.flow_run_id, "result": self.result}
 
 
 def load_batch(path: Path) -> list[Entry]:
     """`merges:` list of IIB parameters, each with a unique `name`; tokens only as Secret block names."""
     doc = read_yaml_file(path, "batch file", BatchFileError)
     merges = doc.get("merges") if isinstance(doc, dict) else None
-    if not isinstance(merges, list) or not merges:
-        raise BatchFileError(f"batch file {path} must have a non-empty 'merges' list")
+    if not isinstance(merges, list):
+        raise BatchFileError(f"batch file {path} must have a 'merges' list")
     defaults = {k: v for k, v in doc.items() if k != "merges"}
     entries = [_entry(i, {**defaults, **(item or {})}) for i, item in enumerate(merges)]
     names = [e.name for e in entries]
@@ -87,7 +92,33 @@ async def run_entry(entry: Entry, deployment: str, gate: asyncio.Semaphore, time
         except Exception as exc:  # noqa: BLE001 - one entry's failure must not stop the others
             get_run_logger().error("merge %s could not run: %s", entry.name, _one_line(exc))
             return Outcome(entry.name, "failed", _one_line(exc))
-    return _outcome(entry.name, run, timeout_seconds)
+    outcome = _outcome(entry.name, run, timeout_seconds)
+    if outcome.state == "complete":
+        result = await merge_result(outcome.flow_run_id)
+        outcome = Outcome(entry.name, outcome.state, describe(result), outcome.flow_run_id, result)
+    return outcome
+
+
+async def merge_result(flow_run_id: str) -> dict[str, Any] | None:
+    """The result dict a merge run left in the API (as its `result` artifact)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    async with get_client() as client:
+        found = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["result"])))
+    return found[-1].data if found and isinstance(found[-1].data, dict) else None
+
+
+def describe(result: dict[str, Any] | None) -> str:
+    """What a completed merge did, in a few words: a dry run says so; a real one names its output."""
+    if result is None:
+        return "merged"
+    counts = f"{result.get('missing', 0)} added, {result.get('deprecated', 0)} deprecated"
+    if result.get("dry_run"):
+        return f"dry run, nothing published ({counts})"
+    outputs = ", ".join(o["pullspec"] for o in result.get("outputs", [])) or "-"
+    return f"merged ({counts}): {outputs}; MR {result.get('mr_state', '-')}"
 
 
 async def _run_and_wait(entry: Entry, deployment: str, params: dict[str, Any], timeout_seconds: float) -> Any:
@@ -99,7 +130,7 @@ async def _run_and_wait(entry: Entry, deployment: str, params: dict[str, Any], t
     while True:
         try:
             return await run_deployment(
-                deployment, parameters=params, timeout=timeout_seconds, poll_interval=2,
+                deployment, parameters=params, timeout=timeout_seconds, poll_interval=POLL_SECONDS,
                 flow_run_name=f"{flow_run.get_name() or 'batch'}-{entry.name}", tags=["batch"],
                 idempotency_key=f"{flow_run.get_id()}-{entry.name}")
         except (PrefectHTTPStatusError, httpx.TransportError) as exc:
@@ -137,7 +168,8 @@ def summary_markdown(batch_file: str, outcomes: list[Outcome], ui_url: str | Non
     for o in outcomes:
         link = f"[{o.flow_run_id[:8]}]({ui_url}/runs/flow-run/{o.flow_run_id})" if o.flow_run_id and ui_url \
             else (o.flow_run_id or "-")
-        lines.append(f"| {o.entry} | {o.state} | {o.detail.replace('|', '/')} | {link} |")
+        outcome = "dry run" if o.result and o.result.get("dry_run") else o.state
+        lines.append(f"| {o.entry} | {outcome} | {o.detail.replace('|', '/')} | {link} |")
     return "\n".join(lines)
 
 
@@ -147,27 +179,36 @@ def _ui_url() -> str | None:
     return PREFECT_UI_URL.value()
 
 
-@flow(name="batch-merge", validate_parameters=True)
+@flow(name="batch-merge", validate_parameters=True, persist_result=True, result_serializer="json")
 async def batch_merge(batch_file: str = "deployments/batches/nightly.yaml", max_parallel: int = 2,
                       deployment: str = MERGE_DEPLOYMENT, timeout_seconds: float = 7200.0) -> Any:
     """Fan out one merge-index-image run per entry of `batch_file` (relative to the repository).
 
     `max_parallel` bounds this batch; the merge deployment's own concurrency limit bounds merges
-    across everything that triggers them.
+    across everything that triggers them. The result maps each entry to its state and merge result.
+
+    Args:
+        batch_file: YAML file with a `merges:` list of merge parameters, each with a unique `name`.
+        max_parallel: At most this many merges of the batch run at once.
+        deployment: The merge deployment each entry runs as (flow/deployment).
+        timeout_seconds: How long to wait for one merge before counting it as failed.
     """
     try:
         entries = load_batch(Path(batch_file))
     except BatchFileError as exc:
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc))
+    if not entries:  # the shipped nightly file: the schedule runs, finds nothing to do, and says so
+        get_run_logger().info("batch %s lists no merges: nothing to do", batch_file)
+        return Completed(message=f"{batch_file} lists no merges: nothing to do", data={})
     gate = asyncio.Semaphore(max(1, max_parallel))
     get_run_logger().info("batch %s: %d merges, at most %d at once", batch_file, len(entries), max_parallel)
     outcomes = list(await asyncio.gather(*(run_entry(e, deployment, gate, timeout_seconds) for e in entries)))
     await acreate_markdown_artifact(summary_markdown(batch_file, outcomes, _ui_url()), key="batch-merge-summary",
                                     description="outcome of every merge in the batch")
     failed = [o.entry for o in outcomes if o.state != "complete"]
-    result = {o.entry: {"state": o.state, "detail": o.detail, "flow_run_id": o.flow_run_id} for o in outcomes}
+    result = {o.entry: o.as_dict() for o in outcomes}
     if failed:
-        get_run_logger().error("merges failed: %s", result)
-        return Failed(message=f"{len(failed)} of {len(outcomes)} merges failed: {', '.join(failed)}")
-    return result
+        get_run_logger().error("merges failed: %s", {o.entry: o.detail for o in outcomes if o.state != "complete"})
+        return Failed(message=f"{len(failed)} of {len(outcomes)} merges failed: {', '.join(failed)}", data=result)
+    return Completed(message=f"{len(outcomes)} merges complete", data=result)

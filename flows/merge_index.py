@@ -10,20 +10,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from blocks.settings import MergeSettings
 from blocks.tokens import overwrite_token
 from indexflow import redact
 from indexflow.errors import IndexflowError, PublishError
 from indexflow.merge import diff as merge_diff
-from indexflow.merge import plan
+from indexflow.merge import guard, plan
 from indexflow.merge.params import MergeRequest, validate_request
 from tasks import artifacts as art
 from indexflow.journal import CLOSING, COMPLETED, MERGING, PUBLISHING, TAG, Record
@@ -35,8 +35,19 @@ from tasks.rollback import Compensations, failure_message, rollback, undo_record
 from tasks.session import Session, open_session
 
 
+def run_name() -> str:
+    """`merge-<request>-<target tag>`: the run's name says which request and which index it merges."""
+    params = flow_run.get_parameters()
+    index = params.get("target_index") or params.get("source_from_index") or ""
+    last = index.rsplit("/", 1)[-1]
+    tag = last.rsplit(":", 1)[1] if ":" in last and "@" not in last else last.split("@")[0] or "index"
+    return f"merge-{params.get('request_id') or default_request_id()}-{tag}"
+
+
+# persist_result + json: the result dict lands in the result storage `indexflow setup` makes the
+# server's default, so `prefect flow-run inspect` and the REST API point at it from the final state
 @flow(name="merge-index-image", task_runner=ThreadPoolTaskRunner(max_workers=registry_checks.CHUNKS_IN_FLIGHT),
-      validate_parameters=True,
+      validate_parameters=True, flow_run_name=run_name, persist_result=True, result_serializer="json",
       log_prints=False, on_crashed=[recovery.repair_hook], on_cancellation=[recovery.repair_hook])
 def merge_index_image(
     source_from_index: str,
@@ -55,16 +66,40 @@ def merge_index_image(
     settings_block: str = "indexflow",
     graph_update_modes: dict[str, str] | None = None,
     default_head_policy: str | None = None,
+    max_removed_share: Annotated[float, Field(ge=0, le=1)] | None = None,
 ) -> dict[str, Any]:
     """Merge the bundles of `target_index` missing from `source_from_index` into it (IIB semantics).
 
     A user or remote error ends the run Failed with one sentence (no traceback); bugs still raise.
     Runs started through the API pass the token as the name of a Secret block
     (`overwrite_target_index_token_secret`), since Prefect stores parameters in plain text.
+
+    Args:
+        source_from_index: Index image whose catalog is the base of the merge (IIB `source_from_index`).
+        target_index: Index image whose bundles missing from the source are added (IIB `target_index`).
+        deprecation_list: Bundle pullspecs to deprecate in the merged catalog (IIB `deprecation_list`).
+        binary_image: The opm binary image; may be left out when the settings have a binary_image_config.
+        overwrite_target_index: Copy the result over `target_index` and merge the MR (needs a token).
+        overwrite_target_index_token: `user:password` for the target's registry (local runs only).
+        overwrite_target_index_token_secret: Name of the Secret block holding that token (API and batch runs).
+        distribution_scope: prod, stage or dev; defaults to the source's label (IIB `distribution_scope`).
+        build_tags: Extra tags pushed for the output image (IIB `build_tags`).
+        graph_update_mode: replaces, semver or semver-skippatch (IIB `graph_update_mode`; allow-listed indexes).
+        ignore_bundle_ocp_version: Keep bundles without an OCP label; only for indexes on the settings'
+            no_ocp_label_allow_list (IIB `ignore_bundle_ocp_version`).
+        dry_run: Do everything local (validate, diff, build the catalog) and publish nothing.
+        request_id: Id used in the branch, tags and artifacts; defaults to the start of the run id.
+        settings_block: Name of the Indexflow Merge Settings block to use.
+        graph_update_modes: package -> graph mode (replaces, semver, semver-skippatch) its bundles are added
+            in; wins over the settings' graph_update_modes per package (indexflow).
+        default_head_policy: "fail" (IIB) or "remove-package" when an OCP-incompatible bundle heads its
+            package's default channel; defaults to the settings' default_head_policy (indexflow).
+        max_removed_share: Destructive-merge guard for this run: the share (0-1) of the target's bundles
+            the merge may drop or mark invalid; defaults to the settings' max_removed_share (0.1).
     """
     redact.install_log_filter()
     try:
-        settings = MergeSettings.load(settings_block)
+        settings = with_overrides(MergeSettings.load(settings_block), max_removed_share=max_removed_share)
         token = overwrite_token(overwrite_target_index_token, overwrite_target_index_token_secret)
         redact.remember(token, (token or "").partition(":")[2])
         req = validate_request(
@@ -91,7 +126,8 @@ def merge_index_image(
 
 def run_request(settings: MergeSettings, req: MergeRequest) -> dict[str, Any]:
     """The A2 story for a validated request (resumed from its journal when it ran before)."""
-    story = report.MergeStory(req.request_id)
+    story = report.MergeStory(req.request_id, target=req.effective_index,
+                              total=report.total_steps(req.dry_run, req.overwrite_target_index))
     story.start()
     story.reason(report.PREPARING)
     session = open_session(settings, req)
@@ -105,6 +141,9 @@ def run_request(settings: MergeSettings, req: MergeRequest) -> dict[str, Any]:
         with target_lock(built.lock_key, settings.lock_timeout_seconds) as lock:
             published = publish(session, req, story, built, lock)
         return finish(story, req, built, published)
+    except IndexflowError as exc:
+        report.failure_summary(story, str(exc))
+        raise
     finally:
         session.close()
 
@@ -135,8 +174,7 @@ class Built:
 
     def completion_reason(self) -> str:
         """IIB's state reason of a completed merge."""
-        return (f"The operator(s) {sorted(set(self.operators))} were successfully merged from the source index "
-                "image into the target index image")
+        return report.operators_line(self.operators)
 
 
 def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Built:
@@ -170,6 +208,8 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
                                                 prep.source.resolved)
         result = merge_diff.plan_diff(source_bundles, target_bundles, labels, prep.ocp_version, allow,
                                       resolved_deprecations, target_tails)
+        story.found(diff=result, dry_run=req.dry_run, **report.found_facts(result, None))
+        report.diff_artifacts(story, result, "dry run: not published" if req.dry_run else "")
         if req.deprecation_list and not result.deprecation_matches:
             get_run_logger().warning("Deprecation list was set but no bundles were found for deprecation.")
     db = catalog.working_copy(source_db, s.workdir / "db" / "index.db")
@@ -186,8 +226,10 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
         removable = result.invalid_paths() if policy == "remove-package" else set()
         removed_packages: list[str] = []
         for chunk in merge_diff.chunks(result.to_deprecate, cfg.deprecate_bundles_limit):
-            removed_packages += catalog.deprecate_chunk(db, chunk, [p for p in chunk if p in removable])
+            removed_packages += catalog.deprecate_chunk(db, chunk, [p for p in chunk if p in removable],
+                                                        db_name=source_ref)
     bundles_in_db = catalog.read_bundles(db)
+    check_removals(story, cfg, target_bundles, bundles_in_db, result, labels)
     with story.step(report.MIGRATING):
         from_db = catalog.migrate_to_fbc(db, s.workdir / "from_db", plan.migrate_level(prep.ocp_version))
     with story.step(report.VALIDATING_FBC):
@@ -200,7 +242,6 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
             prep.binary_image_resolved, req.request_id, prep.arches))
     refs = plan.artifact_refs(req.effective_index, cfg.index_db_artifact_registry, req.request_id,
                               cfg.index_db_artifact_template, cfg.index_db_artifact_tag_template)
-    report.diff_artifacts(req.request_id, result)
     return Built(prep=prep, diff=result, db=db, repo=repo, git_url=git_url, artifact_refs=refs,
                  operators=[b.packageName for b in bundles_in_db], bundles_in_db=len(bundles_in_db),
                  index_db_pulls=[p for p in (source_pull, target_pull) if p],
@@ -233,8 +274,9 @@ def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Buil
             image_url = wait_for_build(s.kubernetes, cfg.konflux_namespace, sha, cfg.konflux_poll_interval,
                                        cfg.konflux_pipeline_timeout)
         with story.step(report.COPYING):
-            for spec in pullspecs:
-                write_tag(undo, s.registry, spec, lambda spec=spec: outputs.copy_image(s.registry, image_url, spec))
+            digests = [write_tag(undo, s.registry, spec,
+                                 lambda spec=spec: outputs.copy_image(s.registry, image_url, spec))
+                       for spec in pullspecs]
         if req.overwrite_target_index:
             with story.step(f"Overwriting the index image {req.target_index} with {pullspecs[0]}"):
                 write_tag(undo, s.target_registry, req.target_index, lambda: outputs.overwrite_target(
@@ -248,7 +290,9 @@ def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Buil
             for ref in refs:
                 write_tag(undo, s.registry, ref,
                           lambda ref=ref: art.push_index_db(s.artifacts, ref, built.db, annotations))
-        published = {"output_pullspecs": pullspecs, "mr_url": mr.web_url, "commit": sha, "image_url": image_url,
+        published = {"output_pullspecs": pullspecs,
+                     "outputs": [{"pullspec": p, "digest": d} for p, d in zip(pullspecs, digests)],
+                     "mr_url": mr.web_url, "commit": sha, "image_url": image_url,
                      "index_db": refs}
         undo.advance(MERGING if req.overwrite_target_index else CLOSING, result=built.summary(req) | published)
         if req.overwrite_target_index:
@@ -256,6 +300,7 @@ def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Buil
             mr_state = "merged"
     except BaseException as exc:
         undone, failed = rollback(undo.journal, lambda rec: undo_record(rec, recovery.remotes(s, built.git_url)))
+        story.undone, story.not_undone = undone, failed
         if not isinstance(exc, Exception):
             raise
         raise PublishError(failure_message(story.current, exc, undone, failed)) from exc
@@ -278,26 +323,42 @@ def close_unmerged(mrs: Any, iid: int, git_url: str, branch: str, token: str) ->
     return "closed"
 
 
-def write_tag(undo: Compensations, client: Any, pullspec: str, write: Any, target: bool = False) -> None:
-    """Journal the tag's digest before the write (how to put `pullspec` back), then write it."""
+def write_tag(undo: Compensations, client: Any, pullspec: str, write: Any, target: bool = False) -> Any:
+    """Journal the tag's digest before the write (how to put `pullspec` back), then write it; returns what
+    the write returns (a digest)."""
     undo.record(Record(TAG, pullspec, outputs.current_digest(client, pullspec), target_registry=target))
-    write()
+    return write()
 
 
 def finish(story: report.MergeStory, req: MergeRequest, built: Built, published: dict | None) -> dict[str, Any]:
-    """The A3 result: summary markdown (with timings) and a JSON-able return value."""
-    story.finish()
-    result = {"request_id": req.request_id, "dry_run": req.dry_run,
-              "missing": len(built.diff.missing), "invalid": len(built.diff.invalid),
-              "deprecated": len(built.diff.to_deprecate), "bundles_in_db": built.bundles_in_db,
-              "packages_touched": built.diff.packages_touched(), "index_db_pulls": built.index_db_pulls,
+    """The A3 result: summary artifacts and the result as data (`state_reason`: IIB's final reason, the
+    operator list cut to its first names; the flow ends Completed with it as the message)."""
+    reason = built.completion_reason()
+    story.finish(reason)
+    result = {"request_id": req.request_id, "dry_run": req.dry_run, "flow_run_id": str(flow_run.get_id()),
+              **{k: v for k, v in story.facts.items() if k not in ("diff", "dry_run")},
+              "bundles_in_db": built.bundles_in_db, "index_db_pulls": built.index_db_pulls,
               "removed_packages": list(built.removed_packages),
-              "timings": {name: round(secs, 3) for name, secs in story.timings}, **(published or {})}
-    report.publish_summary(req.request_id, result)
-    result["state_reason"] = built.completion_reason()
-    get_run_logger().info("state_reason: %s", result["state_reason"])
+              "timings": {name: round(secs, 3) for name, secs in story.timings},
+              "seconds": round(sum(secs for _, secs in story.timings), 3), **(published or {})}
+    result["state_reason"] = reason
+    report.publish_summary(story, result)
+    get_run_logger().info("state_reason: %s", reason)
     result["lines"] = report.result_lines(result)
     return result
+
+
+def with_overrides(settings: MergeSettings, **overrides: Any) -> MergeSettings:
+    """Per-run parameters that override a setting of the block (None: keep the block's value)."""
+    return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+def check_removals(story: report.MergeStory, settings: MergeSettings, target_bundles: list, merged: list,
+                   diff: merge_diff.MergeDiff, labels: dict[str, str | None]) -> None:
+    """The destructive-merge guard, before anything remote: its numbers go to the summary either way."""
+    removals = guard.check_removals(target_bundles, merged, diff.invalid, labels, settings.max_removed_share)
+    story.found(removals=removals.as_dict())
+    guard.enforce(removals, settings._block_document_name or "indexflow")
 
 
 def git_repo_for(index: str, mapping: dict[str, str]) -> str:

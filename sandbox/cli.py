@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,14 +29,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = sandbox.add_subparsers(dest="action", required=True)
     for name, func, text in (("up", _up, "start the stack in the background and print its endpoints"),
                              ("down", _down, "stop the stack"),
-                             ("status", _status, "print the running stack's endpoints")):
+                             ("status", _status, "print the running stack's endpoints"),
+                             ("seed", _seed, "seed the running stack with the demo data (real catalogs)")):
         action = actions.add_parser(name, help=text)
         action.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                             help=f"where the stack keeps its data (default {DEFAULT_STATE_DIR})")
         action.set_defaults(func=func)
     demo = subparsers.add_parser("demo", help="sandbox up, seed, merge, check the output image")
     demo.add_argument("--state-dir", type=Path, default=None)
-    demo.add_argument("--keep", action="store_true", help="leave the sandbox running")
+    demo.add_argument("--keep", action="store_true",
+                      help="leave the sandbox and the demo's Prefect home in place; print the run's UI URL and a "
+                           "command line that merges again")
     demo.set_defaults(func=_demo)
 
 
@@ -67,7 +71,8 @@ def running_state(state_dir: Path) -> dict | None:
 
 def print_state(state: dict) -> None:
     print(f"state dir:   {state['state_dir']}")
-    print(f"registry:    {state['registry']['url']}  (insecure: add {state['registry']['host']})")
+    print(f"registry:    {state['registry']['url']}  (plain HTTP: list {state['registry']['host']} in the "
+          "settings' insecure_registries)")
     print(f"gitlab:      {state['gitlab']['url']}  token {state['gitlab']['token']}")
     for project, url in state["gitlab"]["repos"].items():
         print(f"  repo {project}: {url}")
@@ -143,7 +148,32 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(args: argparse.Namespace) -> int:
+    from sandbox.demo_env import SandboxEnv
+
+    state = running_state(args.state_dir)
+    if state is None:
+        raise IndexflowError(f"no sandbox running in {args.state_dir}: start it with `indexflow sandbox up`")
+    with SandboxEnv.attach(state) as env:
+        seed = env.seed()
+    print_seed(seed)
+    return 0
+
+
+def print_seed(seed) -> None:  # noqa: ANN001 - SeedResult
+    print(f"seeded:      {seed.bundles} bundles of {seed.packages} packages")
+    print(f"source:      {seed.source_index} ({seed.source_bundles} bundles)")
+    print(f"target:      {seed.target_index} ({seed.target_bundles} bundles, "
+          f"{len(seed.missing_from_source)} missing from the source)")
+    print(f"deprecate:   {', '.join(seed.deprecation_list)}")
+
+
 def _demo(args: argparse.Namespace) -> int:
+    from sandbox.demo import private_prefect_home
+
+    state_dir = (args.state_dir or Path(tempfile.mkdtemp(prefix="indexflow-demo-"))).resolve() if args.keep \
+        else args.state_dir
+    home = private_prefect_home(state_dir / "prefect" if args.keep else None)  # before Prefect is imported
     from sandbox.demo import run_demo
 
-    return run_demo(state_dir=args.state_dir, keep=args.keep, out=sys.stdout)
+    return run_demo(state_dir=state_dir, keep=args.keep, out=sys.stdout, prefect_home=home)

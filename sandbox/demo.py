@@ -11,13 +11,16 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from indexflow.app.merge_cmd import apply_prefect_defaults
+from indexflow.app.merge_cmd import TOKEN_ENV, apply_prefect_defaults
 
 apply_prefect_defaults()
+UI_PORT = 4200
 
 DEMO_BLOCK = "indexflow-demo"
 
@@ -91,14 +94,68 @@ def start_prefect_api() -> str:
         return str(client.api_url)
 
 
-def run_demo(state_dir: Path | None = None, keep: bool = False, out: TextIO = sys.stdout) -> int:
+def private_prefect_home(home: Path | None) -> Path:
+    """The demo's own Prefect home (database, blocks, results): `home`, kept, or a temporary one removed at
+    exit, so nothing (a run, blocks holding tokens) lands in the user's Prefect database. Call it before
+    Prefect is imported: Prefect reads its settings once."""
+    import atexit
+    import os
+    import shutil
+
+    if home is None:
+        home = Path(tempfile.mkdtemp(prefix="indexflow-demo-prefect-"))
+        atexit.register(shutil.rmtree, home, True)  # registered first: runs after Prefect stops its API
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ.pop("PREFECT_API_URL", None)  # the demo's ephemeral API on that home, never a shared server
+    os.environ.pop("PREFECT_PROFILES_PATH", None)
+    return home
+
+
+def rerun_line(seed, prefect_home: Path) -> str:  # noqa: ANN001 - SeedResult
+    """The demo's merge as one command line; no request id, so each run of it gets a fresh one."""
+    from indexflow.app.serve_cmd import indexflow_command
+
+    return (f"PREFECT_HOME={prefect_home} {TOKEN_ENV}=demo:demo {indexflow_command()} merge "
+            f"--source-from-index {seed.source_index} --target-index {seed.target_index} "
+            f"--deprecation-list {','.join(seed.deprecation_list)} --overwrite-target-index "
+            f"--ignore-bundle-ocp-version --build-tag demo --settings {DEMO_BLOCK}")
+
+
+def print_kept(env, result: dict, prefect_home: Path, out: TextIO) -> None:  # noqa: ANN001 - SandboxEnv
+    """Where to look at the run afterwards and how to merge again (the sandbox keeps running)."""
+    print(f"ui: http://127.0.0.1:{UI_PORT}/runs/flow-run/{result['flow_run_id']}", file=out)
+    print(f"ui-server: PREFECT_HOME={prefect_home} prefect server start --port {UI_PORT}", file=out)
+    print(f"state dir: {env.state_dir}", file=out)
+    print(f"rerun: {rerun_line(env.seeded, prefect_home)}", file=out)
+    print(f"stop: indexflow sandbox down --state-dir {env.state_dir}", file=out)
+
+
+@contextmanager
+def sandbox_env(state_dir: Path | None, keep: bool) -> Iterator[object]:
+    """The sandbox in this process (gone when the demo ends), or with `keep` the background one of
+    `indexflow sandbox up`, which outlives the demo so the `rerun:` line has something to merge on."""
+    from sandbox.demo_env import SandboxEnv
+
+    if not keep:
+        with SandboxEnv.up(state_dir) as env:
+            yield env
+        return
+    from sandbox.cli import running_state, start_background
+
+    state = running_state(state_dir) or start_background(state_dir)
+    with SandboxEnv.attach(state) as env:
+        yield env
+
+
+def run_demo(state_dir: Path | None = None, keep: bool = False, out: TextIO = sys.stdout,
+             prefect_home: Path | None = None) -> int:
     from prefect.settings import temporary_settings
 
     from flows.merge_index import run_merge
-    from sandbox.demo_env import SandboxEnv
 
     started = time.monotonic()
-    with SandboxEnv.up(state_dir, keep=keep) as env, ThreadPoolExecutor(1) as pool, \
+    with sandbox_env(state_dir, keep) as env, ThreadPoolExecutor(1) as pool, \
             temporary_settings(updates={"flows.heartbeat_frequency": None}):
         print(f"sandbox up in {time.monotonic() - started:.1f}s (state in {env.state_dir})", file=out)
         api = pool.submit(start_prefect_api)
@@ -120,5 +177,7 @@ def run_demo(state_dir: Path | None = None, keep: bool = False, out: TextIO = sy
         for name, secs in result["timings"].items():
             print(f"  {secs:8.2f}  {name}", file=out)
         check_output_image(env, result["output_pullspecs"][0], "v4.17", out, result["index_db"][0])
+        if keep and prefect_home is not None:
+            print_kept(env, result, prefect_home, out)
     print(f"demo finished in {time.monotonic() - started:.1f}s", file=out)
     return 0

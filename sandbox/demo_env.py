@@ -73,6 +73,21 @@ class SandboxEnv:
                 if owned:
                     shutil.rmtree(state_dir, ignore_errors=True)
 
+    @classmethod
+    @contextmanager
+    def attach(cls, state: dict) -> Iterator["SandboxEnv"]:
+        """The env of a sandbox already running in another process (its stack.json `state`)."""
+        from indexflow.registry.artifacts import IndexDbArtifacts
+        from indexflow.registry.client import RegistryClient
+        from sandbox.attached import AttachedStack
+
+        stack = AttachedStack.from_state(state)
+        env = cls(stack.state_dir, stack)
+        with RegistryClient(insecure=(env.registry_host,)) as client:
+            env.registry_client = client
+            env.artifacts = IndexDbArtifacts(client, env.registry_host, cache_dir=stack.state_dir / "artifact-cache")
+            yield env
+
     def seed(self) -> SeedResult:
         """Seed once per state dir (the result is remembered in seed.json)."""
         from sandbox.seed import scratch_dir, seed_registry, write_git_branches

@@ -24,7 +24,7 @@ from indexflow.catalog.deprecate import deprecate_truncate
 from indexflow.catalog.migrate import migrate
 from indexflow.catalog.stepcache import StepCache, file_digest, step_key, tree_digest
 from indexflow.catalog.validate import validate_fbc
-from indexflow.errors import CatalogError
+from indexflow.errors import CatalogError, IndexflowError
 from indexflow.registry.artifacts import cache_root
 from tasks.retry import transient_only
 
@@ -71,15 +71,28 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scrat
     for d in (cache, scratch):
         with slots.disk_errors(d):
             d.mkdir(parents=True, exist_ok=True)
-    bundles = fetch_bundles(refs, lambda ref: unpacked_bundle(client, ref, cache, scratch), concurrency)
-    # IIB adds with `opm registry add --enable-alpha`
-    add_bundles(db_path, bundles, mode, enable_alpha=True, modes=modes, release_order=release_order)
-    if not release_order:  # released one by one, a later release may leave an earlier one off its channel
-        confirm_added(db_path, refs)
+    try:
+        bundles = fetch_bundles(refs, lambda ref: unpacked_bundle(client, ref, cache, scratch), concurrency)
+        # IIB adds with `opm registry add --enable-alpha`
+        add_bundles(db_path, bundles, mode, enable_alpha=True, modes=modes, release_order=release_order)
+        if not release_order:  # released one by one, a later release may leave an earlier one off its channel
+            confirm_added(db_path, refs)
+    except IndexflowError as exc:
+        raise prefixed(exc, "Failed to add the bundles to the index image") from exc
     if pinned:
         steps().put(key, db_path)
     slots.evict([cache, cache_root() / "index-db"], client.limits.cache_max_bytes)
     return len(bundles)
+
+
+def prefixed(exc: IndexflowError, prefix: str) -> IndexflowError:
+    """The same error (class and facts such as `transient` kept, so retries judge it alike) under IIB's prefix."""
+    if str(exc).startswith(prefix):
+        return exc
+    wrapped = type(exc).__new__(type(exc))
+    wrapped.__dict__.update(exc.__dict__)
+    Exception.__init__(wrapped, f"{prefix}: {exc}")
+    return wrapped
 
 
 def unpacked_bundle(client, ref: str, cache: Path, scratch: Path) -> Path:  # noqa: ANN001 - RegistryClient
@@ -111,16 +124,22 @@ def unpacked_bundle(client, ref: str, cache: Path, scratch: Path) -> Path:  # no
 
 
 @task(name="deprecatetruncate chunk", cache_policy=NO_CACHE)
-def deprecate_chunk(db_path: Path, refs: list[str], remove_package_of: list[str] | None = None) -> list[str]:
+def deprecate_chunk(db_path: Path, refs: list[str], remove_package_of: list[str] | None = None,
+                    db_name: str | None = None) -> list[str]:
     """One chunk of `opm registry deprecatetruncate --allow-package-removal`.
 
     `remove_package_of`: the chunk's refs whose package is removed when they head its default channel
-    (the "remove-package" policy for OCP-incompatible heads); returns the packages so removed."""
+    (the "remove-package" policy for OCP-incompatible heads); returns the packages so removed. `db_name`
+    is how an error names the index.db (its artifact ref: the local copy's path means nothing to a user)."""
     key = step_key("deprecatetruncate", file_digest(db_path), refs, remove_package_of or [])
     hit = steps().get(key, db_path)
     if hit is not None:
         return hit["removed"]
-    removed = deprecate_truncate(db_path, refs, allow_package_removal=True, remove_package_of=remove_package_of or ())
+    try:
+        removed = deprecate_truncate(db_path, refs, allow_package_removal=True,
+                                     remove_package_of=remove_package_of or ())
+    except IndexflowError as exc:
+        raise prefixed(exc, f"Failed to deprecate the bundles on {db_name or db_path}") from exc
     steps().put(key, db_path, {"removed": removed})
     return removed
 

@@ -19,6 +19,7 @@ GROUPS = [
     "indexflow.app.merge_cmd",  # merge
     "indexflow.app.setup_cmd",  # setup, iib-api
     "indexflow.app.reconcile_cmd",  # reconcile
+    "indexflow.app.serve_cmd",  # serve
 ]
 
 

@@ -50,7 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge.add_argument("--dry-run", action="store_true")
     merge.add_argument("--request-id")
     merge.add_argument("--settings", default="indexflow", help="name of the MergeSettings block")
-    merge.add_argument("--json", action="store_true", help="print the result as JSON")
+    merge.add_argument("--max-removed-share", type=float, metavar="SHARE",
+                       help="destructive-merge guard for this run: share (0-1) of the target's bundles the "
+                            "merge may drop or mark invalid (default: the settings' max_removed_share)")
+    merge.add_argument("--json", action="store_true",
+                       help="print the result as JSON (outputs with digests, MR, counts, guard numbers, timings)")
     merge.set_defaults(func=_merge)
 
 
@@ -75,6 +79,7 @@ def flow_parameters(args: argparse.Namespace) -> dict:
         "dry_run": args.dry_run, "request_id": args.request_id, "settings_block": args.settings,
         "graph_update_modes": load_mode_map(args.graph_update_modes) if args.graph_update_modes else None,
         "default_head_policy": args.default_head_policy,
+        "max_removed_share": args.max_removed_share,
     }
 
 

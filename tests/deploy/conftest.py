@@ -34,18 +34,11 @@ def free_port() -> int:
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
     """Poll `url` until it answers 200; fail with the log tail if the process died or time ran out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            break
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    pytest.fail(f"{url} did not come up in {timeout:.0f} s\n{tail}")
+    from indexflow.app.serve_cmd import answers
+
+    if not answers(url, timeout, proc):
+        tail = log.read_text()[-3000:] if log and log.exists() else ""
+        pytest.fail(f"{url} did not come up in {timeout:.0f} s\n{tail}")
 
 
 @dataclass
@@ -56,13 +49,9 @@ class Service:
     log: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        from indexflow.app.serve_cmd import stop_process_group
+
+        stop_process_group(self.proc)
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> Service:
@@ -181,6 +170,7 @@ def write_setup_yaml(env, folder: Path) -> tuple[Path, dict[str, str]]:  # noqa:
         "kubernetes": {"name": KUBE_BLOCK, "kubeconfig": {"from_file": str(env.stack.kubeconfig_path)}},
         "secrets": {"sandbox-overwrite-token": {"from_env": "SANDBOX_OVERWRITE_TOKEN"}},
         "concurrency_limits": {},
+        "results": {"name": "indexflow-results", "basepath": str(folder / "results")},
         "work_pools": {"process": {"type": "process"},
                        "kubernetes": {"type": "kubernetes",
                                       "base_job_template": str(REPO / "deployments/kubernetes-job-template.json")}},

@@ -23,7 +23,7 @@ from indexflow.merge.params import ONE_TIME_SECRET_PREFIX
 from indexflow.registry.refs import ImageRef
 from tests.deploy import browser
 from tests.deploy.conftest import (BIN, REPO, artifacts_of, create_run, deployment_id, merge_params, setup_file,
-                                   wait_final)
+                                   wait_final, write_setup_yaml)
 
 MERGE, BATCH = "merge-index-image/merge-index-image", "batch-merge/batch-merge"
 BUILDS = "/api/v1/builds"
@@ -55,6 +55,13 @@ def started(deployed, sandbox, iib_api: str, tmp_path_factory: pytest.TempPathFa
     runs["cli"] = subprocess.run([str(BIN / "prefect"), "deployment", "run", MERGE, "--params", params],
                                  cwd=REPO, env=deployed.env, capture_output=True, text=True, timeout=120)
     return runs
+
+
+def target_key(kind: str, sandbox) -> str:  # noqa: ANN001
+    """Merge artifacts are keyed per target index (one history per target on the Artifacts page)."""
+    from tasks.report import artifact_key, target_slug
+
+    return artifact_key(kind, target_slug(sandbox.seeded.target_index))
 
 
 # -- setup and deploy ------------------------------------------------------------------------------
@@ -94,6 +101,16 @@ def test_setup_writes_blocks_limits_and_pools_idempotently(prefect_api, tmp_path
         assert client.read_block_document_by_name("setup-test", "indexflow-merge-settings").id == block_id
 
 
+def test_setup_check_probes_every_endpoint_of_the_sandbox(sandbox, tmp_path: Path) -> None:  # noqa: ANN001
+    config, secrets = write_setup_yaml(sandbox, tmp_path)
+    checked = subprocess.run([str(BIN / "indexflow"), "setup", "--check", str(config)], cwd=REPO, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, **secrets})
+    assert checked.returncode == 0, checked.stderr
+    probes = [line for line in checked.stdout.splitlines() if line.startswith("probe ")]
+    assert len(probes) == 4 and all(": ok (" in line for line in probes), probes
+    assert sandbox.git_token not in checked.stdout
+
+
 def test_deploy_all_creates_the_two_deployments(deployed) -> None:  # noqa: ANN001
     merge = deployed.api("GET", f"/deployments/name/{MERGE}")
     assert merge["enforce_parameter_schema"] is True and merge["work_pool_name"] == "process"
@@ -102,7 +119,9 @@ def test_deploy_all_creates_the_two_deployments(deployed) -> None:  # noqa: ANN0
     assert merge["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     assert merge["schedules"] == []
     batch = deployed.api("GET", f"/deployments/name/{BATCH}")
-    assert [(s["schedule"]["cron"], s["active"]) for s in batch["schedules"]] == [("0 2 * * *", True)]
+    assert [(s["schedule"]["cron"], s["active"], s["slug"]) for s in batch["schedules"]] == [("0 2 * * *", True, "nightly")]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    assert merge["version"] == batch["version"] == commit.strip()
     assert batch["parameters"] == {"batch_file": "deployments/batches/nightly.yaml", "max_parallel": 2}
     # the server's scheduler turns the cron schedule into runs at 02:00 UTC
     deadline, scheduled = time.monotonic() + 60, []
@@ -143,8 +162,18 @@ def test_rest_triggered_merge_publishes_on_the_sandbox(started: dict, deployed, 
     output = f"{sandbox.registry_host}/iib-build:rest-1"
     assert sandbox.registry_client.exists(ImageRef.parse(output))
     keys = artifacts_of(deployed, done["id"])
-    assert "merge-summary-rest-1" in keys and "bundles-added-rest-1" in keys
-    assert output in keys["merge-summary-rest-1"]["data"]
+    assert output in keys[target_key("merge-summary", sandbox)]["data"] and target_key("bundles-added", sandbox) in keys
+    # the result as data: in the API (a result artifact) and in the result storage setup configured
+    result = keys[target_key("merge-result", sandbox)]["data"]
+    digest = sandbox.registry_client.resolve(ImageRef.parse(output))
+    assert {"pullspec": output, "digest": digest} in result["outputs"] and result["mr_state"] == "closed"
+    assert result["missing"] == len(sandbox.seeded.missing_from_source) and result["timings"]
+    storage = done["state"]["data"]
+    assert storage["serializer"]["type"] == "json" and storage["storage_block_id"]
+    block = deployed.api("GET", f"/block_documents/{storage['storage_block_id']}")
+    stored = Path(block["data"]["basepath"]) / storage["storage_key"]
+    assert json.loads(stored.read_text())["outputs"] == result["outputs"]  # the JSON serializer: the dict itself
+    assert done["name"] == "merge-rest-1-" + sandbox.seeded.target_index.rsplit(":", 1)[1]
 
 
 def test_prefect_deployment_run_cli(started: dict, deployed) -> None:  # noqa: ANN001
@@ -234,7 +263,13 @@ def test_batch_of_three_with_one_failing(started: dict, deployed) -> None:  # no
     states = {r["name"].removeprefix(done["name"] + "-"): r["state"]["type"] for r in children}
     assert states == {"nightly-a": "COMPLETED", "nightly-b": "COMPLETED", "broken": "FAILED"}, summary
     assert "2 of 3 merges complete" in summary and "**Failed:** broken" in summary
-    assert "| nightly-a | complete |" in summary and "| broken | failed | Failed: " in summary and "v4.98" in summary
+    assert "| nightly-a | dry run | dry run, nothing published (88 added" in summary
+    assert "| broken | failed | Failed: " in summary and "v4.98" in summary
+    # the batch's own result (persisted, JSON): every entry with its merge result
+    block = deployed.api("GET", f"/block_documents/{done['state']['data']['storage_block_id']}")
+    stored = json.loads((Path(block["data"]["basepath"]) / done["state"]["data"]["storage_key"]).read_text())
+    assert stored["nightly-b"]["result"]["dry_run"] is True and stored["nightly-b"]["result"]["missing"] == 88
+    assert stored["broken"]["state"] == "failed" and stored["broken"]["result"] is None
 
 
 def test_bad_batch_file_fails_in_one_sentence(prefect_api, tmp_path: Path) -> None:  # noqa: ANN001
@@ -251,15 +286,16 @@ def test_bad_batch_file_fails_in_one_sentence(prefect_api, tmp_path: Path) -> No
 
 # -- the UI, as a person sees it -------------------------------------------------------------------
 @pytest.mark.skipif(browser.CHROMIUM is None, reason="chromium is not installed")
-def test_ui_shows_the_run_its_task_graph_and_summary(started: dict, deployed, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ui_shows_the_run_its_task_graph_and_summary(started: dict, deployed, sandbox, tmp_path: Path) -> None:  # noqa: ANN001
     done = wait_final(deployed, started["rest"]["id"])
-    summary_id = artifacts_of(deployed, done["id"])["merge-summary-rest-1"]["id"]
+    summary_id = artifacts_of(deployed, done["id"])[target_key("merge-summary", sandbox)]["id"]
     with browser.Browser() as page:
         page.open(f"{deployed.ui_url}/runs/flow-run/{done['id']}")
         page.wait_for_text(done["name"], "Completed", "Task runs", "merge-index-image", timeout=60)
         assert page.evaluate("[...document.querySelectorAll('canvas')].some(c => c.width > 300)")  # task graph
         page.click_text("Artifacts")
-        page.wait_for_text("merge-summary-rest-1", "bundles-added-rest-1", "merge_index_image result")
+        page.wait_for_text(target_key("merge-summary", sandbox), target_key("bundles-added", sandbox),
+                           "merge_index_image result")
         time.sleep(1.0)  # let the graph finish drawing
         run_png = page.screenshot(tmp_path / "run.png")
         page.open(f"{deployed.ui_url}/artifacts/artifact/{summary_id}")

@@ -36,10 +36,18 @@ def test_mistakes_are_one_sentence_and_write_nothing(tmp_path: Path, secrets_env
 
 
 def test_check_reads_everything_and_reports(tmp_path: Path, secrets_env: dict, capsys: pytest.CaptureFixture) -> None:
-    assert main(["setup", "--check", str(config(tmp_path))]) == 0
-    out = capsys.readouterr().out
-    assert "settings setup-test, 2 secret(s), 1 limit(s), 2 work pool(s)" in out
-    assert "glpat-s3cr3t" not in out
+    """Every endpoint is probed; nothing listens on port 9, so each probe reports its failure (not fatal)."""
+    dead = "127.0.0.1:9"
+    values = {"iib_registry": f"{dead}/iib", "index_db_artifact_registry": f"{dead}/art",
+              "konflux_namespace": "iib-tenant", "insecure_registries": [dead]}
+    path = config(tmp_path, gitlab__url=f"http://{dead}", settings__values=values)
+    assert main(["setup", "--check", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "settings setup-test, 2 secret(s), 1 limit(s), 2 work pool(s), results not configured" in out[0]
+    assert [line.split(": FAILED (")[0] for line in out[1:]] == [
+        f"probe gitlab http://{dead}", "probe konflux namespace iib-tenant",
+        f"probe registry {dead} (iib_registry)", f"probe registry {dead} (index_db_artifact_registry)"]
+    assert "glpat-s3cr3t" not in "\n".join(out) and "kube-token" not in "\n".join(out)
 
 
 def test_setup_needs_a_reachable_prefect_api(tmp_path: Path, secrets_env: dict, monkeypatch: pytest.MonkeyPatch,

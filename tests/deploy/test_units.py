@@ -11,6 +11,8 @@ from flows.batch_merge import BatchFileError, Outcome, load_batch, summary_markd
 from indexflow.app.iib_api import UNKNOWN_ERROR, iib_state, request_json
 from indexflow.app.iib_builds import Build
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 @pytest.mark.parametrize("state, last_reason, expected", [
     ({"type": "SCHEDULED"}, None, ("in_progress", "The request was initiated")),
@@ -63,7 +65,7 @@ def test_batch_defaults_apply_to_every_entry(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("doc, message", [
-    ({"merges": []}, "must have a non-empty 'merges' list"),
+    ({"merges": None}, "must have a 'merges' list"),
     ({"merges": [{"source_from_index": "s"}]}, "merges[0] needs a 'name'"),
     ({"merges": [{"name": "a", "source_from_index": "s", "bundles": []}]}, "merge 'a' has unknown key(s): bundles"),
     ({"merges": [{"name": "a", "source_from_index": "s"}, {"name": "a", "source_from_index": "t"}]},
@@ -73,6 +75,22 @@ def test_bad_batch_files_are_one_sentence(tmp_path: Path, doc: object, message: 
     with pytest.raises(BatchFileError) as info:
         load_batch(write(tmp_path, doc))
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_shipped_nightly_batch_is_empty_and_the_example_is_valid() -> None:
+    """The schedule is live after deploy: its file must not hold placeholder merges that fail every night."""
+    assert load_batch(REPO / "deployments/batches/nightly.yaml") == []
+    assert [e.name for e in load_batch(REPO / "deployments/batches/example.yaml")] == [
+        "community-v4.17", "certified-v4.17-dry-run"]
+
+
+def test_operations_documents_every_settings_field() -> None:
+    from blocks.settings import MergeSettings
+
+    text = (REPO / "docs/OPERATIONS.md").read_text()
+    undocumented = [name for name in MergeSettings.model_fields if f"| `{name}` |" not in text]
+    assert not undocumented, f"docs/OPERATIONS.md §2.1 lacks {undocumented}"
+    assert all(field.description for field in MergeSettings.model_fields.values())  # the UI's field help
 
 
 def test_unreadable_batch_file(tmp_path: Path) -> None:
@@ -89,3 +107,23 @@ def test_summary_names_failures_and_links_runs() -> None:
     assert text.startswith("# batch-merge: 1 of 2 merges complete")
     assert "**Failed:** b" in text and "[12345678](http://ui/runs/flow-run/1234567890)" in text
     assert "| b | failed | Failed: x / y | - |" in text
+
+
+def test_batch_summary_shows_a_dry_run_as_such() -> None:
+    dry = {"dry_run": True, "missing": 88, "deprecated": 2}
+    text = summary_markdown("b.yaml", [Outcome("d", "complete", "dry run, nothing published (88 added)", "1", dry)],
+                            None)
+    assert "| d | dry run | dry run, nothing published (88 added) | 1 |" in text
+
+
+def test_completion_line_names_the_first_operators_and_counts_the_rest() -> None:
+    from tasks.report import operators_line, target_slug
+
+    line = operators_line([f"op-{i:02d}" for i in range(12)] * 3)
+    assert line == ("The operator(s) ['op-00', 'op-01', 'op-02', 'op-03', 'op-04', 'op-05', 'op-06', 'op-07', "
+                    "'op-08', 'op-09'] and 2 more were successfully merged from the source index image into the "
+                    "target index image")
+    assert operators_line(["b", "a", "a"]).startswith("The operator(s) ['a', 'b'] were")
+    assert target_slug("127.0.0.1:5000/rh-osbs/iib-pub-pending:v4.17") == "rh-osbs/iib-pub-pending:v4.17"
+    assert target_slug("quay.io/ns/index:v4.17") == "ns/index:v4.17"
+    assert target_slug("ns/index:v4.17") == "ns/index:v4.17"  # Docker Hub style: no host to drop

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (ArtifactCollectionFilter, ArtifactCollectionFilterKey, LogFilter,
-                                            LogFilterFlowRunId)
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from pydantic import SecretStr
 
 from flows.merge_index import merge_index_image
@@ -37,16 +36,21 @@ def merge(sb: E2E, **params):  # noqa: ANN201 - a Prefect State
     return merge_index_image(**params, return_state=True)
 
 
-def artifact(key: str):  # noqa: ANN201 - the latest Artifact with this key
+def artifact(kind: str, state, index: str):  # noqa: ANN001, ANN201 - the run's Artifact of this kind
+    """Artifacts are keyed per target index (one history per target); this run's is the one we want."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    key = report.artifact_key(kind, report.target_slug(index))
     with get_client(sync_client=True) as client:
-        found = client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key])))
-    assert found, f"no artifact {key}"
-    return found[0]
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    assert found, f"no artifact {key} in the run"
+    return found[-1]
 
 
-def table(key: str) -> list[dict]:
-    """Rows of the latest table artifact with this key."""
-    data = artifact(key).data
+def table(kind: str, state, index: str) -> list[dict]:  # noqa: ANN001
+    """Rows of the run's table artifact of this kind."""
+    data = artifact(kind, state, index).data
     return json.loads(data) if isinstance(data, str) else data
 
 
@@ -141,14 +145,39 @@ def test_dry_run_reports_the_diff_and_writes_nothing(sandbox: E2E):
     assert state.is_completed(), state.message
     result = state.result()
     assert result["missing"] == len(sandbox.seed.missing_from_source) == 88
-    added = {row["pullspec"] for row in table(report.artifact_key("bundles-added", rid))}
+    added = {row["pullspec"] for row in table("bundles-added", state, sandbox.target)}
     assert added == set(sandbox.seed.missing_from_source)
-    invalid = [row["pullspec"] for row in table(report.artifact_key("bundles-invalid", rid))]
+    invalid = [row["pullspec"] for row in table("bundles-invalid", state, sandbox.target)]
     assert invalid == [sandbox.seed.invalid_bundle]
-    deprecated = [row["pullspec"] for row in table(report.artifact_key("bundles-deprecated", rid))]
+    deprecated = [row["pullspec"] for row in table("bundles-deprecated", state, sandbox.target)]
     assert len(deprecated) == 2 and any("hawtio-operator@" in p for p in deprecated)
     assert "kube-green" in result["packages_touched"] and "output_pullspecs" not in result
     sandbox.remote_state().assert_same(before)
+
+
+def test_merge_without_the_ocp_allow_list_stops_on_the_guard_with_its_numbers(sandbox: E2E):
+    """The demo data without ignore_bundle_ocp_version: most bundles have no OCP label (IIB marks them
+    invalid and deprecates them); the guard refuses before any remote write and says how to allow it."""
+    before, rid = sandbox.remote_state(), sandbox.request_id("guard")
+    state = merge(sandbox, target_index=sandbox.target, ignore_bundle_ocp_version=False, request_id=rid)
+    assert state.is_failed()
+    message = state.message
+    numbers = re.match(r"Refusing a destructive merge: it would drop (\d+) of the target index's (\d+) bundles "
+                       r"\(\d+%\) and mark (\d+) invalid \(\d+%\), more than the 10% allowed \((\d+) bundles have no "
+                       r"OCP label", message)
+    assert numbers, message
+    dropped, target, invalid, unlabelled = map(int, numbers.groups())
+    assert target == sandbox.seed.target_bundles and invalid > target // 10 and unlabelled <= invalid
+    assert "max_removed_share in the settings block 'e2e'" in message
+    sandbox.remote_state().assert_same(before)
+    summary = artifact("merge-summary", state, sandbox.target).data
+    assert "refused (nothing published)" in summary and f"{dropped} of {target} target bundles dropped" in summary
+    assert len(table("bundles-invalid", state, sandbox.target)) == invalid  # what it found, though refused
+    allowed = merge(sandbox, target_index=sandbox.target, ignore_bundle_ocp_version=False, dry_run=True,
+                    max_removed_share=1.0, request_id=sandbox.request_id("guard-allowed"))
+    assert allowed.is_completed(), allowed.message
+    assert allowed.result()["removals"] == {"target_bundles": target, "dropped": dropped, "invalid": invalid,
+                                            "invalid_without_label": unlabelled, "max_share": 1.0}
 
 
 def test_merge_without_overwrite_publishes_outputs_and_closes_the_mr(sandbox: E2E):
@@ -170,6 +199,11 @@ def test_merge_without_overwrite_publishes_outputs_and_closes_the_mr(sandbox: E2
         assert_published_for_target(sandbox, output, arches)
     built = digest(sandbox, result["image_url"])
     assert {digest(sandbox, o) for o in outputs} == {built}
+    assert result["outputs"] == [{"pullspec": o, "digest": built} for o in outputs]
+    assert result["removals"]["target_bundles"] == sandbox.seed.target_bundles
+    assert artifact("merge-result", state, sandbox.target).data == {k: v for k, v in result.items() if k != "lines"}
+    assert f"]({result['mr_url']})" in artifact("merge-request", state, sandbox.target).data
+    assert state.message.startswith("The operator(s) ") and " more were successfully merged" in state.message
     assert digest(sandbox, sandbox.target) == target_before
     assert digest(sandbox, canonical.canonical) == canonical_before
     in_db = bundles_of_artifact(sandbox, canonical.per_request)
@@ -187,9 +221,9 @@ def test_merge_without_overwrite_publishes_outputs_and_closes_the_mr(sandbox: E2
     state_after = sandbox.remote_state()
     assert not any(rid in branch for branch in state_after.refs)
     assert "opened" not in state_after.mrs.values()
-    summary = artifact(report.artifact_key("merge-summary", rid)).data
+    summary = artifact("merge-summary", state, sandbox.target).data
     assert outputs[0] in summary and result["mr_url"] in summary and "| Waiting on KONFLUX build |" in summary
-    assert artifact(report.artifact_key("merge-progress", rid)).data == 100.0
+    assert artifact("merge-progress", state, sandbox.target).data == 100.0
 
 
 def test_rerun_takes_index_db_from_the_cache(sandbox: E2E):

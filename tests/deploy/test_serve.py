@@ -1,0 +1,75 @@
+"""`indexflow serve` as a user meets it: it comes up, its printed `try:` line merges as printed (the run
+shows in the server it printed), and Ctrl-C stops every process it started.
+
+It starts its own Prefect server by design (that is what it is for), on free ports, in a temp state dir.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.deploy.conftest import BIN, REPO
+
+STARTUP = 420.0  # server boot + seeding 413 real bundles + setup + deploy, on a loaded 2-core box
+
+
+def read_until(proc: subprocess.Popen, log: Path, prefix: str, timeout: float) -> dict[str, str]:
+    """The `key: value` lines serve printed, once a line starting with `prefix` appeared."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text() if log.exists() else ""
+        if any(line.startswith(prefix) for line in text.splitlines()):
+            return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+        if proc.poll() is not None:
+            break
+        time.sleep(1.0)
+    pytest.fail(f"serve printed no {prefix!r} line:\n{log.read_text()[-3000:] if log.exists() else ''}")
+
+
+def test_serve_comes_up_its_try_line_merges_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    out = tmp_path / "serve.out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    with out.open("wb") as sink:
+        proc = subprocess.Popen([str(BIN / "indexflow"), "serve", "--port", "0", "--iib-port", "0",
+                                 "--state-dir", str(tmp_path / "state")], cwd=REPO, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        printed = read_until(proc, out, "Ctrl-C", STARTUP)
+        ui, iib, api = printed["ui"], printed["iib-api"], printed["api"]
+        assert httpx.get(ui, timeout=30).status_code == 200
+        assert httpx.get(f"{api}/health", timeout=30).status_code == 200
+        assert httpx.get(f"{iib}/api/v1/builds/1", timeout=30).status_code == 404  # up, no request yet
+        # the UI asks /ui-settings where its API is: right for this port (the URL was set before the server)
+        assert httpx.get(f"{ui}/ui-settings", timeout=30).json()["api_url"] == api
+        names = httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json()
+        assert {d["name"] for d in names} == {"merge-index-image", "batch-merge"}
+
+        # the try line, exactly as printed, in a shell without any Prefect settings
+        merged = subprocess.run(printed["try"] + " --json", shell=True, cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert merged.returncode == 0, merged.stderr[-3000:]
+        import json
+
+        result = json.loads(merged.stdout)
+        assert result["missing"] == 88 and result["mr_state"] == "closed" and result["outputs"][0]["digest"]
+        runs = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"name": {
+            "like_": f"merge-{result['request_id']}"}}}, timeout=30).json()
+        assert [r["state"]["type"] for r in runs] == ["COMPLETED"]  # visible in the printed server's UI
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("serve did not stop on Ctrl-C")
+    assert proc.returncode == 0 and out.read_text().rstrip().endswith("stopped")
+    for url in (printed["ui"], printed["iib-api"], printed["registry"]):
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url, timeout=5)
