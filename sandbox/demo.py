@@ -148,12 +148,25 @@ def sandbox_env(state_dir: Path | None, keep: bool) -> Iterator[object]:
         yield env
 
 
+def quiet_task_runs_on_console() -> None:
+    """The demo's console shows the flow's story (state reasons, results); the ~60 "task run finished"
+    lines per merge stay in the UI and API only (warnings and errors still print)."""
+    import logging
+
+    def story_only(record: logging.LogRecord) -> bool:
+        return not (record.name == "prefect.task_runs" and record.levelno < logging.WARNING)
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(story_only)
+
+
 def run_demo(state_dir: Path | None = None, keep: bool = False, out: TextIO = sys.stdout,
              prefect_home: Path | None = None) -> int:
     from prefect.settings import temporary_settings
 
     from flows.merge_index import run_merge
 
+    quiet_task_runs_on_console()
     started = time.monotonic()
     with sandbox_env(state_dir, keep) as env, ThreadPoolExecutor(1) as pool, \
             temporary_settings(updates={"flows.heartbeat_frequency": None}):

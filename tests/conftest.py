@@ -16,6 +16,11 @@ import pytest
 if "INDEXFLOW_CACHE_DIR" not in os.environ:
     os.environ["INDEXFLOW_CACHE_DIR"] = _CACHE = tempfile.mkdtemp(prefix="indexflow-test-cache-")
     atexit.register(shutil.rmtree, _CACHE, True)
+# Merges persist their results (JSON); flows run in the test process must not fill the user's
+# ~/.prefect/storage with them (read before Prefect is imported).
+if "PREFECT_RESULTS_LOCAL_STORAGE_PATH" not in os.environ:
+    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = _RESULTS = tempfile.mkdtemp(prefix="indexflow-test-results-")
+    atexit.register(shutil.rmtree, _RESULTS, True)
 
 
 # ../shared (opm's golden cases, the corpus) sits beside the checkout in CI and on every developer

@@ -42,6 +42,8 @@ def started(deployed, sandbox, iib_api: str, tmp_path_factory: pytest.TempPathFa
     api = f"{iib_api}{BUILDS}/merge-index-image"
     runs = {
         "rest": create_run(deployed, MERGE, merge_params(sandbox, request_id="rest-1"), tags=["release-tooling"]),
+        # without ignore_bundle_ocp_version most of the demo target is unlabelled: the guard refuses
+        "guard": create_run(deployed, MERGE, merge_params(sandbox, request_id="guard-1", ignore_bundle_ocp_version=False)),
         "batch": create_run(deployed, BATCH, {"batch_file": str(batch_file), "max_parallel": 3}),
         "iib_ok": httpx.post(api, json=merge_params(sandbox, dry_run=True, overwrite_target_index=True,
                                                     overwrite_target_index_token=TOKEN, build_tags=["api"]),
@@ -176,6 +178,16 @@ def test_rest_triggered_merge_publishes_on_the_sandbox(started: dict, deployed, 
     assert done["name"] == "merge-rest-1-" + sandbox.seeded.target_index.rsplit(":", 1)[1]
 
 
+def test_rest_merge_without_the_ocp_allow_list_is_refused_with_a_summary(started: dict, deployed, sandbox) -> None:  # noqa: ANN001
+    done = wait_final(deployed, started["guard"]["id"])
+    assert done["state"]["type"] == "FAILED"
+    assert done["state"]["message"].startswith("Refusing a destructive merge: it would drop ")
+    assert not sandbox.registry_client.exists(ImageRef.parse(f"{sandbox.registry_host}/iib-build:guard-1"))
+    summary = artifacts_of(deployed, done["id"])[target_key("merge-summary", sandbox)]["data"]
+    assert "# merge_index_image refused (nothing published)" in summary and "target bundles dropped" in summary
+    assert done["state"]["message"] in summary
+
+
 def test_prefect_deployment_run_cli(started: dict, deployed) -> None:  # noqa: ANN001
     cli = started["cli"]
     assert cli.returncode == 0, cli.stderr[-2000:]
@@ -303,5 +315,35 @@ def test_ui_shows_the_run_its_task_graph_and_summary(started: dict, deployed, sa
         summary_png = page.screenshot(tmp_path / "summary.png")
     out = browser.compose([run_png, summary_png], tmp_path / "ui-merge-run.png")
     assert out.stat().st_size > 100_000
-    if os.environ.get("INDEXFLOW_SAVE_SCREENSHOT"):  # refresh docs/ui-merge-run.png
-        Path(os.environ["INDEXFLOW_SAVE_SCREENSHOT"]).write_bytes(out.read_bytes())
+    if os.environ.get("INDEXFLOW_SAVE_SCREENSHOTS"):  # a directory: refresh docs/ui-merge-run.png
+        (Path(os.environ["INDEXFLOW_SAVE_SCREENSHOTS"]) / "ui-merge-run.png").write_bytes(out.read_bytes())
+
+
+@pytest.mark.skipif(browser.CHROMIUM is None, reason="chromium is not installed")
+def test_ui_shows_a_refused_run_a_batch_and_the_run_form_with_field_help(started: dict, deployed, sandbox,  # noqa: ANN001
+                                                                         tmp_path: Path) -> None:
+    refused = wait_final(deployed, started["guard"]["id"])
+    batch = wait_final(deployed, started["batch"]["id"], timeout=300)
+    refused_summary = artifacts_of(deployed, refused["id"])[target_key("merge-summary", sandbox)]["id"]
+    batch_summary = artifacts_of(deployed, batch["id"])["batch-merge-summary"]["id"]
+    shots = {}
+    with browser.Browser() as page:
+        page.open(f"{deployed.ui_url}/artifacts/artifact/{refused_summary}")
+        page.wait_for_text("refused (nothing published)", "Refusing a destructive merge", "target bundles dropped")
+        shots["ui-failed-run.png"] = [page.screenshot(tmp_path / "refused.png")]
+        page.open(f"{deployed.ui_url}/runs/flow-run/{batch['id']}")
+        page.wait_for_text(batch["name"], "Failed", timeout=60)
+        batch_run = page.screenshot(tmp_path / "batch-run.png")
+        page.open(f"{deployed.ui_url}/artifacts/artifact/{batch_summary}")
+        page.wait_for_text("2 of 3 merges complete", "dry run, nothing published")
+        shots["ui-batch.png"] = [batch_run, page.screenshot(tmp_path / "batch-summary.png")]
+        page.open(f"{deployed.ui_url}/deployments/deployment/{deployment_id(deployed, MERGE)}/run")
+        page.wait_for_text("source_from_index", "Index image whose catalog is the base of the merge",
+                           "Destructive-merge guard for this run", timeout=60)
+        shots["ui-run-form.png"] = [page.screenshot(tmp_path / "form.png")]
+    save_to = os.environ.get("INDEXFLOW_SAVE_SCREENSHOTS")  # a directory: refresh the pictures in docs/
+    for name, images in shots.items():
+        out = browser.compose(images, tmp_path / name)
+        assert out.stat().st_size > 50_000
+        if save_to:
+            (Path(save_to) / name).write_bytes(out.read_bytes())
