@@ -287,7 +287,7 @@ def current_reason(progress: dict | None, reason_logs: list[dict] | None) -> str
     log line stands in for runs whose flow did not set it yet (created before that contract)."""
     description = (progress or {}).get("description") or ""
     if description and not description.startswith("merge progress"):  # the older flow's fixed text
-        return description
+        return description.split("\n", 1)[0]  # the reason; "step i of n" follows on its own line
     if reason_logs:
         return reason_logs[-1]["message"].removeprefix("state_reason: ")
     return None

@@ -270,18 +270,19 @@ def test_batch_of_three_with_one_failing(started: dict, deployed) -> None:  # no
     summary = artifacts_of(deployed, done["id"])["batch-merge-summary"]["data"]
     assert done["state"]["type"] == "FAILED"
     assert done["state"]["message"] == "1 of 3 merges failed: broken", summary
+    # the batch's own result (persisted, JSON): every entry with its run and its merge result
+    block = deployed.api("GET", f"/block_documents/{done['state']['data']['storage_block_id']}")
+    stored = json.loads((Path(block["data"]["basepath"]) / done["state"]["data"]["storage_key"]).read_text())
     children = deployed.api("POST", "/flow_runs/filter", json={
         "flow_runs": {"parent_flow_run_id": {"any_": [done["id"]]}}})
-    states = {r["name"].removeprefix(done["name"] + "-"): r["state"]["type"] for r in children}
-    assert states == {"nightly-a": "COMPLETED", "nightly-b": "COMPLETED", "broken": "FAILED"}, summary
+    states = {r["id"]: r["state"]["type"] for r in children}
+    assert {entry: states[v["flow_run_id"]] for entry, v in stored.items()} == {
+        "nightly-a": "COMPLETED", "nightly-b": "COMPLETED", "broken": "FAILED"}, summary
+    assert stored["nightly-b"]["result"]["dry_run"] is True and stored["nightly-b"]["result"]["missing"] == 88
+    assert stored["broken"]["state"] == "failed" and stored["broken"]["result"] is None
     assert "2 of 3 merges complete" in summary and "**Failed:** broken" in summary
     assert "| nightly-a | dry run | dry run, nothing published (88 added" in summary
     assert "| broken | failed | Failed: " in summary and "v4.98" in summary
-    # the batch's own result (persisted, JSON): every entry with its merge result
-    block = deployed.api("GET", f"/block_documents/{done['state']['data']['storage_block_id']}")
-    stored = json.loads((Path(block["data"]["basepath"]) / done["state"]["data"]["storage_key"]).read_text())
-    assert stored["nightly-b"]["result"]["dry_run"] is True and stored["nightly-b"]["result"]["missing"] == 88
-    assert stored["broken"]["state"] == "failed" and stored["broken"]["result"] is None
 
 
 def test_bad_batch_file_fails_in_one_sentence(prefect_api, tmp_path: Path) -> None:  # noqa: ANN001

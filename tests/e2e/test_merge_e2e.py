@@ -39,13 +39,15 @@ def merge(sb: E2E, **params):  # noqa: ANN201 - a Prefect State
 def artifact(kind: str, state, index: str):  # noqa: ANN001, ANN201 - the run's Artifact of this kind
     """Artifacts are keyed per target index (one history per target); this run's is the one we want."""
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     key = report.artifact_key(kind, report.target_slug(index))
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+            key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])),
+            sort=ArtifactSort.CREATED_DESC)
     assert found, f"no artifact {key} in the run"
-    return found[-1]
+    return found[0]  # the run's latest of that key (a rolled-back table is written again)
 
 
 def table(kind: str, state, index: str) -> list[dict]:  # noqa: ANN001
@@ -305,6 +307,13 @@ def test_failure_at_each_remote_step_leaves_remote_state_as_before(sandbox: E2E,
     assert re.search(undid, state.message), state.message
     sandbox.clear_faults()
     sandbox.remote_state().assert_same(before)
+    # the failed run's summary says what it found, what it undid and why; undone tables say so
+    summary = artifact("merge-summary", state, sandbox.target).data
+    assert summary.startswith("# merge_index_image ") and state.message in summary and "| bundles added | 88 |" in summary
+    if "Rolled back:" in state.message:
+        assert "**Rolled back:**" in summary
+        assert artifact("bundles-added", state, sandbox.target).description.endswith("(rolled back)")
+    assert artifact("merge-progress", state, sandbox.target).description.startswith(state.message)
 
 
 def test_target_moved_during_the_build_is_not_overwritten(sandbox: E2E):
