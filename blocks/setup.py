@@ -396,12 +396,21 @@ def _probe_gitlab(url: str, token: str) -> str:
 
 
 def _probe_konflux(kubernetes: tuple[str, dict, str | None], namespace: str) -> str:
-    from kubernetes import client, config
+    """List one PipelineRun the way the merge's sensor reads them (prefect-kubernetes' async client)."""
+    import asyncio
+
+    from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
 
     _, kubeconfig, context = kubernetes
-    api = client.CustomObjectsApi(config.new_client_from_config_dict(kubeconfig, context=context))
-    listed = api.list_namespaced_custom_object("tekton.dev", "v1", namespace, "pipelineruns", limit=1,
-                                               _request_timeout=PROBE_TIMEOUT)
+    credentials = KubernetesCredentials(cluster_config=KubernetesClusterConfig(config=kubeconfig,
+                                                                               context_name=context))
+
+    async def first_pipelinerun() -> dict:
+        async with credentials.get_client("custom_objects") as api:
+            return await api.list_namespaced_custom_object("tekton.dev", "v1", namespace, "pipelineruns", limit=1,
+                                                           _request_timeout=PROBE_TIMEOUT)
+
+    listed = asyncio.run(first_pipelinerun())
     return f"PipelineRuns readable, {len(listed.get('items', []))} listed"
 
 
