@@ -1,5 +1,6 @@
-"""The contract between the flow and `indexflow iib-api`: the progress artifact's description is the
-current IIB state reason, which the endpoint answers as `state_reason` while the run works."""
+"""The contract between the flow and `indexflow iib-api`: the progress artifact's description holds the
+current IIB state reason on its first line (then "step i of n"), which the endpoint answers as
+`state_reason` while the run works."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def progress_artifact(flow_run_id) -> dict:  # noqa: ANN001 - UUID
 def test_progress_description_is_the_current_iib_reason() -> None:
     state = two_steps(return_state=True)
     progress = progress_artifact(state.state_details.flow_run_id)
-    assert progress["description"] == report.CLONING  # not the progress line within the step
-    assert current_reason(progress, None) == report.CLONING
+    # first line: the reason (not the progress line within the step); then where the run is (issue 13)
+    assert progress["description"] == f"{report.CLONING}\n\nstep 2 of 16"
+    assert report.progress_reason(progress["description"]) == current_reason(progress, None) == report.CLONING
     assert 0 < float(progress["data"]) < 100
