@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,6 +50,7 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Iterator[bytes] | None = None  # sent chunk by chunk until exhausted, then the connection closes
 
     @classmethod
     def json(cls, status: int, value: object) -> "Response":
@@ -121,9 +122,23 @@ def _handler_for(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(resp.status)
             for name, value in resp.headers.items():
                 self.send_header(name, value)
+            if resp.stream is not None:  # HTTP/1.0: the body ends when the connection closes
+                self.end_headers()
+                self._send_stream(resp.stream)
+                return
             self.send_header("Content-Length", str(len(resp.body)))
             self.end_headers()
             self.wfile.write(resp.body)
+
+        def _send_stream(self, stream: Iterator[bytes]) -> None:
+            try:
+                for chunk in stream:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped watching
+            finally:
+                self.close_connection = True
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 

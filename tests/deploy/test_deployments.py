@@ -147,7 +147,8 @@ def test_kubernetes_pool_renders_a_job_with_resources_and_secret_env(prefect_api
                                       "requests": {"cpu": "500m", "memory": "1Gi"}}
     assert container["envFrom"] == [{"secretRef": {"name": "indexflow-worker-env", "optional": True}}]
     assert pod["serviceAccountName"] == "indexflow-worker" and job.job_manifest["metadata"]["namespace"] == "indexflow"
-    assert pod["volumes"][0]["emptyDir"] == {"sizeLimit": "20Gi"}
+    assert pod["volumes"] == [{"name": "cache", "persistentVolumeClaim": {"claimName": "indexflow-cache"}}]
+    assert job.job_manifest["spec"]["activeDeadlineSeconds"] == 21600
 
 
 def test_parameter_schema_is_enforced(deployed) -> None:  # noqa: ANN001
