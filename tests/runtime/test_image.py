@@ -47,7 +47,10 @@ def test_merge_deployment_runs_inside_the_image(podman, worker_image: str, runti
     container_cleanup.append(container)
 
     rid = "image-1"
-    run = create_run(server, MERGE, merge_params(sandbox, request_id=rid, overwrite_target_index=True,
+    # overwrite (the MR is merged) without deprecations: the new target keeps every bundle of the old one,
+    # so later merges of this session (the kubernetes pool's) find the same missing bundles
+    run = create_run(server, MERGE, merge_params(sandbox, request_id=rid, deprecation_list=[],
+                                                 overwrite_target_index=True,
                                                  overwrite_target_index_token_secret=SETUP_SECRET))
     done = wait_final(server, run["id"], timeout=600)
     assert done["state"]["type"] == "COMPLETED", f"{done['state']['message']}\n{container.logs()[-4000:]}"
