@@ -47,8 +47,9 @@ def test_merge_deployment_runs_inside_the_image(podman, worker_image: str, runti
     container_cleanup.append(container)
 
     rid = "image-1"
-    # overwrite (the MR is merged) without deprecations: the new target keeps every bundle of the old one,
-    # so later merges of this session (the kubernetes pool's) find the same missing bundles
+    # overwrite (the MR is merged): it replaces the seeded target, so this file runs after the other merges
+    # of a session (test_kubernetes.py sorts first; a second merge against the overwritten target fails
+    # "replaces nonexistent bundle", a finding of its own)
     run = create_run(server, MERGE, merge_params(sandbox, request_id=rid, deprecation_list=[],
                                                  overwrite_target_index=True,
                                                  overwrite_target_index_token_secret=SETUP_SECRET))
