@@ -397,11 +397,13 @@ def test_overwrite_merges_the_mr_and_replaces_target_and_canonical_index_db(sand
         check_output_image(sandbox.env, direct(sandbox, result["output_pullspecs"][0]), "v4.17", out,
                            direct(sandbox, result["index_db"][0]))
     secrets = (OVERWRITE_TOKEN.split(":")[1], sandbox.env.git_token)
-    lock = lock_name(f"{sandbox.git_proxy.url}/{GIT_PROJECT}.git", "v4.17", refs.canonical)
+    locks = [lock_name(part) for part in plan.lock_parts(f"{sandbox.git_proxy.url}/{GIT_PROJECT}.git", "v4.17",
+                                                          sandbox.target, refs.canonical)]
     with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name(lock)
+        limits = [client.read_global_concurrency_limit_by_name(lock) for lock in locks]
         run = client.read_flow_run(state.state_details.flow_run_id)
     logs = flow_run_logs(run.id, at_least=20)
     assert not any(x in log.message for log in logs for x in secrets), "a secret reached the logs"
     assert not any(x in json.dumps(run.parameters, default=str) for x in secrets), "a secret is a stored parameter"
-    assert (limit.limit, limit.active_slots) == (1, 0)  # the per-target lock, created on demand, released
+    # one lock per shared resource (Git branch, target image, canonical index.db), created on demand, released
+    assert [(limit.limit, limit.active_slots) for limit in limits] == [(1, 0)] * 3
