@@ -7,6 +7,7 @@ the graph step fails), a failed call leaves the db exactly as it was.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from indexflow.catalog.db import create_db, require_current, write_transaction
 from indexflow.catalog.fbcmodel import check_range
 from indexflow.catalog.graph import (GRAPH_INDEXES, BundleMeta, DbState, Entry, aggregate, scratch_indexes,
                                      write_entries)
-from indexflow.catalog.image import image_files
+from indexflow.catalog.image import holding, image_files
 from indexflow.catalog.limits import excerpt
 from indexflow.catalog.modes import MODES
 from indexflow.catalog.semver_go import SemverError, Version, compare_with_build
@@ -51,8 +52,29 @@ def _load_all(refs: list[str], load: Callable[[str], Bundle], concurrency: int) 
 
 
 def fetch_bundles(refs: list[str], fetch: Callable[[str], Path], concurrency: int = 16) -> list[Bundle]:
-    """Unpack (`fetch`: ref -> bundle dir) and parse every ref concurrently, in the order of `refs`."""
-    return _load_all(refs, lambda ref: load_bundle_dir(fetch(ref), ref), concurrency)
+    """Unpack (`fetch`: ref -> bundle dir) and parse every ref concurrently, in the order of `refs`.
+
+    Parsing holds a bundle's files in memory: the bundles parsed at once share the byte allowance
+    of in-memory image reads, so a few huge bundles wait instead of piling up (count alone, 16 x
+    the 256 MiB bundle cap, would not bound it)."""
+    def load(ref: str) -> Bundle:
+        path = fetch(ref)
+        with holding(_dir_bytes(path)):
+            return load_bundle_dir(path, ref)
+
+    return _load_all(refs, load, concurrency)
+
+
+def _dir_bytes(bundle_dir: Path) -> int:
+    """Bytes of the regular files a bundle dir's manifests/ and metadata/ hold (links not followed)."""
+    total = 0
+    for folder in ("manifests", "metadata"):
+        try:
+            entries = list(os.scandir(Path(bundle_dir) / folder))
+        except OSError:
+            continue  # a missing folder is the parser's to report
+        total += sum(e.stat(follow_symlinks=False).st_size for e in entries if e.is_file(follow_symlinks=False))
+    return total
 
 
 def fetch_bundle_images(client: Any, refs: list[str], concurrency: int = 16) -> list[Bundle]:

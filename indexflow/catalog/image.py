@@ -12,6 +12,7 @@ hold at most `Limits.load_bytes` of memory together (threads wait for their turn
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import tarfile
 import threading
@@ -94,6 +95,12 @@ class _InFlight:
 
 
 _IN_FLIGHT = _InFlight()
+
+
+def holding(size: int) -> contextlib.AbstractContextManager[None]:
+    """Reserve `size` bytes of the process-wide allowance for bundles being read at once
+    (INDEXFLOW_BUNDLE_LOAD_BYTES): in-memory image reads and unpacked bundle dirs share it."""
+    return _IN_FLIGHT.hold(size, Limits.from_env().load_bytes)
 
 
 def image_files(client: Any, ref: str) -> BundleFiles:

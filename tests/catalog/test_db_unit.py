@@ -225,3 +225,28 @@ def test_schema_5_db_is_upgraded_on_a_copy_only(tmp_path: Path) -> None:
                                      "group": "g.io", "kind": "Foo", "version": "v1"}]
     with pytest.raises(CatalogError, match="schema version 5"):
         add_bundle_refs(db, [], {})
+
+
+def test_unpacked_bundles_wait_for_the_shared_byte_allowance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing an unpacked bundle dir takes its bytes from the allowance in-memory image reads use:
+    while the whole allowance is held elsewhere, fetched bundles are not parsed; once it is free, they are."""
+    import threading
+
+    from indexflow.catalog.add import fetch_bundles
+    from indexflow.catalog.image import holding
+
+    monkeypatch.setenv("INDEXFLOW_BUNDLE_LOAD_BYTES", str(1 << 20))
+    fetched: list[str] = []
+    done: list[list] = []
+
+    def fetch(ref: str) -> Path:
+        fetched.append(ref)
+        return FIX / "bundles" / "etcd" / "0.9.0"
+
+    with holding(1 << 20):
+        worker = threading.Thread(target=lambda: done.append(fetch_bundles(["a", "b"], fetch, concurrency=2)))
+        worker.start()
+        worker.join(2.0)
+        assert worker.is_alive() and not done  # fetched (or fetching), but parsing waits for the bytes
+    worker.join(60)
+    assert sorted(fetched) == ["a", "b"] and [b.name for b in done[0]] == ["etcdoperator.v0.9.0"] * 2
