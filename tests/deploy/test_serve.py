@@ -49,7 +49,7 @@ def test_serve_comes_up_its_try_line_merges_and_ctrl_c_stops_everything(tmp_path
         # the UI asks /ui-settings where its API is: right for this port (the URL was set before the server)
         assert httpx.get(f"{ui}/ui-settings", timeout=30).json()["api_url"] == api
         names = httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json()
-        assert {d["name"] for d in names} == {"merge-index-image", "batch-merge"}
+        assert {d["name"] for d in names} == {"merge-index-image", "batch-merge", "reconcile"}
 
         # the try line, exactly as printed, in a shell without any Prefect settings
         merged = subprocess.run(printed["try"] + " --json", shell=True, cwd=tmp_path, env=env,

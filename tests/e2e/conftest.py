@@ -105,7 +105,11 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
 
 @pytest.fixture
 def sandbox(e2e: E2E) -> Iterator[E2E]:
-    """The session sandbox with every fault and Konflux knob cleared after the test."""
+    """The session sandbox with every fault and Konflux knob cleared after the test. The session's
+    settings block is saved again first: a module of another suite on this xdist worker may have
+    brought up a Prefect API of its own since the session began (seen in CI: "Unable to find block
+    document named e2e")."""
+    e2e.save_block(BLOCK)
     e2e.clear_faults()
     yield e2e
     e2e.clear_faults()

@@ -48,9 +48,16 @@ def _run_together(env, targets: list[str], prefix: str) -> list:  # noqa: ANN001
 
 def _window(flow_run_id) -> tuple[float, float]:  # noqa: ANN001
     """(start of the first publishing task run, end of the last) of one flow run, epoch seconds."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    by_name = {r.name.rsplit("-", 1)[0]: r for r in runs}
+    deadline = time.monotonic() + 60  # task-run records reach the API through events, which can lag
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        by_name = {r.name.rsplit("-", 1)[0]: r for r in runs}
+        ended = by_name.get(LAST) is not None and by_name[LAST].end_time is not None
+        if (FIRST in by_name and ended) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert FIRST in by_name and ended, f"task runs of {flow_run_id} never reached the API: {sorted(by_name)}"
     return by_name[FIRST].start_time.timestamp(), by_name[LAST].end_time.timestamp()
 
 
