@@ -174,9 +174,12 @@ def bench(args: argparse.Namespace, api_url: str) -> int:
               f"{seed.dropped} dropped records); as the v4.17 catalog holds them: {seed.catalog_target_bundles} / "
               f"{seed.catalog_source_bundles}, {seed.catalog_missing} missing; ready in {time.monotonic() - t:.1f}s; "
               f"registry via {env.proxy.url}")
-        env.save_blocks(BLOCK, graph_mode_index_allow_list=[seed.target_index, seed.catalog_target_index])
+        # IIB has no destructive-merge guard; the corpus spans every OCP version, so a v4.17 merge of it
+        # rightly drops ~16% of the target (OCP-incompatible bundles, removed packages): allow that
+        env.save_blocks(BLOCK, graph_mode_index_allow_list=[seed.target_index, seed.catalog_target_index],
+                        max_removed_share=1.0)
         env.save_blocks(PIPELINE_BLOCK, graph_mode_index_allow_list=[seed.target_index],
-                        add_in_release_order=True, default_head_policy="remove-package")
+                        add_in_release_order=True, default_head_policy="remove-package", max_removed_share=0.25)
         ctx = {"api": api_url, "cache": args.state / "flow-cache", "proxy": env.proxy, "bundles": seed.target_bundles}
         results = runs(args, env, seed, ctx)
     summary(results, seed.target_bundles)
