@@ -65,20 +65,29 @@ class Child:
     proc: subprocess.Popen
     log: Path
 
-    def stop(self) -> None:
-        stop_process_group(self.proc)
+
+def stop_all(children: list[Child], grace: float = 20.0) -> None:
+    """SIGTERM every child's process group (each leads its own) at once, SIGKILL what is left after `grace`
+    seconds: Ctrl-C then costs the slowest part's shutdown, not their sum (a busy worker takes a while).
+    Safe to call twice: parts already stopped are skipped."""
+    live = [c for c in children if c.proc.poll() is None]
+    for child in live:
+        print(f"stopping {child.name}", flush=True)
+        _signal_group(child.proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in live:
+        try:
+            child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(child.proc, signal.SIGKILL)
+            child.proc.wait(timeout=10)
 
 
-def stop_process_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    """SIGTERM a process that leads its own group (and so its children), SIGKILL after `grace` seconds."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # it ended between the check and the signal
+        pass
 
 
 def start_child(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child:
@@ -176,7 +185,8 @@ def _serve(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         server = start_child("server", [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1",
                                         "--port", str(port)], env, logs)
-        stack.callback(server.stop)
+        children = [server]
+        stack.callback(stop_all, children)
         sandbox = None if args.no_sandbox else stack.enter_context(sandbox_up(state_dir))
         config = args.config.resolve() if args.no_sandbox else sandbox_config(sandbox, state_dir)
         wait_http(server, f"{env['PREFECT_API_URL']}/health")
@@ -191,13 +201,14 @@ def _serve(args: argparse.Namespace) -> int:
             raise ServeError(f"prefect deploy --all failed; see {logs / 'deploy.log'}")
         worker = start_child("worker", [str(bin_dir / "prefect"), "worker", "start", "--pool", "process",
                                         "--type", "process", "--name", "indexflow-serve"], env, logs)
-        stack.callback(worker.stop)
+        children.append(worker)
         iib = start_child("iib-api", [sys.executable, "-m", "indexflow.cli", "iib-api", "--port", str(iib_port)],
                           {**env, "INDEXFLOW_API_LOG_LEVEL": "warning"}, logs)
-        stack.callback(iib.stop)
+        children.append(iib)
         wait_http(iib, f"http://127.0.0.1:{iib_port}/docs")
         print_endpoints(env, iib_port, config, logs, sandbox)
-        wait_for_stop([server, worker, iib])
+        wait_for_stop(children)
+        stop_all(children)  # now, before the sandbox they may still be talking to goes
     print("stopped", flush=True)
     return 0
 

@@ -18,6 +18,7 @@ import pytest
 from tests.deploy.conftest import BIN, REPO
 
 STARTUP = 420.0  # server boot + seeding 413 real bundles + setup + deploy, on a loaded 2-core box
+STOP = 150.0  # serve's 20 s SIGTERM grace + 10 s after SIGKILL (all parts at once) + the sandbox's teardown, loaded
 
 
 def read_until(proc: subprocess.Popen, log: Path, prefix: str, timeout: float) -> dict[str, str]:
@@ -65,7 +66,7 @@ def test_serve_comes_up_its_try_line_merges_and_ctrl_c_stops_everything(tmp_path
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
-            proc.wait(timeout=90)
+            proc.wait(timeout=STOP)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail("serve did not stop on Ctrl-C")
