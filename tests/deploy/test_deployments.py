@@ -121,17 +121,55 @@ def test_deploy_all_creates_the_two_deployments(deployed) -> None:  # noqa: ANN0
     assert merge["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     assert merge["schedules"] == []
     batch = deployed.api("GET", f"/deployments/name/{BATCH}")
-    assert [(s["schedule"]["cron"], s["active"], s["slug"]) for s in batch["schedules"]] == [("0 2 * * *", True, "nightly")]
+    # the shipped nightly batch file lists no merges: the schedule is created paused
+    assert [(s["schedule"]["cron"], s["active"], s["slug"]) for s in batch["schedules"]] == [("0 2 * * *", False, "nightly")]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
     assert merge["version"] == batch["version"] == commit.strip()
     assert batch["parameters"] == {"batch_file": "deployments/batches/nightly.yaml", "max_parallel": 2}
-    # the server's scheduler turns the cron schedule into runs at 02:00 UTC
+
+
+def nightly(server) -> dict:  # noqa: ANN001
+    schedules = server.api("GET", f"/deployments/name/{BATCH}")["schedules"]
+    assert [s["slug"] for s in schedules] == ["nightly"]
+    return schedules[0]
+
+
+def scheduled_runs(server, deployment_id: str) -> list[dict]:  # noqa: ANN001
+    return server.api("POST", "/flow_runs/filter", json={"flow_runs": {
+        "deployment_id": {"any_": [deployment_id]}, "state": {"type": {"any_": ["SCHEDULED"]}}}})
+
+
+def test_a_redeploy_keeps_the_state_the_operator_gave_the_nightly_schedule(deployed) -> None:  # noqa: ANN001
+    batch_id, first = deployment_id(deployed, BATCH), nightly(deployed)
+    assert scheduled_runs(deployed, batch_id) == []  # paused: the scheduler plans no nights
+    deployed.run("prefect", "deployment", "schedule", "resume", BATCH, first["id"])
+    deployed.run("prefect", "--no-prompt", "deploy", "--name", "batch-merge")
+    assert (nightly(deployed)["id"], nightly(deployed)["active"]) == (first["id"], True)
+    # the server's scheduler turns the active cron schedule into runs at 02:00 UTC
     deadline, scheduled = time.monotonic() + 60, []
     while not scheduled and time.monotonic() < deadline:
-        scheduled = deployed.api("POST", "/flow_runs/filter", json={"flow_runs": {
-            "deployment_id": {"any_": [batch["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}})
+        scheduled = scheduled_runs(deployed, batch_id)
         time.sleep(1)
     assert scheduled and all(r["expected_start_time"].endswith("T02:00:00Z") for r in scheduled)
+    deployed.run("prefect", "deployment", "schedule", "pause", BATCH, first["id"])
+    deployed.run("prefect", "--no-prompt", "deploy", "--name", "batch-merge")
+    assert nightly(deployed)["active"] is False
+
+
+def test_a_new_nightly_schedule_is_active_only_when_its_batch_file_lists_merges(prefect_api, deployed,  # noqa: ANN001
+                                                                                 sandbox, tmp_path: Path) -> None:
+    from flows.deploy_steps import schedule_active
+
+    listed, empty, broken = tmp_path / "listed.yaml", tmp_path / "empty.yaml", tmp_path / "broken.yaml"
+    listed.write_text(yaml.safe_dump({"merges": [{"name": "one", **merge_params(sandbox)}]}))
+    empty.write_text(yaml.safe_dump({"merges": []}))
+    broken.write_text("merges: [{source_from_index: x}]\n")
+    assert schedule_active("batch-merge/not-deployed", "nightly", str(listed)) == {"active": True}
+    assert schedule_active("batch-merge/not-deployed", "nightly", str(empty)) == {"active": False}
+    assert schedule_active("batch-merge/not-deployed", "nightly", str(broken)) == {"active": False}
+    # deployed already: `active` is left out of the deploy, whatever the file says
+    assert schedule_active(BATCH, "nightly", str(listed)) == {"active": None}
+    assert schedule_active(BATCH, "other-slug", str(empty)) == {"active": False}
 
 
 def test_kubernetes_pool_renders_a_job_with_resources_and_secret_env(prefect_api, deployed) -> None:  # noqa: ANN001

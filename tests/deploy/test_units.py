@@ -78,7 +78,7 @@ def test_bad_batch_files_are_one_sentence(tmp_path: Path, doc: object, message: 
 
 
 def test_the_shipped_nightly_batch_is_empty_and_the_example_is_valid() -> None:
-    """The schedule is live after deploy: its file must not hold placeholder merges that fail every night."""
+    """Its schedule ships paused, yet an operator may resume it: the file must not hold placeholder merges."""
     assert load_batch(REPO / "deployments/batches/nightly.yaml") == []
     assert [e.name for e in load_batch(REPO / "deployments/batches/example.yaml")] == [
         "community-v4.17", "certified-v4.17-dry-run"]
