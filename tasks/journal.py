@@ -20,7 +20,7 @@ from indexflow.journal import Journal
 from tasks.report import artifact_key
 
 TYPE = "indexflow-journal"
-KILL_AFTER_SAVE = "INDEXFLOW_TEST_KILL_AFTER_JOURNAL_SAVE"  # test hook, see _kill_point
+KILL_AFTER_SAVE = "INDEXFLOW_TEST_KILL_AFTER_JOURNAL_SAVE"  # test hook, see kill_point
 _saves = 0
 
 
@@ -34,14 +34,14 @@ def save(journal: Journal) -> None:
         client.create_artifact(ArtifactCreate(
             key=key_for(journal.request_id), type=TYPE, data=journal.to_data(), description=describe(journal),
             flow_run_id=uuid.UUID(journal.flow_run_id) if journal.flow_run_id else None))
-    _kill_point()
 
 
-def _kill_point() -> None:
+def kill_point() -> None:
     """Test hook of the kill matrix (tests/reliability/test_kill_matrix.py): with the environment
     variable INDEXFLOW_TEST_KILL_AFTER_JOURNAL_SAVE=N the process SIGKILLs itself right after its Nth
-    journal save, i.e. just before the remote write that save announced. Unset (always, outside that
-    test) it does nothing."""
+    publishing save (tasks/rollback.Compensations), i.e. just before the remote write that save
+    announced. Saves made by a repair do not count: a crash hook runs with the dead run's environment
+    and must live to finish its repair. Unset (always, outside that test) it does nothing."""
     global _saves
     wanted = os.environ.get(KILL_AFTER_SAVE)
     if wanted:

@@ -29,6 +29,8 @@ from tasks.lock import HeldLock, held_lock, release_lease
 from tasks.rollback import Remotes, logger, rollback, undo_record
 
 ALIVE_STATES = {"RUNNING", "PENDING", "SCHEDULED", "PAUSED", "CANCELLING"}
+HOOK_DONE = "crash repair:"  # how the hook's outcome starts in the run's logs
+REPAIR_WAIT = 120.0  # how long a repairer waits for another one (a full rollback on a loaded box)
 
 
 @dataclass(frozen=True)
@@ -98,32 +100,43 @@ def _forward(journal: Journal, remotes: Remotes) -> Repair:
 
 
 def settle(journal: Journal, remotes: Remotes, lock_timeout: float, current_run: str | None = None) -> Repair | None:
-    """Repair `journal` if its writer is dead; None when it is still alive (its lock is held) or when
-    another process holds the lock meanwhile (a repair running elsewhere)."""
+    """Repair `journal` if its writer is dead; None when it is still alive (its lock is held), or when
+    another repairer did it first.
+
+    The crash hook, a reconcile triggered by the crash and a scheduled one may all arrive at once: the
+    first to take the lock repairs, the others wait for the lock (a dead writer's lock can only be held
+    by a repairer, or by a merge that came after it), then find the journal closed and do nothing. The
+    temp dir goes before the journal is closed, so whoever sees it closed sees the dir gone too."""
     dead = writer_dead(journal, current_run)
-    if dead is False:
+    if dead is False or not _still_open(journal):
         return None
     if dead and journal.lease_id:
         release_lease(journal.lease_id)  # free the lock now rather than when the lease lapses
     try:
-        with held_lock(journal.locks, lock_timeout):
-            latest = store.load(journal.request_id) or journal
-            if not latest.is_open:
+        with held_lock(journal.locks, lock_timeout if dead is None else max(lock_timeout, REPAIR_WAIT)):
+            latest = _still_open(journal)
+            if latest is None:
                 return None  # repaired meanwhile by someone else
+            remove_workdir(latest)
             done = repair(latest, remotes)
+            if latest.flow_run_id != current_run:
+                mark_crashed(latest.flow_run_id)  # its process is gone: no run may stay Running
+            return done
     except LockError:
         return None  # its writer still holds the lock (alive), or another repair does
-    if latest.flow_run_id != current_run:
-        mark_crashed(latest.flow_run_id)  # its process is gone: no run may stay Running
-    remove_workdir(latest)
-    return done
+
+
+def _still_open(journal: Journal) -> Journal | None:
+    """The journal as last saved, while something may be left to repair."""
+    latest = store.load(journal.request_id) or journal
+    return latest if latest.is_open else None
 
 
 def mark_crashed(flow_run_id: str | None, message: str = "") -> None:
     """A run whose process is gone never reports its end: say it crashed (no RUNNING run stays)."""
     if not flow_run_id or run_state(flow_run_id) not in ALIVE_STATES:
         return
-    text = message or "The merge's process stopped without ending the run; indexflow reconcile repaired it."
+    text = message or "The merge's process stopped without ending the run; indexflow reconcile repairs it."
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(uuid.UUID(flow_run_id), Crashed(message=text), force=True)
 
@@ -169,14 +182,17 @@ def resume(session: Any, request_id: str) -> dict[str, Any] | None:
     if journal.is_open:
         done = settle(journal, remotes(session, journal.git_url), session.settings.lock_timeout_seconds,
                       flow_run.get_id())
-        if done is None:
-            raise PublishError(f"Request {request_id} is being published by flow run {journal.flow_run_id}; "
-                               f"wait for it to end instead of running it twice.")
-        logger().warning("an earlier attempt of this request was repaired: %s", done.line())
-        if done.action == "could not undo":
-            raise PublishError(f"An earlier attempt of request {request_id} left writes that could not be "
-                               f"undone ({done.detail}); fix them, then run `indexflow reconcile`.")
-        journal = done.journal
+        if done is None:  # its writer is alive, or another repairer was first: its result decides
+            journal = store.load(request_id) or journal
+            if journal.is_open:
+                raise PublishError(f"Request {request_id} is being published by flow run {journal.flow_run_id}; "
+                                   f"wait for it to end instead of running it twice.")
+        else:
+            logger().warning("an earlier attempt of this request was repaired: %s", done.line())
+            if done.action == "could not undo":
+                raise PublishError(f"An earlier attempt of request {request_id} left writes that could not be "
+                                   f"undone ({done.detail}); fix them, then run `indexflow reconcile`.")
+            journal = done.journal
     if journal.phase != COMPLETED or not journal.result:
         return None
     logger().info("request %s was completed by an earlier attempt; nothing is written again", request_id)
@@ -207,13 +223,16 @@ def repair_hook(flow: Any, flow_run: Any, state: Any) -> None:  # noqa: ANN401 -
 
     The flow's own rollback usually did it already (the journal then is closed); this covers a run
     stopped half-way through its rollback, or killed and cancelled from the UI."""
+    from prefect.logging.loggers import flow_run_logger
+
+    run_log = flow_run_logger(flow_run, flow)  # in the run's logs: the hook may run in a process of its own
     request_id = (flow_run.parameters or {}).get("request_id") or str(flow_run.id)[:8]
     try:
         journal = store.load(request_id)
-        if journal is None or not journal.is_open or journal.flow_run_id != str(flow_run.id):
-            return
-        done = settle_for_repair(journal, lock_timeout=30, current_run=str(flow_run.id))
-        if done is not None:
-            logger().warning("after the run %s: %s", state.type.value.lower(), done.line())
+        if journal is None or journal.flow_run_id != str(flow_run.id):
+            return  # the run published nothing (a journal of another attempt is not this hook's)
+        done = settle_for_repair(journal, lock_timeout=30, current_run=str(flow_run.id)) if journal.is_open else None
+        run_log.warning("%s %s", HOOK_DONE, done.line() if done else
+                        f"request {request_id}: nothing left to repair (its rollback or reconcile did it)")
     except Exception as exc:  # a hook must not hide the run's own end; reconcile will try again
-        logger().error("could not repair request %s after the run ended: %s", request_id, exc)
+        run_log.error("%s could not repair request %s: %s", HOOK_DONE, request_id, exc)

@@ -35,6 +35,7 @@ class Compensations:
         self.before_write()
         kept = self.journal.record(rec)
         store.save(self.journal)
+        store.kill_point()
         return kept
 
     def advance(self, phase: str, **changes: Any) -> None:
@@ -43,6 +44,7 @@ class Compensations:
             setattr(self.journal, name, value)
         self.journal.phase = phase
         store.save(self.journal)
+        store.kill_point()
 
     def __len__(self) -> int:
         return len(self.journal.live())

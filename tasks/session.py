@@ -7,12 +7,11 @@ or written to disk (the registry Secret goes through `blocks.registry_auth`).
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from blocks.settings import MergeSettings
-from indexflow import redact
+from indexflow import redact, workdirs
 from indexflow.merge.params import MergeRequest
 
 
@@ -48,7 +47,8 @@ def open_session(settings: MergeSettings, req: MergeRequest) -> Session:
     from indexflow.registry.client import RegistryClient
     from indexflow.registry.refs import ImageRef
 
-    workdir = Path(tempfile.mkdtemp(prefix=f"indexflow-{req.request_id}-"))
+    workdirs.sweep()  # dead runs' temp dirs (a killed run never removes its own)
+    workdir = workdirs.make(req.request_id)
     auth = registry_auth(settings.registry_auth_secret)
     kw = dict(insecure=tuple(settings.insecure_registries), max_connections=settings.registry_concurrency * 2)
     registry = RegistryClient(auth=auth, **kw)

@@ -165,7 +165,8 @@ def _kill_from_outside(env, cell: str, proc: subprocess.Popen | None) -> None:  
     env.proxies["kube"].clear()
 
 
-def _run_killed(server: PrefectServer, env, point: str, path: str, target: str, cell: str) -> None:  # noqa: ANN001
+def _run_killed(server: PrefectServer, env, point: str, path: str, target: str, cell: str) -> str | None:  # noqa: ANN001
+    """Run the merge until it dies at `point`; on the worker path returns its flow run id."""
     save = POINTS[point]
     extra = {} if save is None else {"INDEXFLOW_TEST_KILL_AFTER_JOURNAL_SAVE": str(save)}
     if path == "cli":
@@ -178,7 +179,7 @@ def _run_killed(server: PrefectServer, env, point: str, path: str, target: str, 
             else:
                 proc.wait(300)
         assert proc.returncode == -signal.SIGKILL, log.read_text()[-2000:]
-        return
+        return None
     from tests.deploy.conftest import create_run, wait_final
 
     run = create_run(server, "merge-index-image/merge-index-image", _params(env, target, cell),
@@ -187,24 +188,62 @@ def _run_killed(server: PrefectServer, env, point: str, path: str, target: str, 
         _kill_from_outside(env, cell, None)
     final = wait_final(server, run["id"])
     assert final["state"]["type"] == "CRASHED", final["state"].get("message")
-    _wait_triggered_reconcile(server, final["state"]["timestamp"])
+    _triggered_reconciles(server, final["state"]["timestamp"])
+    return run["id"]
 
 
-def _wait_triggered_reconcile(server: PrefectServer, since: str) -> None:
+def _triggered_reconciles(server: PrefectServer, since: str) -> list[dict]:
     """The reconcile deployment's trigger starts a run on the Crashed merge within a minute."""
     deadline = time.monotonic() + 60
     body = {"deployments": {"name": {"any_": ["reconcile"]}},
             "flow_runs": {"expected_start_time": {"after_": since}}}
     while time.monotonic() < deadline:
-        if server.api("POST", "/flow_runs/filter", json=body):
-            return
+        if runs := server.api("POST", "/flow_runs/filter", json=body):
+            return runs
         time.sleep(1)
     pytest.fail("no reconcile run was triggered by the Crashed merge within 60 s")
 
 
+def _wait_other_repairers(server: PrefectServer, run_id: str) -> str:
+    """Worker path: the merge's on_crashed hook and the reconcile runs its crash triggered race the
+    CLI's reconcile; wait until the hook has said what it did (in the run's logs) and the triggered
+    runs have ended, so that what follows judges everyone's result. Returns the hook's line."""
+    from tasks.recovery import HOOK_DONE
+
+    deadline, line = time.monotonic() + 180, None
+    since = server.api("GET", f"/flow_runs/{run_id}")["state"]["timestamp"]
+    while time.monotonic() < deadline:
+        if line is None:
+            logs = server.api("POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}})
+            line = next((lg["message"] for lg in logs if lg["message"].startswith(HOOK_DONE)), None)
+        pending = [r for r in _triggered_reconciles(server, since)
+                   if r["state"]["type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")]
+        if line is not None and not pending:
+            return line
+        time.sleep(1)
+    pytest.fail(f"the crash hook never reported (logged: {line!r}) or a triggered reconcile is still running")
+
+
 def _running_merges(server: PrefectServer) -> list[str]:
-    runs = server.api("POST", "/flow_runs/filter", json={"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}})
+    """Merge runs still Running (a reconcile run the crash triggered may still be finishing)."""
+    runs = server.api("POST", "/flow_runs/filter", json={"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}},
+                                                          "flows": {"name": {"any_": ["merge-index-image"]}}})
     return [r["name"] for r in runs]
+
+
+def _temp_dirs(cell: str) -> tuple[list[Path], list[Path]]:
+    """(the dead run's temp dirs, files of any temp dir of the cell that hold the overwrite token)."""
+    tmp = Path(tempfile.gettempdir())
+    dirs = [d for d in tmp.glob(f"indexflow-*{cell}-*") if d.is_dir()]
+    leaks = [f for d in dirs for f in d.rglob("*") if f.is_file() and TOKEN.encode() in _read(f)]
+    return [d for d in dirs if d.name.startswith(f"indexflow-{cell}-")], leaks
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # removed meanwhile by a repair session closing
+        return b""
 
 
 def _judge(env, before, target: str, cell: str) -> str:  # noqa: ANN001
@@ -230,17 +269,22 @@ def test_kill_then_reconcile_then_rerun(point: str, path: str, server: PrefectSe
     cell = f"k{abs(hash((point, path))) % 10**6}-{int(time.time()) % 10**4}"
     target = private_target(env, cell)
     before = remote_state(env)
-    _run_killed(server, env, point, path, target, cell)
+    run_id = _run_killed(server, env, point, path, target, cell)
 
     repaired = server.run("indexflow", "reconcile", "--settings", BLOCK, extra_env=env.sub_env, timeout=300)
     mine = [line for line in repaired.stdout.splitlines() if line.startswith(f"request {cell} ")]
+    hook = _wait_other_repairers(server, run_id) if run_id else ""
     journal = store.load(cell)
     assert journal is not None and not journal.is_open, f"journal left {journal and journal.phase}"
     # on the worker path the run's on_crashed hook or the triggered reconcile may have been first
     assert mine or path == "worker", repaired.stdout + repaired.stderr
-    state = _judge(env, before, target, cell) + ("" if mine else " (hook/trigger)")
+    assert "could not repair" not in hook, hook
+    by = "" if mine else " (hook)" if any(a in hook for a in (": rolled back:", ": rolled forward:")) else " (trigger)"
+    state = _judge(env, before, target, cell) + by
     assert not _running_merges(server), "a killed run is still Running after reconcile"
-    assert not list(Path(tempfile.gettempdir()).glob(f"indexflow-{cell}-*")), "the dead run's temp dir is left"
+    left, leaks = _temp_dirs(cell)
+    assert not left, f"the dead run's temp dir is left: {left}"
+    assert not leaks, f"a temp file holds the overwrite token: {leaks}"
     again = server.run("indexflow", "reconcile", "--settings", BLOCK, extra_env=env.sub_env, timeout=300)
     assert not [line for line in again.stdout.splitlines() if cell in line], "reconcile is not idempotent"
 
