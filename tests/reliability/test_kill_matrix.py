@@ -214,7 +214,8 @@ def _wait_other_repairers(server: PrefectServer, run_id: str) -> str:
     since = server.api("GET", f"/flow_runs/{run_id}")["state"]["timestamp"]
     while time.monotonic() < deadline:
         if line is None:
-            logs = server.api("POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}})
+            logs = server.api("POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}},
+                                                                  "sort": "TIMESTAMP_DESC", "limit": 50})
             line = next((lg["message"] for lg in logs if lg["message"].startswith(HOOK_DONE)), None)
         pending = [r for r in _triggered_reconciles(server, since)
                    if r["state"]["type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")]
