@@ -49,9 +49,9 @@ class Service:
     log: Path
 
     def stop(self) -> None:
-        from indexflow.app.serve_cmd import stop_process_group
+        from indexflow.app.serve_cmd import Child, stop_all
 
-        stop_process_group(self.proc)
+        stop_all([Child(self.log.stem, self.proc, self.log)])
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> Service:
