@@ -14,6 +14,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from prefect.automations import Automation
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
@@ -73,8 +74,6 @@ def wanted(notification_block_id: UUID | None, heartbeat_seconds: float) -> list
 
 def apply_automations(notification_block: str | None, heartbeat_seconds: float = 30) -> list[str]:
     """Create (or recreate) the automations; `notification_block` is `<block type slug>/<name>`."""
-    from prefect.client.orchestration import get_client
-
     with get_client(sync_client=True) as client:
         block_id = None
         if notification_block:

@@ -8,6 +8,8 @@ credentials are registered with the run's redaction step (`indexflow.redact`) as
 
 from __future__ import annotations
 
+from prefect.blocks.system import Secret
+
 from indexflow import redact
 from indexflow.registry.auth import DockerAuth
 
@@ -16,8 +18,6 @@ def registry_auth(secret_name: str | None) -> DockerAuth:
     """Credentials from the named Secret block; without one, the machine's docker/podman config."""
     if not secret_name:
         return DockerAuth.from_config(None)
-    from prefect.blocks.system import Secret
-
     value = Secret.load(secret_name).get()  # a JSON secret comes back parsed
     redact.remember_docker_config(value)  # the run's redaction step learns every credential in it
     return DockerAuth.from_dict(value, f"the registry auth Secret block {secret_name!r}")

@@ -7,18 +7,32 @@ Everything is created or overwritten by name, so running setup twice is harmless
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
+from prefect.blocks.core import Block
+from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.filesystems import LocalFileSystem
+from prefect.settings import PREFECT_API_URL, get_current_settings
+from prefect_gitlab import GitLabCredentials
 from pydantic import SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
+from blocks.automations import apply_automations
 from blocks.settings import MergeSettings
 from indexflow.errors import IndexflowError
+
+# prefect_kubernetes costs ~1 s to import (the kubernetes clients) and the batch flow imports this
+# module for read_yaml_file only: the functions that write or probe Kubernetes blocks import it.
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 KNOWN_SECTIONS = {"settings", "gitlab", "kubernetes", "registry_auth", "secrets", "concurrency_limits",
@@ -239,11 +253,9 @@ def _check_settings(plan: Plan) -> None:
 # -- writing it --------------------------------------------------------------------------------
 def register_block_types() -> list[str]:
     """Block types the UI shows in its catalog and the flow loads by slug."""
-    from prefect.blocks.system import Secret
-    from prefect_gitlab import GitLabCredentials
-    from prefect_kubernetes.credentials import KubernetesCredentials
+    from prefect_kubernetes.credentials import KubernetesCredentials  # ~1 s: see above
 
-    types = (MergeSettings, Secret, GitLabCredentials, KubernetesCredentials)
+    types: tuple[type[Block], ...] = (MergeSettings, Secret, GitLabCredentials, KubernetesCredentials)
     for block_cls in types:
         block_cls.register_type_and_schema()
     return [f"block type {t.get_block_type_slug()}" for t in types]
@@ -251,8 +263,6 @@ def register_block_types() -> list[str]:
 
 def apply(plan: Plan) -> list[str]:
     """Write the plan to the Prefect API; returns one line per object written (no secret values)."""
-    from prefect.blocks.system import Secret
-
     done = register_block_types()
     if plan.gitlab:
         done.append(_save_gitlab(*plan.gitlab))
@@ -267,10 +277,6 @@ def apply(plan: Plan) -> list[str]:
     MergeSettings(**plan.settings).save(plan.settings_name, overwrite=True)
     done.append(f"merge settings {plan.settings_name}")
     done += _apply_limits_and_pools(plan)
-    from prefect.settings import get_current_settings
-
-    from blocks.automations import apply_automations
-
     done += apply_automations(plan.notification_block, get_current_settings().flows.heartbeat_frequency or 180)
     if plan.results:
         done.append(_apply_results(plan.results))
@@ -279,10 +285,6 @@ def apply(plan: Plan) -> list[str]:
 
 def _apply_results(results: dict[str, str]) -> str:
     """Make the results block the server's default result storage: every persisted flow result goes there."""
-    from prefect.blocks.core import Block
-    from prefect.client.orchestration import get_client
-    from prefect.filesystems import LocalFileSystem
-
     if "block" in results:
         try:
             block = Block.load(results["block"])
@@ -300,14 +302,12 @@ def _apply_results(results: dict[str, str]) -> str:
 
 
 def _save_gitlab(name: str, url: str, token: str) -> str:
-    from prefect_gitlab import GitLabCredentials
-
     GitLabCredentials(url=url, token=SecretStr(token)).save(name, overwrite=True)
     return f"gitlab credentials {name} ({url})"
 
 
 def _save_kubernetes(name: str, kubeconfig: dict, context: str | None) -> str:
-    from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
+    from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials  # ~1 s: see above
 
     cluster = KubernetesClusterConfig(config=kubeconfig, context_name=context)
     KubernetesCredentials(cluster_config=cluster).save(name, overwrite=True)
@@ -315,9 +315,6 @@ def _save_kubernetes(name: str, kubeconfig: dict, context: str | None) -> str:
 
 
 def _apply_limits_and_pools(plan: Plan) -> list[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-
     done = []
     with get_client(sync_client=True) as client:
         for name, limit in plan.concurrency_limits.items():
@@ -332,6 +329,8 @@ def _apply_limits_and_pools(plan: Plan) -> list[str]:
 
 
 def _default_template(pool_type: str) -> dict:
+    """The worker type's own job template. Its module is imported here only: the Kubernetes worker
+    costs ~0.9 s to import, the process worker ~0.2 s, and only a pool without a template needs one."""
     if pool_type == "kubernetes":
         from prefect_kubernetes.worker import KubernetesWorker
 
@@ -343,8 +342,6 @@ def _default_template(pool_type: str) -> dict:
 
 def api_url() -> str:
     """The Prefect API setup writes to; without one Prefect would use a throwaway temporary server."""
-    from prefect.settings import PREFECT_API_URL
-
     url = PREFECT_API_URL.value()
     if not url:
         raise SetupError("PREFECT_API_URL is not set (environment or Prefect profile): "
@@ -374,8 +371,6 @@ def probe_endpoints(plan: Plan) -> list[str]:
 
 
 def _probe(kind: str, what: str, check: Any) -> str:
-    import httpx
-
     try:
         detail = check()
     except (httpx.HTTPError, OSError, ValueError) as exc:
@@ -387,8 +382,6 @@ def _probe(kind: str, what: str, check: Any) -> str:
 
 
 def _probe_gitlab(url: str, token: str) -> str:
-    import httpx
-
     response = httpx.get(f"{url.rstrip('/')}/api/v4/user", headers={"PRIVATE-TOKEN": token}, timeout=PROBE_TIMEOUT)
     if response.status_code != 200:
         raise ValueError(f"GET /api/v4/user answered HTTP {response.status_code}")
@@ -397,9 +390,7 @@ def _probe_gitlab(url: str, token: str) -> str:
 
 def _probe_konflux(kubernetes: tuple[str, dict, str | None], namespace: str) -> str:
     """List one PipelineRun the way the merge's sensor reads them (prefect-kubernetes' async client)."""
-    import asyncio
-
-    from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials
+    from prefect_kubernetes.credentials import KubernetesClusterConfig, KubernetesCredentials  # ~1 s: see above
 
     _, kubeconfig, context = kubernetes
     credentials = KubernetesCredentials(cluster_config=KubernetesClusterConfig(config=kubeconfig,
@@ -415,8 +406,6 @@ def _probe_konflux(kubernetes: tuple[str, dict, str | None], namespace: str) -> 
 
 
 def _probe_registry(host: str, insecure: bool) -> str:
-    import httpx
-
     response = httpx.get(f"{'http' if insecure else 'https'}://{host}/v2/", timeout=PROBE_TIMEOUT)
     if response.status_code not in (200, 401):
         raise ValueError(f"GET /v2/ answered HTTP {response.status_code}")
@@ -428,9 +417,6 @@ def run_setup(path: Path, check_only: bool = False) -> list[str]:
     plan = load_config(path)
     if check_only:
         return [*_valid_line(path, plan), *probe_endpoints(plan)]
-    import httpx
-    from prefect.exceptions import PrefectHTTPStatusError
-
     url = api_url()
     try:
         return apply(plan)

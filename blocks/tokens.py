@@ -10,6 +10,7 @@ than it must.
 
 from __future__ import annotations
 
+from prefect.blocks.system import Secret
 from pydantic import SecretStr
 
 from indexflow.errors import ValidationError
@@ -23,8 +24,6 @@ def overwrite_token(token: SecretStr | None, secret_name: str | None) -> str | N
                               '"overwrite_target_index_token_secret", not both')
     if not secret_name:
         return token.get_secret_value() if token is not None else None
-    from prefect.blocks.system import Secret
-
     try:
         value = str(Secret.load(secret_name).get())
     except ValueError:

@@ -16,9 +16,12 @@ from typing import Any
 import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_UI_URL
 from prefect.states import Completed, Failed
 
 from blocks.setup import read_yaml_file
@@ -101,9 +104,6 @@ async def run_entry(entry: Entry, deployment: str, gate: asyncio.Semaphore, time
 
 async def merge_result(flow_run_id: str) -> dict[str, Any] | None:
     """The result dict a merge run left in the API (as its `result` artifact)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
-
     async with get_client() as client:
         found = await client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["result"])))
@@ -174,8 +174,6 @@ def summary_markdown(batch_file: str, outcomes: list[Outcome], ui_url: str | Non
 
 
 def _ui_url() -> str | None:
-    from prefect.settings import PREFECT_UI_URL
-
     return PREFECT_UI_URL.value()
 
 

@@ -8,6 +8,7 @@ Konflux and the registry under a per-target lock, rolling back every remote writ
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,9 +23,11 @@ from blocks.settings import MergeSettings
 from blocks.tokens import overwrite_token
 from indexflow import redact
 from indexflow.errors import IndexflowError, PublishError
+from indexflow.gitlab_mr import MergeRequests, resolve_git_url
 from indexflow.merge import diff as merge_diff
 from indexflow.merge import guard, plan
 from indexflow.merge.params import MergeRequest, validate_request
+from indexflow.registry.client import RegistryClient
 from tasks import artifacts as art
 from indexflow.journal import CLOSING, COMPLETED, MERGING, PUBLISHING, TAG, Record
 from tasks import catalog, git_mr, iib_record, outputs, recovery, registry_checks, report
@@ -185,7 +188,7 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
                                          cfg.binary_image_less_arches_allowed_versions)
         iib_record.record_resolved(req.request_id, prep)
     story.reason(f"Building the index image for the following arches: {', '.join(sorted(prep.arches))}")
-    git_url = git_repo_for(req.effective_index, cfg.index_to_gitlab_push_map)
+    git_url = resolve_git_url(req.effective_index, cfg.index_to_gitlab_push_map)
     with story.step(report.CLONING):
         repo = git_mr.clone_configs(git_url, prep.ocp_version, s.workdir / "git", s.git_token)
     with story.step("Pulling index.db artifacts"):
@@ -311,7 +314,7 @@ def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Buil
     return published
 
 
-def close_unmerged(mrs: Any, iid: int, git_url: str, branch: str, token: str) -> str:
+def close_unmerged(mrs: MergeRequests, iid: int, git_url: str, branch: str, token: str) -> str:
     """Without overwrite the MR only carried the build: close it and drop its branch. Everything is
     published by now, so (like IIB) a failure here is a warning, not a reason to undo the merge."""
     try:
@@ -323,7 +326,8 @@ def close_unmerged(mrs: Any, iid: int, git_url: str, branch: str, token: str) ->
     return "closed"
 
 
-def write_tag(undo: Compensations, client: Any, pullspec: str, write: Any, target: bool = False) -> Any:
+def write_tag(undo: Compensations, client: RegistryClient, pullspec: str, write: Callable[[], str],
+              target: bool = False) -> str:
     """Journal the tag's digest before the write (how to put `pullspec` back), then write it; returns what
     the write returns (a digest)."""
     undo.record(Record(TAG, pullspec, outputs.current_digest(client, pullspec), target_registry=target))
@@ -359,12 +363,6 @@ def check_removals(story: report.MergeStory, settings: MergeSettings, target_bun
     removals = guard.check_removals(target_bundles, merged, diff.invalid, labels, settings.max_removed_share)
     story.found(removals=removals.as_dict())
     guard.enforce(removals, settings._block_document_name or "indexflow")
-
-
-def git_repo_for(index: str, mapping: dict[str, str]) -> str:
-    from indexflow.gitlab_mr import resolve_git_url
-
-    return resolve_git_url(index, mapping)
 
 
 def packages_of(paths: list[str], records: list) -> list[str]:

@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
 from indexflow.errors import RegistryError
+from indexflow.registry.artifacts import IndexDbArtifacts
 from tasks.retry import transient_only
 
 
@@ -23,7 +24,7 @@ def _by_digest(context: TaskRunContext, parameters: dict) -> str:
 
 @task(name="pull index.db", cache_key_fn=_by_digest, persist_result=True, retries=2,
       retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
-def pull_index_db(artifacts, ref: str, digest: str) -> str:  # noqa: ANN001 - IndexDbArtifacts
+def pull_index_db(artifacts: IndexDbArtifacts, ref: str, digest: str) -> str:
     """Download the artifact once per digest; the path is the (persisted) result."""
     pulled = artifacts.pull(ref)
     if pulled.digest != digest:
@@ -31,7 +32,7 @@ def pull_index_db(artifacts, ref: str, digest: str) -> str:  # noqa: ANN001 - In
     return str(pulled.path)
 
 
-def cached_index_db(artifacts, ref: str) -> tuple[Path, str]:  # noqa: ANN001
+def cached_index_db(artifacts: IndexDbArtifacts, ref: str) -> tuple[Path, str]:
     """Resolve the artifact digest, then pull through the digest-keyed cache.
 
     Returns the path and the pull task's state name ("Cached" when nothing was downloaded), taken
@@ -49,5 +50,5 @@ def cached_index_db(artifacts, ref: str) -> tuple[Path, str]:  # noqa: ANN001
 
 @task(name="push index.db", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
-def push_index_db(artifacts, ref: str, db_path: Path, annotations: dict[str, str]) -> str:  # noqa: ANN001
+def push_index_db(artifacts: IndexDbArtifacts, ref: str, db_path: Path, annotations: dict[str, str]) -> str:
     return artifacts.push(ref, db_path, annotations)

@@ -25,7 +25,9 @@ from indexflow.catalog.migrate import migrate
 from indexflow.catalog.stepcache import StepCache, file_digest, step_key, tree_digest
 from indexflow.catalog.validate import validate_fbc
 from indexflow.errors import CatalogError, IndexflowError
+from indexflow.registry import cache as slots
 from indexflow.registry.artifacts import cache_root
+from indexflow.registry.client import RegistryClient
 from tasks.retry import transient_only
 
 
@@ -54,7 +56,7 @@ def working_copy(db_path: Path, dest: Path) -> Path:
 
 @task(name="add missing bundles", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
-def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scratch: Path,  # noqa: ANN001
+def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client: RegistryClient, scratch: Path,
                         concurrency: int, modes: dict[str, str] | None = None, release_order: bool = False) -> int:
     """Pull (or reuse) and parse the missing bundles concurrently, then add them in one transaction,
     each package in its own graph mode (`modes`, package -> mode; the others in `mode`), optionally
@@ -65,8 +67,6 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client, scrat
     key = step_key("add", file_digest(db_path), refs, mode, modes or {}, release_order, True)
     if pinned and steps().get(key, db_path) is not None:
         return len(refs)
-    from indexflow.registry import cache as slots
-
     cache = cache_root() / "bundles"
     for d in (cache, scratch):
         with slots.disk_errors(d):
@@ -95,12 +95,10 @@ def prefixed(exc: IndexflowError, prefix: str) -> IndexflowError:
     return wrapped
 
 
-def unpacked_bundle(client, ref: str, cache: Path, scratch: Path) -> Path:  # noqa: ANN001 - RegistryClient
+def unpacked_bundle(client: RegistryClient, ref: str, cache: Path, scratch: Path) -> Path:
     """A digest-pinned bundle never changes: unpack it once per machine and reuse it on every later
     merge (a re-run after a failure pulls nothing). Tag refs are unpacked afresh into `scratch`.
     The cache is size-bound (`registry/cache.py`): a hit is marked used, the run evicts at its end."""
-    from indexflow.registry import cache as slots
-
     if "@sha256:" not in ref:
         with slots.disk_errors(scratch):
             fresh = tempfile.mkdtemp(dir=scratch, prefix="bundle-")

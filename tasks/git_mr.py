@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import git
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from indexflow import gitlab_mr, gitops
 from indexflow.errors import PublishError
+from indexflow.gitlab_mr import MergeRequests
 from indexflow.journal import BRANCH, MR, Record
 from tasks.retry import transient_only
 
@@ -19,8 +22,6 @@ from tasks.retry import transient_only
       retry_condition_fn=transient_only)
 def clone_configs(url: str, branch: str, dest: Path, token: str) -> Path:
     """Shallow clone of the OCP branch; the repo must hold `configs/` (IIB's layout)."""
-    from indexflow import gitops
-
     gitops.clone_branch(url, branch, dest, token)
     if not (dest / "configs").is_dir():
         raise PublishError(f"Catalogs directory not found in {url} (branch {branch})")
@@ -31,10 +32,6 @@ def clone_configs(url: str, branch: str, dest: Path, token: str) -> Path:
 def commit_and_push(repo_dir: Path, branch: str, url: str, token: str, message: str,
                     author: tuple[str, str]) -> str:
     """Commit everything on the feature branch and push it; returns the commit SHA Konflux keys on."""
-    import git
-
-    from indexflow import gitops
-
     repo = git.Repo(repo_dir)
     repo.git.checkout("-B", branch)
     sha = gitops.commit_all(repo, message, author[0], author[1])
@@ -46,29 +43,28 @@ def commit_and_push(repo_dir: Path, branch: str, url: str, token: str, message: 
 
 @task(name="open merge request", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
-def open_merge_request(mrs, source_branch: str, target_branch: str, request_id: str):  # noqa: ANN001, ANN201
+def open_merge_request(mrs: MergeRequests, source_branch: str, target_branch: str, request_id: str) -> gitlab_mr.MR:
     return mrs.open(source_branch, target_branch, request_id)
 
 
 @task(name="merge merge request", cache_policy=NO_CACHE)
-def merge_merge_request(mrs, iid: int) -> str:  # noqa: ANN001 - gitlab_mr.MergeRequests retries itself
+def merge_merge_request(mrs: MergeRequests, iid: int) -> str:
+    """No task retries: `MergeRequests.merge` retries itself, and asks GitLab whether a lost answer merged it."""
     return mrs.merge(iid)
 
 
 @task(name="close merge request", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
-def close_merge_request(mrs, iid: int) -> None:  # noqa: ANN001
+def close_merge_request(mrs: MergeRequests, iid: int) -> None:
     mrs.close(iid)
 
 
 def branch_record(url: str, branch: str, token: str) -> Record:
     """Taken before the push: the feature branch's commit, if it existed (the undo deletes it only if not)."""
-    from indexflow import gitops
-
     return Record(BRANCH, branch, gitops.remote_branch_sha(url, branch, token))
 
 
-def mr_record(mrs, branch: str) -> Record:  # noqa: ANN001 - gitlab_mr.MergeRequests
+def mr_record(mrs: MergeRequests, branch: str) -> Record:
     """Taken before opening: an MR already open from the branch (the undo closes one only if not)."""
     mr = mrs.find_open(branch)
     return Record(MR, branch, str(mr.iid) if mr else None)
@@ -78,6 +74,4 @@ def mr_record(mrs, branch: str) -> Record:  # noqa: ANN001 - gitlab_mr.MergeRequ
       retry_condition_fn=transient_only)
 def delete_branch(url: str, branch: str, token: str) -> None:
     """A closed MR's branch is of no further use (IIB leaves it behind; we tidy up)."""
-    from indexflow import gitops
-
     gitops.delete_remote_branch(url, branch, token)

@@ -14,8 +14,10 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from kubernetes_asyncio.client import CustomObjectsApi
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect_kubernetes.credentials import KubernetesCredentials
 
 from indexflow import konflux
 from indexflow.errors import PublishError
@@ -50,7 +52,7 @@ class _Watch:
                             f"{_seconds(timeout)} seconds")
 
 
-async def _read(api, namespace: str, watch: _Watch, call_timeout: float) -> dict | None:  # noqa: ANN001
+async def _read(api: CustomObjectsApi, namespace: str, watch: _Watch, call_timeout: float) -> dict | None:
     """The run of the commit (found by label first, then by name); None while there is none."""
     if watch.name is None:
         pr = await konflux.find_pipelinerun(api, namespace, watch.sha, call_timeout)
@@ -60,7 +62,7 @@ async def _read(api, namespace: str, watch: _Watch, call_timeout: float) -> dict
     return await konflux.get_pipelinerun(api, namespace, watch.name, call_timeout)
 
 
-async def _poll(api, namespace: str, watch: _Watch, interval: float, deadline: float,  # noqa: ANN001
+async def _poll(api: CustomObjectsApi, namespace: str, watch: _Watch, interval: float, deadline: float,
                 api_timeout: float) -> str:
     while True:
         call_timeout = max(0.1, min(api_timeout, deadline - time.monotonic()))
@@ -87,8 +89,8 @@ async def _poll(api, namespace: str, watch: _Watch, interval: float, deadline: f
         await asyncio.sleep(interval)
 
 
-async def wait_for_image(credentials, namespace: str, sha: str, interval: float, timeout: float,  # noqa: ANN001
-                         log: Callable[[str], None], api_timeout: float = konflux.API_TIMEOUT) -> str:
+async def wait_for_image(credentials: KubernetesCredentials | None, namespace: str, sha: str, interval: float,
+                         timeout: float, log: Callable[[str], None], api_timeout: float = konflux.API_TIMEOUT) -> str:
     """IMAGE_URL of the PipelineRun of `sha`; raises PublishError on failure or after `timeout`.
 
     Transient API failures (5xx, 429, timeouts of one call, dropped connections) are logged and
@@ -115,7 +117,8 @@ def _run(coro: Coroutine[Any, Any, str]) -> str:
 
 
 @task(name="wait for Konflux build", cache_policy=NO_CACHE)
-def wait_for_build(kubernetes, namespace: str, sha: str, interval: float, timeout: float) -> str:  # noqa: ANN001
+def wait_for_build(kubernetes: KubernetesCredentials | None, namespace: str, sha: str, interval: float,
+                   timeout: float) -> str:
     """Sensor: poll the Konflux PipelineRun of commit `sha` until it ends; returns its IMAGE_URL."""
     logger = get_run_logger()
     return _run(wait_for_image(kubernetes, namespace, sha, interval, timeout, logger.info))

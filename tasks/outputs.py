@@ -15,19 +15,17 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from indexflow.errors import PublishError, RegistryError
+from indexflow.registry.client import RegistryClient
+from indexflow.registry.refs import ImageRef
 
 
-def current_digest(client, pullspec: str) -> str | None:  # noqa: ANN001 - RegistryClient
+def current_digest(client: RegistryClient, pullspec: str) -> str | None:
     """The digest a tag points at now, or None when the tag does not exist."""
-    from indexflow.registry.refs import ImageRef
-
     return client.find_digest(ImageRef.parse(pullspec))
 
 
-def undo_tag_write(client, pullspec: str, old_digest: str | None) -> Callable[[], bool]:  # noqa: ANN001
+def undo_tag_write(client: RegistryClient, pullspec: str, old_digest: str | None) -> Callable[[], bool]:
     """The action that puts `pullspec` back where it was; returns False when nothing had changed."""
-    from indexflow.registry.refs import ImageRef
-
     ref = ImageRef.parse(pullspec)
 
     def undo() -> bool:
@@ -35,7 +33,7 @@ def undo_tag_write(client, pullspec: str, old_digest: str | None) -> Callable[[]
         if now == old_digest:
             return False
         if old_digest:
-            client.copy(ref.with_tag(None).with_digest(old_digest), ref)
+            client.copy(ref.pinned(old_digest), ref)
         else:
             client.delete_tag(ref)
         return True
@@ -44,10 +42,8 @@ def undo_tag_write(client, pullspec: str, old_digest: str | None) -> Callable[[]
 
 
 @task(name="copy built index to output", cache_policy=NO_CACHE)
-def copy_image(client, source: str, destination: str) -> str:  # noqa: ANN001
+def copy_image(client: RegistryClient, source: str, destination: str) -> str:
     """One `copy --all` (the client already retries transient registry errors per request)."""
-    from indexflow.registry.refs import ImageRef
-
     try:
         return client.copy(ImageRef.parse(source), ImageRef.parse(destination))
     except RegistryError as exc:
@@ -55,10 +51,8 @@ def copy_image(client, source: str, destination: str) -> str:  # noqa: ANN001
 
 
 @task(name="overwrite target index", cache_policy=NO_CACHE)
-def overwrite_target(client, output: str, target_index: str, digest_at_start: str) -> str:  # noqa: ANN001
+def overwrite_target(client: RegistryClient, output: str, target_index: str, digest_at_start: str) -> str:
     """Copy the output over the target, but only if nobody moved the target since step 1."""
-    from indexflow.registry.refs import ImageRef
-
     if current_digest(client, target_index) != digest_at_start:
         raise PublishError("The supplied from_index image changed during the IIB request. "
                            "Please resubmit the request.")

@@ -14,6 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from indexflow.merge import plan
 from indexflow.merge.params import MergeRequest
+from indexflow.registry.client import RegistryClient
+from indexflow.registry.refs import ImageRef
 from tasks.retry import transient_only
 
 
@@ -35,26 +37,17 @@ class Prepared:
         return self.effective.ocp_version
 
 
-def pinned(ref, digest: str):  # noqa: ANN001, ANN201 - ImageRef in, ImageRef out
-    """`repository@digest` (IIB's resolved form): the tag is dropped so strings compare by digest."""
-    return ref.with_tag(None).with_digest(digest)
-
-
-def _index_info(client, pullspec: str) -> plan.IndexInfo:  # noqa: ANN001 - RegistryClient
-    from indexflow.registry.refs import ImageRef
-
+def _index_info(client: RegistryClient, pullspec: str) -> plan.IndexInfo:
     ref = ImageRef.parse(pullspec)
-    resolved = pinned(ref, client.resolve(ref))
+    resolved = ref.pinned(client.resolve(ref))
     return plan.IndexInfo.from_labels(pullspec, str(resolved), client.labels(resolved), client.arches(resolved))
 
 
 @task(name="resolve index images", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
-def resolve_indexes(client, target_client, req: MergeRequest, binary_image_config: dict,  # noqa: ANN001
-                    less_arches_allowed: list[str]) -> Prepared:
+def resolve_indexes(client: RegistryClient, target_client: RegistryClient, req: MergeRequest,
+                    binary_image_config: dict, less_arches_allowed: list[str]) -> Prepared:
     """Digests, delivery labels and arches of source and target; then binary image and arches."""
-    from indexflow.registry.refs import ImageRef
-
     source = _index_info(client, req.source_from_index)
     target = _index_info(target_client, req.target_index) if req.target_index else None
     effective = target or source
@@ -64,7 +57,7 @@ def resolve_indexes(client, target_client, req: MergeRequest, binary_image_confi
     if binary == "scratch":
         return Prepared(source, target, scope, binary, "scratch", ["amd64"])
     bref = ImageRef.parse(binary)
-    bresolved = str(pinned(bref, client.resolve(bref)))
+    bresolved = str(bref.pinned(client.resolve(bref)))
     arches = plan.build_arches(index_arches, client.arches(ImageRef.parse(bresolved)), binary,
                                less_arches_allowed)
     return Prepared(source, target, scope, binary, bresolved, arches)

@@ -18,15 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prefect import Flow, runtime
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Crashed
+from prefect.logging.loggers import flow_run_logger
+from prefect.states import Crashed, State
 
+from blocks.settings import MergeSettings
+from indexflow import gitops
 from indexflow.errors import IndexflowError, LockError, PublishError
 from indexflow.journal import COMPLETED, FORWARD, MERGING, ROLLED_BACK, Journal
+from indexflow.merge.params import MergeRequest
 from tasks import journal as store
 from tasks.lock import HeldLock, held_lock, release_lease
+from tasks.report import result_lines
 from tasks.rollback import Remotes, logger, rollback, undo_record
+from tasks.session import Session, open_session
 
 ALIVE_STATES = {"RUNNING", "PENDING", "SCHEDULED", "PAUSED", "CANCELLING"}
 HOOK_DONE = "crash repair:"  # how the hook's outcome starts in the run's logs
@@ -89,8 +97,6 @@ def _forward(journal: Journal, remotes: Remotes) -> Repair:
         remotes.mrs.merge(journal.mr_iid)
         result["mr_state"], detail = "merged", f"merged merge request !{journal.mr_iid}"
     else:
-        from indexflow import gitops
-
         remotes.mrs.close(journal.mr_iid)
         gitops.delete_remote_branch(remotes.git_url, journal.branch, remotes.git_token)
         result["mr_state"], detail = "closed", f"closed merge request !{journal.mr_iid} and deleted {journal.branch}"
@@ -147,41 +153,35 @@ def remove_workdir(journal: Journal) -> None:
         shutil.rmtree(journal.workdir, ignore_errors=True)
 
 
-def remotes(session: Any, git_url: str) -> Remotes:
+def remotes(session: Session, git_url: str) -> Remotes:
     """A Session's clients as undo/finish needs them."""
     return Remotes(session.registry, session.target_registry, git_url, session.git_token,
                    session.merge_requests(git_url))
 
 
-def new_journal(session: Any, req: Any, git_url: str, lock: HeldLock, branch: str) -> Journal:
+def new_journal(session: Session, req: MergeRequest, git_url: str, lock: HeldLock, branch: str) -> Journal:
     """The journal of a request about to publish (nothing written yet)."""
-    from prefect.runtime import flow_run
-
     return Journal(request_id=req.request_id, settings_block=block_name(session.settings), git_url=git_url,
-                   locks=list(lock.names), lease_id=str(lock.lease_id), flow_run_id=flow_run.get_id(),
+                   locks=list(lock.names), lease_id=str(lock.lease_id), flow_run_id=runtime.flow_run.get_id(),
                    workdir=str(session.workdir), branch=branch)
 
 
-def block_name(settings: Any) -> str:
+def block_name(settings: MergeSettings) -> str:
     """The MergeSettings block a later repair loads (the settings object came from it)."""
     return getattr(settings, "_block_document_name", None) or "indexflow"
 
 
-def resume(session: Any, request_id: str) -> dict[str, Any] | None:
+def resume(session: Session, request_id: str) -> dict[str, Any] | None:
     """Before a run builds anything: settle an earlier attempt of the same request.
 
     Returns the earlier attempt's outputs when it completed (now or by rolling forward): the re-run
     then ends with them and writes nothing. An attempt rolled back leaves a fresh start (None)."""
-    from prefect.runtime import flow_run
-
-    from tasks.report import result_lines
-
     journal = store.load(request_id)
     if journal is None or journal.phase == ROLLED_BACK:
         return None
     if journal.is_open:
         done = settle(journal, remotes(session, journal.git_url), session.settings.lock_timeout_seconds,
-                      flow_run.get_id())
+                      runtime.flow_run.get_id())
         if done is None:  # its writer is alive, or another repairer was first: its result decides
             journal = store.load(request_id) or journal
             if journal.is_open:
@@ -199,12 +199,8 @@ def resume(session: Any, request_id: str) -> dict[str, Any] | None:
     return {**journal.result, "lines": result_lines(journal.result)}
 
 
-def open_for_repair(settings_block: str, request_id: str) -> Any:  # noqa: ANN401 - tasks.session.Session
+def open_for_repair(settings_block: str, request_id: str) -> Session:
     """A Session from the journal's settings block (no overwrite token: the registry credentials are used)."""
-    from blocks.settings import MergeSettings
-    from indexflow.merge.params import MergeRequest
-    from tasks.session import open_session
-
     return open_session(MergeSettings.load(settings_block), MergeRequest(source_from_index="",
                                                                           request_id=f"repair-{request_id}"))
 
@@ -218,13 +214,11 @@ def settle_for_repair(journal: Journal, lock_timeout: float, current_run: str | 
         session.close()
 
 
-def repair_hook(flow: Any, flow_run: Any, state: Any) -> None:  # noqa: ANN401 - Prefect's hook signature
+def repair_hook(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """on_crashed / on_cancellation: undo (or finish) what the run left, while a process still can.
 
     The flow's own rollback usually did it already (the journal then is closed); this covers a run
     stopped half-way through its rollback, or killed and cancelled from the UI."""
-    from prefect.logging.loggers import flow_run_logger
-
     run_log = flow_run_logger(flow_run, flow)  # in the run's logs: the hook may run in a process of its own
     request_id = (flow_run.parameters or {}).get("request_id") or str(flow_run.id)[:8]
     try:

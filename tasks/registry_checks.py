@@ -15,33 +15,30 @@ from prefect.futures import as_completed
 from indexflow.catalog.db import BundleRecord
 from indexflow.merge.diff import chunks, unique
 from indexflow.merge.ocp import OCP_LABEL
+from indexflow.registry.client import RegistryClient
+from indexflow.registry.refs import ImageRef
+from indexflow.registry.validation import raise_for_missing, read_bundle_labels, validate_pullspecs
+from tasks.report import MergeStory
 from tasks.retry import transient_only
 
 
 @task(name="validate pullspecs chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
-def validate_chunk(client, pullspecs: list[str], concurrency: int) -> dict[str, str]:  # noqa: ANN001
+def validate_chunk(client: RegistryClient, pullspecs: list[str], concurrency: int) -> dict[str, str]:
     """pullspec -> reason for the ones that do not exist (empty when all do)."""
-    from indexflow.registry.validation import validate_pullspecs
-
     return validate_pullspecs(client, pullspecs, concurrency=concurrency)
 
 
 @task(name="read bundle labels chunk", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
-def labels_chunk(client, pullspecs: list[str], concurrency: int) -> dict[str, dict]:  # noqa: ANN001
-    from indexflow.registry.validation import read_bundle_labels
-
+def labels_chunk(client: RegistryClient, pullspecs: list[str], concurrency: int) -> dict[str, dict]:
     return read_bundle_labels(client, pullspecs, concurrency=concurrency)
 
 
 @task(name="resolve deprecation list", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
-def resolve_deprecations(client, pullspecs: list[str]) -> list[str]:  # noqa: ANN001
+def resolve_deprecations(client: RegistryClient, pullspecs: list[str]) -> list[str]:
     """Each entry as `repository@digest` (a manifest list counts by its first manifest, like IIB)."""
-    from indexflow.registry.refs import ImageRef
-    from tasks.prepare import pinned
-
     out = []
     for text in pullspecs:
         ref = ImageRef.parse(text)
@@ -49,7 +46,7 @@ def resolve_deprecations(client, pullspecs: list[str]) -> list[str]:  # noqa: AN
         digest = manifest.digest
         if manifest.json.get("manifests"):
             digest = manifest.json["manifests"][0]["digest"]
-        out.append(str(pinned(ref, digest)))
+        out.append(str(ref.pinned(digest)))
     return out
 
 
@@ -67,10 +64,9 @@ def _split(items: Sequence[str], parts: int) -> list[list[str]]:
     return chunks(list(items), size)
 
 
-def validate_all(client, pullspecs: Sequence[str], parts: int, concurrency: int, story) -> None:  # noqa: ANN001
+def validate_all(client: RegistryClient, pullspecs: Sequence[str], parts: int, concurrency: int,
+                 story: MergeStory) -> None:
     """Every unique pullspec checked; ALL missing ones reported in one error."""
-    from indexflow.registry.validation import raise_for_missing
-
     items = unique(pullspecs)
     futures = [validate_chunk.submit(client, c, per_chunk(concurrency)) for c in _split(items, parts)]
     missing: dict[str, str] = {}
@@ -83,7 +79,7 @@ def validate_all(client, pullspecs: Sequence[str], parts: int, concurrency: int,
         raise_for_missing(missing)
 
 
-def labels_and_deprecations(client, source: list[BundleRecord], target: list[BundleRecord],  # noqa: ANN001
+def labels_and_deprecations(client: RegistryClient, source: list[BundleRecord], target: list[BundleRecord],
                             deprecation_list: Sequence[str], parts: int,
                             concurrency: int) -> tuple[dict[str, str | None], list[str]]:
     """OCP labels of source + target bundles (cached by digest) and the resolved deprecation list."""

@@ -15,6 +15,9 @@ from typing import Any
 
 from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
                                create_table_artifact, update_progress_artifact)
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.context import get_run_context
 from prefect.logging import get_run_logger
 
 from indexflow.catalog.db import BundleRecord
@@ -248,10 +251,6 @@ def image_link(pullspec: str, insecure_hosts: Sequence[str]) -> str:
 
 def result_artifact(story: MergeStory, result: dict) -> None:
     """The result dict itself in the API (`type: result`): REST clients read it without the result storage."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import ArtifactCreate
-    from prefect.context import get_run_context
-
     data = {k: v for k, v in result.items() if k != "lines"}
     with get_client(sync_client=True) as client:
         client.create_artifact(ArtifactCreate(

@@ -10,6 +10,12 @@ is not an IndexflowError is a bug and is not retried.
 
 from __future__ import annotations
 
+from typing import Any
+
+from prefect import Task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+
 from indexflow.errors import IndexflowError
 
 
@@ -18,7 +24,8 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, IndexflowError) and exc.transient
 
 
-def transient_only(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+def transient_only(task: Task[..., Any], task_run: TaskRun, state: State) -> bool:
+    """Prefect's `retry_condition_fn`: retry the failed task run only when its error is transient."""
     try:
         state.result()
     except Exception as exc:  # the task's own failure, re-raised by result()

@@ -8,19 +8,25 @@ each write (tasks/journal.py), so a later process can undo or finish what a kill
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
 
+from indexflow import gitops
 from indexflow.errors import IndexflowError
+from indexflow.gitlab_mr import MergeRequests
 from indexflow.journal import (BRANCH, MR, ROLLBACK_INCOMPLETE, ROLLBACK_INCOMPLETE_EVENT, ROLLED_BACK,
                                ROLLING_BACK, Journal, Record)
+from indexflow.registry.client import RegistryClient
 from tasks import journal as store
+from tasks.outputs import undo_tag_write
 
 
 @dataclass
@@ -50,7 +56,7 @@ class Compensations:
         return len(self.journal.live())
 
 
-def logger():  # noqa: ANN201 - a logger or a run logger adapter
+def logger() -> logging.Logger | logging.LoggerAdapter:
     """The run's logger inside a flow or task run; else (CLI, hooks) the plain indexflow logger."""
     try:
         return get_run_logger()
@@ -62,18 +68,15 @@ def logger():  # noqa: ANN201 - a logger or a run logger adapter
 class Remotes:
     """What undoing a journal needs: the registry clients and Git/GitLab access (from a Session)."""
 
-    registry: Any  # RegistryClient
-    target_registry: Any  # RegistryClient carrying the overwrite token, when the run had one
+    registry: RegistryClient
+    target_registry: RegistryClient  # carries the overwrite token, when the run had one
     git_url: str
     git_token: str
-    mrs: Any  # gitlab_mr.MergeRequests
+    mrs: MergeRequests
 
 
 def undo_record(rec: Record, remotes: Remotes) -> bool:
     """Put one target back as it was before the request; False when it already is."""
-    from indexflow import gitops
-    from tasks.outputs import undo_tag_write
-
     if rec.kind == BRANCH:
         if rec.before is not None or gitops.remote_branch_sha(remotes.git_url, rec.target, remotes.git_token) is None:
             return False
@@ -121,8 +124,6 @@ def rollback(journal: Journal, undo: Callable[[Record], bool]) -> tuple[list[str
 def rollback_incomplete_event(journal: Journal, failed: list[str]) -> None:
     """Tell whoever listens (the notification automation `indexflow setup` creates) that a request
     left writes nobody could undo: a person has to look."""
-    from prefect.events import emit_event
-
     related = ([{"prefect.resource.id": f"prefect.flow-run.{journal.flow_run_id}",
                  "prefect.resource.role": "flow-run"}] if journal.flow_run_id else [])
     emit_event(event=ROLLBACK_INCOMPLETE_EVENT,

@@ -10,25 +10,32 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gitlab
+from prefect_gitlab import GitLabCredentials
+from prefect_kubernetes.credentials import KubernetesCredentials
+
+from blocks.registry_auth import registry_auth
 from blocks.settings import MergeSettings
 from indexflow import redact, workdirs
+from indexflow.gitlab_mr import MergeRequests, gitlab_client
 from indexflow.merge.params import MergeRequest
+from indexflow.registry.artifacts import IndexDbArtifacts
+from indexflow.registry.client import RegistryClient
+from indexflow.registry.refs import ImageRef
 
 
 @dataclass
 class Session:
     settings: MergeSettings
     workdir: Path
-    registry: object  # RegistryClient (IIB's credentials)
-    target_registry: object  # RegistryClient that also carries the overwrite token
-    artifacts: object  # IndexDbArtifacts
-    gitlab: object  # gitlab.Gitlab
+    registry: RegistryClient  # IIB's credentials
+    target_registry: RegistryClient  # also carries the overwrite token (the same client without one)
+    artifacts: IndexDbArtifacts
+    gitlab: gitlab.Gitlab
     git_token: str = field(repr=False)
-    kubernetes: object  # KubernetesCredentials
+    kubernetes: KubernetesCredentials
 
-    def merge_requests(self, repo_url: str):  # noqa: ANN201 - gitlab_mr.MergeRequests
-        from indexflow.gitlab_mr import MergeRequests
-
+    def merge_requests(self, repo_url: str) -> MergeRequests:
         return MergeRequests(self.gitlab, repo_url)
 
     def close(self) -> None:
@@ -39,14 +46,6 @@ class Session:
 
 def open_session(settings: MergeSettings, req: MergeRequest) -> Session:
     """Clients for the registry (with the overwrite token for the target), artifacts, GitLab, Konflux."""
-    from prefect_gitlab import GitLabCredentials
-    from prefect_kubernetes.credentials import KubernetesCredentials
-
-    from blocks.registry_auth import registry_auth
-    from indexflow.registry.artifacts import IndexDbArtifacts
-    from indexflow.registry.client import RegistryClient
-    from indexflow.registry.refs import ImageRef
-
     workdirs.sweep()  # dead runs' temp dirs (a killed run never removes its own)
     workdir = workdirs.make(req.request_id)
     auth = registry_auth(settings.registry_auth_secret)
@@ -59,8 +58,6 @@ def open_session(settings: MergeSettings, req: MergeRequest) -> Session:
     artifacts = IndexDbArtifacts(registry, settings.index_db_artifact_registry,
                                  template=settings.index_db_artifact_template,
                                  tag_template=settings.index_db_artifact_tag_template)
-    from indexflow.gitlab_mr import gitlab_client
-
     gl_creds = GitLabCredentials.load(settings.gitlab_credentials)
     git_token = gl_creds.token.get_secret_value()
     kubernetes = KubernetesCredentials.load(settings.kubernetes_credentials)
@@ -69,7 +66,7 @@ def open_session(settings: MergeSettings, req: MergeRequest) -> Session:
                    git_token, kubernetes)
 
 
-def _remember_secrets(git_token: str, kubernetes: object) -> None:
+def _remember_secrets(git_token: str, kubernetes: KubernetesCredentials) -> None:
     """The run's redaction step learns the GitLab token and the kubeconfig's credentials."""
     redact.remember(git_token)
     cluster = getattr(kubernetes, "cluster_config", None)

@@ -91,6 +91,10 @@ class ImageRef:
     def with_tag(self, tag: str | None) -> "ImageRef":
         return replace(self, tag=tag)
 
+    def pinned(self, digest: str) -> "ImageRef":
+        """`repository@digest` (IIB's resolved form): the tag is dropped so strings compare by digest."""
+        return replace(self, tag=None, digest=digest)
+
     def in_repository(self, repository: str) -> "ImageRef":
         """Same registry, another repository, no tag or digest (for blob operations)."""
         return ImageRef(self.registry, repository)
