@@ -221,15 +221,18 @@ def _replaces_chain(ch: Channel) -> Node | None:
     if err:
         return err
     skipped = {s for b in ch.bundles.values() for s in b.skips}
-    chain_from: dict[str, list[str]] = {}
+    # walked[i] is the i-th step's `replaces`; a bundle first reached before step k has the path
+    # [name] + walked[k:] (one list, not a copy per bundle: semver channels are thousands long)
+    walked: list[str] = []
+    first_step: dict[str, int] = {}
     on_chain = {head}
     cur = ch.bundles.get(head)
     while cur is not None:
-        chain_from.setdefault(cur.name, [cur.name])
-        for path in chain_from.values():
-            path.append(cur.replaces)
+        first_step.setdefault(cur.name, len(walked))
+        walked.append(cur.replaces)
         if cur.replaces in on_chain:
-            return Node("detected cycle in replaces chain of upgrade graph: " + " -> ".join(chain_from[cur.replaces]))
+            cycle = [cur.replaces] + walked[first_step[cur.replaces]:]
+            return Node("detected cycle in replaces chain of upgrade graph: " + " -> ".join(cycle))
         on_chain.add(cur.replaces)
         if cur.replaces in skipped:
             break

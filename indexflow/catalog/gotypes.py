@@ -76,7 +76,7 @@ def blob_error(schema: str, blob: dict) -> str | None:
 def property_error(typ: str, value: Any) -> str | None:
     """Go's decode error for a property value of a known type that does not fit its struct, or None."""
     shape = _PROPERTY_SHAPES.get(typ)
-    if shape is None:
+    if shape is None or _fits(shape)(value):  # the common case, without building field paths
         return None
     try:
         _check(value, shape, "", "")
