@@ -23,14 +23,10 @@ import fnmatch
 import json
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
-from indexflow.catalog.fastyaml import YamlLimitError, check_limits
 from indexflow.catalog.limits import max_file_bytes
 from indexflow.errors import CatalogError
 
@@ -144,6 +140,8 @@ def read_bytes(path: Path, shown: str, limit: int | None = None) -> bytes:
 def write_fresh(path: Path, data: bytes) -> None:
     """Write `data` as a new file and rename it over `path`: whatever entry `path` was (a link
     included) is replaced, never written through."""
+    import tempfile  # only writers need it: `fbc validate`'s start-up does not pay for it
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".indexflow-")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -299,9 +297,15 @@ def _json_documents(text: str) -> Iterator[Any]:
 
 
 def _yaml(text: str) -> Any:
+    """One YAML document; PyYAML is imported here, so a JSON catalog (what migrate writes) never
+    pays its import in `fbc validate`'s start-up."""
+    import yaml
+
+    from indexflow.catalog.fastyaml import YamlLimitError, check_limits
+
     try:
         check_limits(text)
-        return yaml.load(text, Loader=_SAFE)
+        return yaml.load(text, Loader=yaml.SafeLoader)  # what validate always used: its error texts are opm's
     except YamlLimitError as exc:
         raise Invalid(f"error converting YAML to JSON: {exc}") from None
     except RecursionError:
@@ -309,5 +313,3 @@ def _yaml(text: str) -> Any:
     except yaml.YAMLError as exc:
         raise Invalid(f"error converting YAML to JSON: {str(exc).splitlines()[0]}") from None
 
-
-_SAFE = yaml.SafeLoader  # what validate always used: its error texts are compared with opm's
