@@ -23,6 +23,11 @@ class Raw(str):
     """JSON text that must be emitted verbatim (only whitespace between tokens changes)."""
 
 
+class Properties(list):
+    """A blob's `properties` as (type, raw JSON value) pairs: rendered without a dict per property
+    (a catalog has tens of thousands), each block cached (gvk and package values repeat)."""
+
+
 @functools.lru_cache(maxsize=65536)
 def compact_raw(text: str) -> str:
     """Go json.Compact without HTML escaping: drop whitespace outside strings."""
@@ -41,6 +46,8 @@ def compact(obj: Any) -> str:
     """Compact JSON of dicts (insertion order), lists, strings, ints, bools and Raw values."""
     if isinstance(obj, Raw):
         return compact_raw(obj)
+    if isinstance(obj, Properties):
+        return "[" + ",".join('{"type":' + go_string(t) + ',"value":' + compact_raw(v) + "}" for t, v in obj) + "]"
     if isinstance(obj, str):
         return go_string(obj)
     if isinstance(obj, dict):
@@ -85,12 +92,26 @@ def indent(text: str, depth: int = 0, unit: str = "    ") -> str:
     return "".join(out)
 
 
-def _raw_pretty(raw: Raw, depth: int) -> str:
+def _raw_pretty(raw: str, depth: int) -> str:
     """Indent a raw value; the common `{"data":"<base64>"}` bundle object skips tokenising."""
     if raw.startswith('{"data":"') and raw.endswith('"}') and raw.count('"') == 4:
         pad = "    " * depth
         return '{\n' + pad + '    "data": ' + raw[8:-1] + "\n" + pad + "}"
     return indent(raw, depth)
+
+
+def _property(typ: str, value: str, depth: int) -> str:
+    """One property object at `depth`; big values (bundle objects) are unique: never cached."""
+    return (_small_property if len(value) < 1024 else _property_text)(typ, value, depth)
+
+
+def _property_text(typ: str, value: str, depth: int) -> str:
+    pad = "\n" + "    " * (depth + 1)
+    return ("{" + pad + '"type": ' + go_string(typ) + "," + pad + '"value": ' + _raw_pretty(value, depth + 1)
+            + "\n" + "    " * depth + "}")
+
+
+_small_property = functools.lru_cache(maxsize=65536)(_property_text)
 
 
 def _flat(obj: dict, depth: int) -> str:
@@ -105,6 +126,9 @@ def _pretty(obj: Any, depth: int, out: list[str]) -> None:
     """Indented JSON written directly (what indent(compact(obj)) gives, without re-tokenising)."""
     if isinstance(obj, Raw):
         out.append(_raw_pretty(obj, depth))
+    elif isinstance(obj, Properties) and obj:
+        pad = "\n" + "    " * (depth + 1)
+        out.append("[" + pad + ("," + pad).join(_property(t, v, depth + 1) for t, v in obj) + "\n" + "    " * depth + "]")
     elif isinstance(obj, dict) and obj and all(isinstance(v, str) for v in obj.values()):
         out.append(_flat(obj, depth))
     elif isinstance(obj, (dict, list, tuple)) and obj:

@@ -25,7 +25,7 @@ from typing import Iterator
 from indexflow.catalog import fbcmodel
 from indexflow.catalog.csvmeta import csv_metadata
 from indexflow.catalog.db import SCHEMA_VERSION, check_index_db, connect_ro, db_error, upgrade_copy
-from indexflow.catalog.fbcwrite import Raw, blob_json, blob_yaml, compact_raw
+from indexflow.catalog.fbcwrite import Properties, blob_json, blob_yaml, compact_raw
 from indexflow.catalog.gojson import go_json
 from indexflow.catalog.gosort import go_sort_slice
 from indexflow.catalog.limits import excerpt
@@ -107,7 +107,8 @@ def _load(con: sqlite3.Connection) -> dict[str, _Package]:
         "SELECT name, version, bundlepath, skiprange, length(bundle) > 0 FROM operatorbundle")}
     props = _rows_by_bundle(con, "properties")
     deps = _rows_by_bundle(con, "dependencies")
-    for (bundle, pkg, channel), (replaces, skips) in sorted(_records(con, meta).items()):
+    records, entries = _records(con, meta)
+    for (bundle, pkg, channel), (replaces, skips) in sorted(records.items()):
         bprops = props.get(bundle, {})
         if any(t == "olm.deprecated" for t, _ in bprops):
             continue
@@ -129,8 +130,9 @@ def _load(con: sqlite3.Connection) -> dict[str, _Package]:
             name=bundle, version=version, replaces=replaces, skips=skips, skip_range=skip_range, image=path,
             package_props=sum(t == "olm.package" for t, _ in entry.properties), has_objects=entry.has_objects)
     images = _related_image_rows(con)
+    heads = _default_heads(con, entries)
     for pkg in packages.values():
-        pkg.icon = _icon(con, pkg.model)
+        pkg.icon = _icon(pkg.model, heads.get(pkg.model.name))
         pkg.images = {name: images.get(name, []) for name in pkg.bundles}
     return packages
 
@@ -168,14 +170,19 @@ def _rows_by_bundle(con: sqlite3.Connection, table: str) -> dict[str, dict[tuple
     return out
 
 
-def _records(con: sqlite3.Connection, meta: dict) -> dict[tuple[str, str, str], tuple[str, list[str]]]:
-    """opm's ListBundles: (bundle, package, channel) -> (replaces, skips) from channel_entry.
+_Records = dict[tuple[str, str, str], tuple[str, list[str]]]
+
+
+def _records(con: sqlite3.Connection, meta: dict) -> tuple[_Records, set[tuple[str, str, str]]]:
+    """opm's ListBundles: (bundle, package, channel) -> (replaces, skips) from channel_entry; and
+    every (channel, package, bundle) that has an entry.
 
     The main chain is every entry reachable through `replaces` from the shallowest entries (the
     heads); links leaving an entry that is not on it are the synthetic skip pairs.
     """
     rows = con.execute("SELECT entry_id, channel_name, package_name, operatorbundle_name, replaces, depth "
                        "FROM channel_entry").fetchall()
+    entries = {(r[1], r[2], r[3]) for r in rows}
     by_id = {r[0]: r for r in rows}
     top = min((r[5] for r in rows if r[5] is not None), default=None)
     main: set[int] = set()
@@ -199,7 +206,7 @@ def _records(con: sqlite3.Connection, meta: dict) -> dict[tuple[str, str, str], 
         keys.add(key)
         if target in by_id:
             (replaces if eid in main else skips)[key].add(by_id[target][3])
-    return {k: (max(replaces[k]) if replaces[k] else "", sorted(skips[k])) for k in keys}
+    return {k: (max(replaces[k]) if replaces[k] else "", sorted(skips[k])) for k in keys}, entries
 
 
 def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[str, str]]:
@@ -265,13 +272,18 @@ def _html_str(value: object) -> str:
 
 
 
-def _icon(con: sqlite3.Connection, pkg: fbcmodel.Package) -> dict | None:
+def _default_heads(con: sqlite3.Connection, entries: set[tuple[str, str, str]]) -> dict[str, tuple]:
+    """package -> (head bundle, its CSV) of the default channel, when the head has an entry there.
+
+    One query for all packages: channel_entry has no index, so a query per package scanned it each time."""
+    rows = con.execute("SELECT p.name, c.name, ob.name, ob.csv FROM package p JOIN channel c "
+                       "ON c.package_name = p.name AND c.name = p.default_channel "
+                       "JOIN operatorbundle ob ON c.head_operatorbundle_name = ob.name")
+    return {pkg: (head, csv) for pkg, channel, head, csv in rows if (channel, pkg, head) in entries}
+
+
+def _icon(pkg: fbcmodel.Package, row: tuple | None) -> dict | None:
     """Icon of the default channel head's CSV, re-encoded like opm (bad base64 -> no icon)."""
-    row = con.execute(
-        "SELECT ob.name, ob.csv FROM channel c JOIN operatorbundle ob ON c.head_operatorbundle_name = ob.name "
-        "JOIN channel_entry ce ON ce.channel_name = c.name AND ce.package_name = c.package_name "
-        "AND ce.operatorbundle_name = ob.name WHERE c.package_name = ? AND c.name = ? LIMIT 1",
-        (pkg.name, pkg.default_channel)).fetchone()
     if row is None:  # opm v1.73 panics here (nil default channel); say which package instead
         raise CatalogError(f'package "{pkg.name}" has no usable default channel: "{pkg.default_channel}" is not '
                            f"one of its channels [{' '.join(sorted(pkg.channels))}]")
@@ -365,7 +377,7 @@ def _bundle_blob(b: _Bundle, objects: list[str], images: list[str], level: str |
         extra = sorted({("olm.bundle.object", '{"data":"' + base64.b64encode(o.encode()).decode() + '"}')
                         for o in objects})  # identical manifests collapse, like any duplicate property
     blob: dict = {"schema": "olm.bundle", "name": b.name, "package": b.package, "image": b.image,
-                  "properties": [{"type": t, "value": Raw(v)} for t, v in props + extra]}
+                  "properties": Properties(props + extra)}
     related = _related_images(csv, images)
     if related:
         blob["relatedImages"] = related
