@@ -104,9 +104,12 @@ def _build_fits(shape: Any) -> Callable[[Any], bool]:
         return lambda v: v is None or (type(v) is str and _base64_ok(v))
     if shape[0] == "list":
         item = _fits(shape[1])
-        return lambda v: v is None or (type(v) is list and all(item(x) for x in v))
-    fields = {k: _fits(sub) for k, sub in shape[2].items()}
-    lower = {k.lower(): f for k, f in fields.items()}
+        return lambda v: v is None or (type(v) is list and all(map(item, v)))
+    # string and raw fields (most of them) are checked inline: a call per field is the cost here
+    strings = {k for k, sub in shape[2].items() if sub == "string"}
+    free = {k for k, sub in shape[2].items() if sub == "raw"}
+    fields = {k: _fits(sub) for k, sub in shape[2].items() if k not in strings and k not in free}
+    lower = {k.lower(): _fits(sub) for k, sub in shape[2].items()}
 
     def fits_struct(v: Any) -> bool:
         if v is None:
@@ -114,9 +117,16 @@ def _build_fits(shape: Any) -> Callable[[Any], bool]:
         if type(v) is not dict:
             return False
         for key, item in v.items():
-            check = fields.get(key) or lower.get(key.lower()) if isinstance(key, str) else None
-            if check is not None and not check(item):
-                return False
+            if key in strings:
+                if item is not None and type(item) is not str:
+                    return False
+            elif key in fields:
+                if not fields[key](item):
+                    return False
+            elif key not in free and isinstance(key, str):
+                check = lower.get(key.lower())
+                if check is not None and not check(item):
+                    return False
         return True
     return fits_struct
 
