@@ -247,6 +247,7 @@ def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[
 
 def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[dict]) -> None:
     seen: set[tuple[str, str]] = set()
+    channels_of: dict[str, list[tuple[fbcmodel.Channel, dict[str, dict]]]] = {}  # built once per package
     for blob in blobs:
         name, pkg = field_str(blob, "name"), field_str(blob, "package")
         if not pkg:
@@ -271,8 +272,10 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
         except SemverError as exc:
             raise _Invalid(f'error parsing bundle "{name}" release version "{release}": {exc}') from None
         found = False
-        for ch_name, channel in packages[pkg].channels.items():
-            entry = entries.get((pkg, ch_name), {}).get(name)
+        if pkg not in channels_of:
+            channels_of[pkg] = [(ch, entries.get((pkg, n), {})) for n, ch in packages[pkg].channels.items()]
+        for channel, channel_entries in channels_of[pkg]:
+            entry = channel_entries.get(name)
             if entry is None:
                 continue
             found = True
