@@ -114,44 +114,29 @@ def _property_text(typ: str, value: str, depth: int) -> str:
 _small_property = functools.lru_cache(maxsize=65536)(_property_text)
 
 
-def _flat(obj: dict, depth: int) -> str:
-    """An object whose values are all strings (properties, relatedImages, most entries)."""
-    pad = "\n" + "    " * (depth + 1)
-    body = ("," + pad).join(go_string(k) + ": " + (_raw_pretty(v, depth + 1) if isinstance(v, Raw) else go_string(v))
-                            for k, v in obj.items())
-    return "{" + pad + body + "\n" + "    " * depth + "}"
-
-
-def _pretty(obj: Any, depth: int, out: list[str]) -> None:
-    """Indented JSON written directly (what indent(compact(obj)) gives, without re-tokenising)."""
+def _pretty(obj: Any, depth: int) -> str:
+    """Indented JSON text (what indent(compact(obj)) gives, without re-tokenising); strings, the
+    most common value, are tested first by exact type."""
+    if type(obj) is str:
+        return go_string(obj)
     if isinstance(obj, Raw):
-        out.append(_raw_pretty(obj, depth))
-    elif isinstance(obj, Properties) and obj:
-        pad = "\n" + "    " * (depth + 1)
-        out.append("[" + pad + ("," + pad).join(_property(t, v, depth + 1) for t, v in obj) + "\n" + "    " * depth + "]")
-    elif isinstance(obj, dict) and obj and all(isinstance(v, str) for v in obj.values()):
-        out.append(_flat(obj, depth))
-    elif isinstance(obj, (dict, list, tuple)) and obj:
-        pad = "\n" + "    " * (depth + 1)
-        is_dict = isinstance(obj, dict)
-        out.append("{" if is_dict else "[")
-        for i, item in enumerate(obj.items() if is_dict else obj):
-            out.append(pad if i == 0 else "," + pad)
-            if is_dict:
-                out.append(go_string(item[0]) + ": ")
-                item = item[1]
-            _pretty(item, depth + 1, out)
-        out.append("\n" + "    " * depth + ("}" if is_dict else "]"))
+        return _raw_pretty(obj, depth)
+    if not obj or not isinstance(obj, (dict, list, tuple)):
+        return compact(obj)
+    pad = "\n" + "    " * (depth + 1)
+    if isinstance(obj, Properties):
+        items = [_property(t, v, depth + 1) for t, v in obj]
+    elif isinstance(obj, dict):
+        items = [go_string(k) + ": " + _pretty(v, depth + 1) for k, v in obj.items()]
     else:
-        out.append(compact(obj))
+        items = [_pretty(v, depth + 1) for v in obj]
+    ends = "{}" if isinstance(obj, dict) else "[]"
+    return ends[0] + pad + ("," + pad).join(items) + "\n" + "    " * depth + ends[1]
 
 
 def blob_json(obj: dict) -> str:
     """One blob of a streamable catalog.json (Go Encoder.Encode: value plus newline)."""
-    out: list[str] = []
-    _pretty(obj, 0, out)
-    out.append("\n")
-    return "".join(out)
+    return _pretty(obj, 0) + "\n"
 
 
 @functools.cache
