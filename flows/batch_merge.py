@@ -19,7 +19,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 from prefect.deployments import run_deployment
-from prefect.exceptions import PrefectHTTPStatusError
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
 from prefect.states import Completed, Failed
@@ -28,6 +28,7 @@ from blocks.setup import read_yaml_file
 from indexflow.errors import IndexflowError
 
 MERGE_DEPLOYMENT = "merge-index-image/merge-index-image"
+TOKEN_SECRET = "overwrite_target_index_token_secret"
 API_RETRIES = 3
 POLL_SECONDS = 10  # one state read per entry this often: a batch of many merges stays light on the API
 ENTRY_KEYS = {"name", "source_from_index", "target_index", "deprecation_list", "binary_image",
@@ -90,8 +91,8 @@ async def run_entry(entry: Entry, deployment: str, gate: asyncio.Semaphore, time
     """One merge run, waited for; any problem becomes this entry's failed outcome, never the batch's."""
     async with gate:
         try:
-            # a token travels as its Secret block's name (the merge reads it): never a run parameter value
-            run = await _run_and_wait(entry, deployment, dict(entry.parameters), timeout_seconds)
+            params = await with_secret_reference(entry.parameters)
+            run = await _run_and_wait(entry, deployment, params, timeout_seconds)
         except Exception as exc:  # noqa: BLE001 - one entry's failure must not stop the others
             get_run_logger().error("merge %s could not run: %s", entry.name, _one_line(exc))
             return Outcome(entry.name, "failed", _one_line(exc))
@@ -100,6 +101,20 @@ async def run_entry(entry: Entry, deployment: str, gate: asyncio.Semaphore, time
         result = await merge_result(outcome.flow_run_id)
         outcome = Outcome(entry.name, outcome.state, describe(result), outcome.flow_run_id, result)
     return outcome
+
+
+async def with_secret_reference(params: dict[str, Any]) -> dict[str, Any]:
+    """The entry's parameters with the token's Secret block, named in the batch file, as the reference
+    the merge deployment takes (the run then stores that reference, never the token)."""
+    name = params.get(TOKEN_SECRET)
+    if not isinstance(name, str):
+        return dict(params)
+    async with get_client() as client:
+        try:
+            block = await client.read_block_document_by_name(name, block_type_slug="secret", include_secrets=False)
+        except ObjectNotFound:
+            raise BatchFileError(f'The Secret block "{name}" named by "{TOKEN_SECRET}" does not exist') from None
+    return {**params, TOKEN_SECRET: {"$ref": {"block_document_id": str(block.id)}}}
 
 
 async def merge_result(flow_run_id: str) -> dict[str, Any] | None:

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
+from prefect.blocks.system import Secret
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from blocks.settings import MergeSettings
-from blocks.tokens import overwrite_token
+from blocks.tokens import REFERENCE_ONLY, local_overwrite_token, overwrite_token
 from indexflow import redact
 from indexflow.errors import IndexflowError, PublishError
 from indexflow.gitlab_mr import MergeRequests, resolve_git_url
@@ -58,8 +59,7 @@ def merge_index_image(
     deprecation_list: list[str] | None = None,
     binary_image: str | None = None,
     overwrite_target_index: bool = False,
-    overwrite_target_index_token: SecretStr | None = None,
-    overwrite_target_index_token_secret: str | None = None,
+    overwrite_target_index_token_secret: Annotated[Secret | None, Field(json_schema_extra=REFERENCE_ONLY)] = None,
     distribution_scope: str | None = None,
     build_tags: list[str] | None = None,
     graph_update_mode: str | None = None,
@@ -74,8 +74,8 @@ def merge_index_image(
     """Merge the bundles of `target_index` missing from `source_from_index` into it (IIB semantics).
 
     A user or remote error ends the run Failed with one sentence (no traceback); bugs still raise.
-    Runs started through the API pass the token as the name of a Secret block
-    (`overwrite_target_index_token_secret`), since Prefect stores parameters in plain text.
+    The overwrite token is never a parameter (Prefect stores parameters in plain text): a deployment
+    run references a Secret block, `indexflow merge` hands the token over in memory (blocks/tokens.py).
 
     Args:
         source_from_index: Index image whose catalog is the base of the merge (IIB `source_from_index`).
@@ -83,8 +83,8 @@ def merge_index_image(
         deprecation_list: Bundle pullspecs to deprecate in the merged catalog (IIB `deprecation_list`).
         binary_image: The opm binary image; may be left out when the settings have a binary_image_config.
         overwrite_target_index: Copy the result over `target_index` and merge the MR (needs a token).
-        overwrite_target_index_token: `user:password` for the target's registry (local runs only).
-        overwrite_target_index_token_secret: Name of the Secret block holding that token (API and batch runs).
+        overwrite_target_index_token_secret: The Secret block holding `user:password` for the target's
+            registry (IIB `overwrite_target_index_token`); only a reference to a saved block is accepted.
         distribution_scope: prod, stage or dev; defaults to the source's label (IIB `distribution_scope`).
         build_tags: Extra tags pushed for the output image (IIB `build_tags`).
         graph_update_mode: replaces, semver or semver-skippatch (IIB `graph_update_mode`; allow-listed indexes).
@@ -103,7 +103,7 @@ def merge_index_image(
     redact.install_log_filter()
     try:
         settings = with_overrides(MergeSettings.load(settings_block), max_removed_share=max_removed_share)
-        token = overwrite_token(overwrite_target_index_token, overwrite_target_index_token_secret)
+        token = overwrite_token(overwrite_target_index_token_secret)
         redact.remember(token, (token or "").partition(":")[2])
         req = validate_request(
             {"source_from_index": source_from_index, "target_index": target_index,
@@ -377,9 +377,8 @@ def default_request_id() -> str:
     return (str(run_id) if run_id else uuid.uuid4().hex)[:8]
 
 
-def run_merge(**params: Any) -> dict[str, Any]:
-    """Entry point of `indexflow merge`: run the flow; a failed run ends in its one-sentence error."""
-    token = params.get("overwrite_target_index_token")
-    if token is not None:
-        params["overwrite_target_index_token"] = SecretStr(token)
-    return merge_index_image(**params)
+def run_merge(overwrite_target_index_token: str | None = None, **params: Any) -> dict[str, Any]:
+    """Entry point of `indexflow merge`: run the flow in this process; a failed run ends in its
+    one-sentence error. The token reaches the flow in memory, never as a run parameter."""
+    with local_overwrite_token(overwrite_target_index_token):
+        return merge_index_image(**params)

@@ -235,9 +235,9 @@ async def start_build(prefect: PrefectRest, config: ApiConfig, limits: IibApiSet
     secret = f"{ONE_TIME_SECRET_PREFIX}{build_id}-{key[:12]}" if token else None
     tags = [f"{KEY_TAG}{key}"] + ([f"{USER_TAG}{user}"] if user else [])
     try:
-        if secret:
-            await prefect.put_secret(secret, token)
-            params["overwrite_target_index_token_secret"] = secret
+        if secret:  # the run stores a reference to the block (a Secret-typed parameter), never the token
+            block_id = await prefect.put_secret(secret, token)
+            params["overwrite_target_index_token_secret"] = {"$ref": {"block_document_id": block_id}}
         run = await prefect.create_run(deployment_id, build_id, params, tags, idempotency(key, window, client_key))
     except BaseException:
         if secret:

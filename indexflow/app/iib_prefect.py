@@ -180,8 +180,8 @@ class PrefectRest:
         else:
             await self.send("POST", "/variables/", json={"name": COUNTER_VARIABLE, "value": value})
 
-    async def put_secret(self, name: str, value: str) -> None:
-        """A Secret block named `name` holding `value` (overwritten if a retry made it already)."""
+    async def put_secret(self, name: str, value: str) -> str:
+        """A Secret block named `name` holding `value` (overwritten if a retry made it already); its id."""
         block_type = await self.call("GET", "/block_types/slug/secret")
         schemas = await self.call("POST", "/block_schemas/filter",
                                   json={"block_schemas": {"block_type_id": {"any_": [block_type["id"]]}}})
@@ -192,8 +192,10 @@ class PrefectRest:
             existing = await self.call("GET", f"/block_types/slug/secret/block_documents/name/{name}")
             await self.call("PATCH", f"/block_documents/{existing['id']}",
                             json={"data": {"value": value}, "merge_existing_data": False})
-        elif response.status_code >= 400:
+            return existing["id"]
+        if response.status_code >= 400:
             raise PrefectApiError(f"the Prefect API answered {response.status_code} storing the one-time token block")
+        return response.json()["id"]
 
     async def delete_secret(self, name: str) -> None:
         """Remove a one-time block; already gone (read by its run) is fine."""

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import SecretStr
 
+from blocks.tokens import local_overwrite_token
 from flows.merge_index import merge_index_image
 from indexflow.catalog.add import add_bundles
 from indexflow.catalog.bundle import load_bundle_dir
@@ -154,7 +154,7 @@ CASES: list = [
     ("binary-image-malformed", lambda c: (c.base(binary_image="::nope::"), "::nope::")),
     ("overwrite-without-token", lambda c: (c.base(overwrite_target_index=True), "overwrite_target_index_token")),
     ("token-without-overwrite",
-     lambda c: (c.base(overwrite_target_index_token=SecretStr("u:p")), "overwrite_target_index")),
+     lambda c: (c.base(overwrite_target_index_token="u:p"), "overwrite_target_index")),
     ("distribution-scope-unknown", lambda c: (c.base(distribution_scope="galaxy"), '"distribution_scope"')),
     ("distribution-scope-widened",
      lambda c: (c.base(target_index=c.index(labels={**OK_LABELS, plan.SCOPE_LABEL: "dev"}, db=c.target_db()),
@@ -231,7 +231,8 @@ def test_bad_input_ends_in_one_sentence_and_writes_nothing(name, build, proxied_
     params, needle = build(ctx)
     before = remote_state(proxied_env)
     reset_request_logs(proxied_env)
-    state = merge_index_image(**params, return_state=True)
+    with local_overwrite_token(params.pop("overwrite_target_index_token", None)):  # as `indexflow merge`
+        state = merge_index_image(**params, return_state=True)
     writes = remote_writes(proxied_env)
     after = remote_state(proxied_env)
     assert state.is_failed(), f"{name}: the run did not fail"

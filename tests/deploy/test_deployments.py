@@ -19,15 +19,15 @@ import pytest
 import yaml
 
 from indexflow.cli import main
-from indexflow.merge.params import ONE_TIME_SECRET_PREFIX
 from indexflow.registry.refs import ImageRef
 from tests.deploy import browser
-from tests.deploy.conftest import (BIN, REPO, artifacts_of, create_run, deployment_id, merge_params, setup_file,
-                                   wait_final, write_setup_yaml)
+from tests.deploy.conftest import (BIN, REPO, artifacts_of, create_run, deployment_id, merge_params, save_secret,
+                                   secret_ref, setup_file, wait_final, write_setup_yaml)
 
 MERGE, BATCH = "merge-index-image/merge-index-image", "batch-merge/batch-merge"
 BUILDS = "/api/v1/builds"
 TOKEN = "release-bot:t0ps3cret"
+GUARD_SECRET = "deploy-guard-token"
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,11 @@ def started(deployed, sandbox, iib_api: str, tmp_path_factory: pytest.TempPathFa
     api = f"{iib_api}{BUILDS}/merge-index-image"
     runs = {
         "rest": create_run(deployed, MERGE, merge_params(sandbox, request_id="rest-1"), tags=["release-tooling"]),
-        # without ignore_bundle_ocp_version most of the demo target is unlabelled: the guard refuses
-        "guard": create_run(deployed, MERGE, merge_params(sandbox, request_id="guard-1", ignore_bundle_ocp_version=False)),
+        # without ignore_bundle_ocp_version most of the demo target is unlabelled: the guard refuses; its
+        # token is a Secret block referenced by name (the run never gets as far as using it)
+        "guard": create_run(deployed, MERGE, merge_params(
+            sandbox, request_id="guard-1", ignore_bundle_ocp_version=False, overwrite_target_index=True,
+            overwrite_target_index_token_secret=secret_ref(save_secret(deployed, GUARD_SECRET, TOKEN)))),
         "batch": create_run(deployed, BATCH, {"batch_file": str(batch_file), "max_parallel": 3}),
         "iib_ok": httpx.post(api, json=merge_params(sandbox, dry_run=True, overwrite_target_index=True,
                                                     overwrite_target_index_token=TOKEN, build_tags=["api"]),
@@ -220,7 +223,10 @@ def test_rest_triggered_merge_publishes_on_the_sandbox(started: dict, deployed, 
 def test_rest_merge_without_the_ocp_allow_list_is_refused_with_a_summary(started: dict, deployed, sandbox) -> None:  # noqa: ANN001
     done = wait_final(deployed, started["guard"]["id"])
     assert done["state"]["type"] == "FAILED"
+    # the guard speaks: the referenced Secret was loaded and its token accepted before the merge began
     assert done["state"]["message"].startswith("Refusing a destructive merge: it would drop ")
+    assert done["parameters"]["overwrite_target_index_token_secret"] == secret_ref(GUARD_SECRET)  # as stored
+    assert TOKEN not in json.dumps(done["parameters"])
     assert not sandbox.registry_client.exists(ImageRef.parse(f"{sandbox.registry_host}/iib-build:guard-1"))
     summary = artifacts_of(deployed, done["id"])[target_key("merge-summary", sandbox)]["data"]
     assert "# merge_index_image refused (nothing published)" in summary and "target bundles dropped" in summary
@@ -237,6 +243,27 @@ def test_prefect_deployment_run_cli(started: dict, deployed) -> None:  # noqa: A
     done = wait_final(deployed, cli_run["id"])
     assert (done["state"]["type"], done["state"]["message"]) == (
         "FAILED", 'The "distribution_scope" value must be one of "dev", "stage", or "prod"')
+
+
+# -- the overwrite token: never a parameter value ---------------------------------------------------
+def test_deployed_schema_types_the_token_as_a_secret_block_reference(deployed) -> None:  # noqa: ANN001
+    """Read back from the API `prefect deploy` wrote to: no raw token property, a Secret block picker."""
+    schema = deployed.api("GET", f"/deployments/{deployment_id(deployed, MERGE)}")["parameter_openapi_schema"]
+    assert not [name for name in schema["properties"] if name == "overwrite_target_index_token"]
+    secret = schema["properties"]["overwrite_target_index_token_secret"]
+    assert secret["anyOf"] == [{"$ref": "#/definitions/Secret"}, {"type": "null"}]
+    assert schema["definitions"]["Secret"]["block_type_slug"] == "secret"  # the UI's block picker
+
+
+@pytest.mark.parametrize("secret", [{"value": TOKEN}, TOKEN], ids=["inline-secret", "bare-string"])
+def test_a_token_value_for_the_secret_is_refused_and_never_stored(deployed, sandbox, secret: object) -> None:  # noqa: ANN001
+    url = f"{deployed.url}/deployments/{deployment_id(deployed, MERGE)}/create_flow_run"
+    body = {"parameters": merge_params(sandbox, dry_run=True, overwrite_target_index=True, request_id="refused-token",
+                                       overwrite_target_index_token_secret=secret)}
+    response = httpx.post(url, json=body, timeout=60)
+    assert response.status_code == 409, response.text  # Prefect's answer to parameters its schema refuses
+    stored = deployed.api("POST", "/flow_runs/filter", json={})
+    assert TOKEN not in json.dumps([r["parameters"] for r in stored])
 
 
 # -- IIB-compatible endpoint -----------------------------------------------------------------------
@@ -279,10 +306,10 @@ def test_iib_request_runs_the_deployment_and_reports_iib_states(started: dict, i
     assert TOKEN not in response.text and "overwrite_target_index_token" not in created
     run = deployed.api("GET", f"/flow_runs/{created['flow_run_id']}")
     assert run["parameters"]["request_id"] == str(created["id"]) and f"iib-request:{created['id']}" in run["tags"]
-    # Prefect stores parameters in plain text: the token travels as a one-time Secret block's name
+    # Prefect stores parameters in plain text: the run holds a reference to a one-time Secret block
     assert TOKEN not in json.dumps(run["parameters"])
-    secret_block = run["parameters"]["overwrite_target_index_token_secret"]
-    assert secret_block.startswith(ONE_TIME_SECRET_PREFIX)
+    reference = run["parameters"]["overwrite_target_index_token_secret"]
+    assert list(reference) == ["$ref"] and list(reference["$ref"]) == ["block_document_id"]
 
     done = poll_build(iib_api, created["id"])
     assert done["state"] == "complete", done["state_reason"]
@@ -292,7 +319,7 @@ def test_iib_request_runs_the_deployment_and_reports_iib_states(started: dict, i
     assert done["index_image"] is None  # a dry run publishes nothing
     assert TOKEN not in httpx.get(f"{iib_api}{BUILDS}/{created['id']}", timeout=10).text
     with pytest.raises(httpx.HTTPStatusError, match="404"):  # the run deleted the token once it had read it
-        deployed.api("GET", f"/block_types/slug/secret/block_documents/name/{secret_block}")
+        deployed.api("GET", f"/block_documents/{reference['$ref']['block_document_id']}")
 
 
 def test_iib_failed_request_keeps_the_flow_error_as_state_reason(started: dict, iib_api: str) -> None:
@@ -379,7 +406,7 @@ def test_ui_shows_a_refused_run_a_batch_and_the_run_form_with_field_help(started
         shots["ui-batch.png"] = [batch_run, page.screenshot(tmp_path / "batch-summary.png")]
         page.open(f"{deployed.ui_url}/deployments/deployment/{deployment_id(deployed, MERGE)}/run")
         page.wait_for_text("source_from_index", "Index image whose catalog is the base of the merge",
-                           "Destructive-merge guard for this run", timeout=60)
+                           "Destructive-merge guard for this run", "The Secret block holding", timeout=60)
         shots["ui-run-form.png"] = [page.screenshot(tmp_path / "form.png")]
     save_to = os.environ.get("INDEXFLOW_SAVE_SCREENSHOTS")  # a directory: refresh the pictures in docs/
     for name, images in shots.items():

@@ -34,13 +34,14 @@ def test_prefect_states_map_to_iib_states(state: dict, last_reason: str | None, 
 
 def test_request_json_names_the_output_only_when_complete_and_never_the_token() -> None:
     settings = {"iib_registry": "quay.example.com/iib", "image_push_template": "{registry}/iib-build:{request_id}"}
-    params = {"source_from_index": "s:1", "overwrite_target_index_token_secret": "indexflow-one-time-7-x",
+    params = {"source_from_index": "s:1",
+              "overwrite_target_index_token_secret": {"$ref": {"block_document_id": "b10c"}},
               "build_tags": ["x"]}
     run = {"id": "f00", "parameters": params, "created": "2026-01-01T00:00:00Z",
            "state": {"type": "COMPLETED", "message": "ok", "timestamp": "2026-01-01T00:01:00+00:00"}}
     done = request_json(Build(7, run), settings, "http://ui")
     assert done["index_image"] == "quay.example.com/iib/iib-build:7" and done["state_reason"] == "ok"
-    assert done["flow_run_url"] == "http://ui/runs/flow-run/f00" and "one-time" not in str(done)
+    assert done["flow_run_url"] == "http://ui/runs/flow-run/f00" and "b10c" not in str(done)
     assert done["updated"] == "2026-01-01T00:01:00.000000Z" and "state_history" not in done
     failed = {**run, "state": {"type": "FAILED", "message": "x"}}
     assert request_json(Build(7, failed), settings, None)["index_image"] is None

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from prefect.blocks.system import Secret
-from pydantic import SecretStr
 
+from blocks.tokens import local_overwrite_token
 from flows.merge_index import merge_index_image
 from indexflow.registry.auth import DockerAuth
 from indexflow.registry.client import RegistryClient
@@ -85,11 +85,10 @@ def locked(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Locke
 
 
 def _merge(locked: Locked, block: str, token: str | None, request_id: str):  # noqa: ANN202 - a Prefect State
-    return merge_index_image(source_from_index=locked.sb.source, target_index=locked.target,
-                             overwrite_target_index=token is not None,
-                             overwrite_target_index_token=SecretStr(token) if token else None,
-                             ignore_bundle_ocp_version=True, settings_block=block, request_id=request_id,
-                             return_state=True)
+    with local_overwrite_token(token):
+        return merge_index_image(source_from_index=locked.sb.source, target_index=locked.target,
+                                 overwrite_target_index=token is not None, ignore_bundle_ocp_version=True,
+                                 settings_block=block, request_id=request_id, return_state=True)
 
 
 def test_reads_without_registry_credentials_are_refused(locked: Locked) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from pydantic import SecretStr
 
+from blocks.tokens import local_overwrite_token
 from flows.merge_index import merge_index_image
 from tasks import report
 from tests.e2e.conftest import BLOCK, E2E
@@ -31,9 +31,8 @@ def merge(sb: E2E, **params):  # noqa: ANN201 - a Prefect State
     params.setdefault("source_from_index", sb.source)
     params.setdefault("settings_block", BLOCK)
     params.setdefault("ignore_bundle_ocp_version", True)
-    if params.get("overwrite_target_index"):
-        params["overwrite_target_index_token"] = SecretStr(OVERWRITE_TOKEN)
-    return merge_index_image(**params, return_state=True)
+    with local_overwrite_token(OVERWRITE_TOKEN if params.get("overwrite_target_index") else None):
+        return merge_index_image(**params, return_state=True)
 
 
 def artifact(kind: str, state, index: str):  # noqa: ANN001, ANN201 - the run's Artifact of this kind

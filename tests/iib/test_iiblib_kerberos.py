@@ -139,7 +139,8 @@ def test_logins_and_privileges(alice: IIBClient, krb_api: str, realm: Realm, san
     assert allowed.user == f"alice@{REALM}" and allowed.id > OFFSET
     mine = runs_tagged(deployed, f"iib-request:{allowed.id}")[0]
     assert TOKEN not in str(mine["parameters"])
-    assert mine["parameters"]["overwrite_target_index_token_secret"].startswith(ONE_TIME_SECRET_PREFIX)
+    reference = mine["parameters"]["overwrite_target_index_token_secret"]  # the one-time block, by reference
+    assert list(reference) == ["$ref"] and list(reference["$ref"]) == ["block_document_id"]
     # reads need no login, as in IIB
     anonymous_read = httpx.get(f"https://{krb_api}/api/v1/builds/{allowed.id}", verify=ca, timeout=30)
     assert anonymous_read.status_code == 200 and anonymous_read.json()["user"] == f"alice@{REALM}"

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
+from blocks.tokens import local_overwrite_token
 from flows.merge_index import merge_index_image
 from indexflow.errors import IndexflowError
 from indexflow.merge import plan
@@ -141,6 +141,15 @@ def private_target(env, tag: str, ocp: str = "v4.17") -> str:  # noqa: ANN001
     return str(ref)
 
 
+def overwrite_merge(env, target: str, cell: str):  # noqa: ANN001, ANN201 - SandboxEnv in, a Prefect State out
+    """The seeded merge with overwrite, in process, the token handed over as `indexflow merge` does."""
+    with local_overwrite_token("demo:demo"):
+        return merge_index_image(source_from_index=env.seeded.source_index, target_index=target,
+                                 deprecation_list=env.seeded.deprecation_list, overwrite_target_index=True,
+                                 ignore_bundle_ocp_version=True, request_id=cell, settings_block=BLOCK,
+                                 return_state=True)
+
+
 @pytest.mark.parametrize("step,kind", cells())
 def test_fault_leaves_no_trace(step, kind, proxied_env, clean_proxies, tmp_path):
     env = proxied_env
@@ -150,10 +159,7 @@ def test_fault_leaves_no_trace(step, kind, proxied_env, clean_proxies, tmp_path)
     before = remote_state(env)
     fault = env.proxies[step.proxy].add_fault(path=step.path, method=step.method, times=10**6, **FAULTS[kind])
     t = time.monotonic()
-    state = merge_index_image(source_from_index=env.seeded.source_index, target_index=target,
-                              deprecation_list=env.seeded.deprecation_list, overwrite_target_index=True,
-                              overwrite_target_index_token=SecretStr("demo:demo"), ignore_bundle_ocp_version=True,
-                              request_id=cell, settings_block=BLOCK, return_state=True)
+    state = overwrite_merge(env, target, cell)
     env.proxies[step.proxy].clear()
     outcome = _judge(state, env, before, fault.injected, time.monotonic() - t, cell)
     TABLE.append((step.name, kind, fault.injected, outcome))
@@ -175,10 +181,7 @@ def test_passing_fault_ends_in_the_whole_result(step_name, kind, proxied_env, cl
     target = private_target(env, cell)
     before = remote_state(env)
     fault = env.proxies[step.proxy].add_fault(path=step.path, method=step.method, times=1, **FAULTS[kind])
-    state = merge_index_image(source_from_index=env.seeded.source_index, target_index=target,
-                              deprecation_list=env.seeded.deprecation_list, overwrite_target_index=True,
-                              overwrite_target_index_token=SecretStr("demo:demo"), ignore_bundle_ocp_version=True,
-                              request_id=cell, settings_block=BLOCK, return_state=True)
+    state = overwrite_merge(env, target, cell)
     assert fault.injected == 1
     assert state.is_completed(), state.message
     assert complete_result_problems(env, before, remote_state(env), cell) == []

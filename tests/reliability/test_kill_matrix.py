@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tasks import journal as store
-from tests.deploy.conftest import BIN, REPO, PrefectServer, free_port, start, wait_http
+from tests.deploy.conftest import BIN, REPO, PrefectServer, free_port, secret_ref, start, wait_http
 from tests.reliability.sandbox_session import BLOCK, remote_state
 from tests.reliability.test_fault_matrix import private_target
 
@@ -110,7 +110,7 @@ def env(server: PrefectServer, proxied_env, tmp_path_factory: pytest.TempPathFac
         server.api("PATCH", f"/deployments/{reconcile['id']}/schedules/{schedule['id']}", json={"active": False})
     from prefect.blocks.system import Secret
 
-    Secret(value=TOKEN).save("kill-matrix-token", overwrite=True)  # what a worker-path run names
+    Secret(value=TOKEN).save("kill-matrix-token", overwrite=True)  # what a worker-path run references
     token_file = tmp_path_factory.mktemp("token") / "token"
     token_file.write_text(TOKEN)
     proxied_env.token_file = token_file
@@ -139,7 +139,7 @@ def _params(env, target: str, cell: str) -> dict:  # noqa: ANN001
     seed = env.seeded
     return {"source_from_index": seed.source_index, "target_index": target,
             "deprecation_list": seed.deprecation_list, "overwrite_target_index": True,
-            "overwrite_target_index_token_secret": "kill-matrix-token", "ignore_bundle_ocp_version": True,
+            "overwrite_target_index_token_secret": secret_ref("kill-matrix-token"), "ignore_bundle_ocp_version": True,
             "build_tags": [f"{cell}-b"], "request_id": cell, "settings_block": BLOCK}
 
 

@@ -4,8 +4,7 @@ from its journal: it ends Completed with the same outputs and writes nothing rem
 
 from __future__ import annotations
 
-from pydantic import SecretStr
-
+from blocks.tokens import local_overwrite_token
 from flows.merge_index import merge_index_image
 from tests.reliability.sandbox_session import BLOCK, remote_state, remote_writes, reset_request_logs
 from tests.reliability.test_fault_matrix import private_target
@@ -14,11 +13,11 @@ OUTPUTS = ("output_pullspecs", "mr_url", "mr_state", "commit", "image_url", "ind
 
 
 def _merge(env, target: str, request_id: str):  # noqa: ANN001, ANN202
-    return merge_index_image(source_from_index=env.seeded.source_index, target_index=target,
-                             deprecation_list=env.seeded.deprecation_list, overwrite_target_index=True,
-                             overwrite_target_index_token=SecretStr("demo:demo"), ignore_bundle_ocp_version=True,
-                             build_tags=["nightly"], request_id=request_id, settings_block=BLOCK,
-                             return_state=True)
+    with local_overwrite_token("demo:demo"):
+        return merge_index_image(source_from_index=env.seeded.source_index, target_index=target,
+                                 deprecation_list=env.seeded.deprecation_list, overwrite_target_index=True,
+                                 ignore_bundle_ocp_version=True, build_tags=["nightly"], request_id=request_id,
+                                 settings_block=BLOCK, return_state=True)
 
 
 def test_nightly_merge_of_an_unchanged_source_completes_every_night(proxied_env, clean_proxies):

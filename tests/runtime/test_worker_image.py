@@ -11,7 +11,7 @@ import secrets
 from indexflow.merge import plan
 from indexflow.registry.refs import ImageRef
 from sandbox.demo_env import GIT_PROJECT
-from tests.deploy.conftest import create_run, merge_params, wait_final
+from tests.deploy.conftest import create_run, merge_params, secret_ref, wait_final
 from tests.runtime.conftest import IMAGE_POOL, SETUP_SECRET, Container, deploy_image_merge
 
 MERGE = "merge-index-image/merge-index-image"
@@ -52,7 +52,7 @@ def test_merge_deployment_runs_inside_the_image(podman, worker_image: str, runti
     # "replaces nonexistent bundle", a finding of its own)
     run = create_run(server, MERGE, merge_params(sandbox, request_id=rid, deprecation_list=[],
                                                  overwrite_target_index=True,
-                                                 overwrite_target_index_token_secret=SETUP_SECRET))
+                                                 overwrite_target_index_token_secret=secret_ref(SETUP_SECRET)))
     done = wait_final(server, run["id"], timeout=600)
     assert done["state"]["type"] == "COMPLETED", f"{done['state']['message']}\n{container.logs()[-4000:]}"
     print(f"\nmerge inside the image: {done['total_run_time']:.1f} s")

@@ -24,6 +24,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 from pydantic import SecretStr
 
+from blocks.tokens import local_overwrite_token
 from flows.merge_index import merge_index_image
 from tests.hostile.flowcases import symlinked_configs
 from tests.reliability.sandbox_session import BLOCK, SETTINGS
@@ -48,11 +49,11 @@ def secret_run(request, proxied_env, tmp_path_factory):  # noqa: ANN001, ANN201
     env.save_blocks("proof-secrets", registry_auth_secret="proof-registry-auth", **SETTINGS)
     target = private_target(env, "secrets")
     tmp_before = set(Path(tempfile.gettempdir()).iterdir())
-    state = merge_index_image(source_from_index=env.seeded.source_index, target_index=target,
-                              deprecation_list=env.seeded.deprecation_list, overwrite_target_index=True,
-                              overwrite_target_index_token=SecretStr(f"robot:{OVERWRITE_PASSWORD}"),
-                              ignore_bundle_ocp_version=True, build_tags=["secrets"], request_id="secrets",
-                              settings_block="proof-secrets", return_state=True)
+    with local_overwrite_token(f"robot:{OVERWRITE_PASSWORD}"):  # as `indexflow merge` hands it over
+        state = merge_index_image(source_from_index=env.seeded.source_index, target_index=target,
+                                  deprecation_list=env.seeded.deprecation_list, overwrite_target_index=True,
+                                  ignore_bundle_ocp_version=True, build_tags=["secrets"], request_id="secrets",
+                                  settings_block="proof-secrets", return_state=True)
     env.save_blocks(BLOCK, **SETTINGS)  # leave the shared blocks as the other suites expect them
     assert state.is_completed(), state.message
     values = {"overwrite token": OVERWRITE_PASSWORD, "registry password": REGISTRY_PASSWORD,
@@ -66,11 +67,11 @@ def _failed_run(env, tmp: Path):  # noqa: ANN001, ANN202
     """A dry run failing on links in Git's configs/ (one to the run's docker config), overwrite token set."""
     target = symlinked_configs(env, tmp, "secrets-failed", REGISTRY_PASSWORD)
     tmp_before = set(Path(tempfile.gettempdir()).iterdir())
-    state = merge_index_image(source_from_index=env.seeded.source_index, target_index=target.target_index,
-                              overwrite_target_index=True,
-                              overwrite_target_index_token=SecretStr(f"robot:{OVERWRITE_PASSWORD}"),
-                              ignore_bundle_ocp_version=True, dry_run=True, request_id="secrets-failed",
-                              settings_block=target.settings_block, return_state=True)
+    with local_overwrite_token(f"robot:{OVERWRITE_PASSWORD}"):
+        state = merge_index_image(source_from_index=env.seeded.source_index, target_index=target.target_index,
+                                  overwrite_target_index=True, ignore_bundle_ocp_version=True, dry_run=True,
+                                  request_id="secrets-failed", settings_block=target.settings_block,
+                                  return_state=True)
     env.save_blocks(BLOCK, **SETTINGS)
     assert state.is_failed(), f"the hostile run did not fail: {state.type} {state.message}"
     assert "symbolic link" in (state.message or ""), state.message
