@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,7 +92,13 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
 
 
 def start_child(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child:
+    """`args` in its own process group, logging to `logs/NAME.log`. Under util-linux's `setpriv
+    --pdeathsig` (Debian essential) the part also gets SIGTERM if serve itself is SIGKILLed, which no
+    handler of ours can catch: otherwise a server and a worker would run on, orphaned."""
     log = logs / f"{name}.log"
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        args = [setpriv, "--pdeathsig", "TERM", "--", *args]
     with log.open("ab") as out:
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

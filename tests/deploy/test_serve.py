@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -74,3 +75,29 @@ def test_serve_comes_up_its_try_line_merges_and_ctrl_c_stops_everything(tmp_path
     for url in (printed["ui"], printed["iib-api"], printed["registry"]):
         with pytest.raises(httpx.TransportError):
             httpx.get(url, timeout=5)
+
+
+def test_a_part_stops_when_serve_itself_is_killed(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the parts serve started must not run on as orphans (a server, a worker)."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from indexflow.app.serve_cmd import start_child; "
+         "c = start_child('sleeper', ['sleep', '300'], {}, Path(sys.argv[1])); "
+         "print(c.proc.pid, flush=True); time.sleep(300)", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    comm = Path(f"/proc/{child}/comm")
+    deadline = time.monotonic() + 60
+    while comm.read_text().strip() != "sleep" and time.monotonic() < deadline:
+        time.sleep(0.05)  # setpriv arms the death signal, then execs: a parent killed before that is too early
+    parent.kill()
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{child}/status")
+        state = status.read_text() if status.exists() else ""
+        if "State:\tZ" in state or not state:  # gone, or dead and waiting for init to reap it
+            return
+        time.sleep(0.2)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail(f"the part serve started outlived serve's SIGKILL:\n{state}")
