@@ -31,7 +31,7 @@ from indexflow.merge.params import MergeRequest, validate_request
 from indexflow.registry.client import RegistryClient
 from tasks import artifacts as art
 from indexflow.journal import CLOSING, COMPLETED, MERGING, PUBLISHING, TAG, Record
-from tasks import catalog, git_mr, iib_record, outputs, recovery, registry_checks, report
+from tasks import catalog, git_mr, iib_record, orphans, outputs, recovery, registry_checks, report
 from tasks.konflux_wait import wait_for_build
 from tasks.lock import HeldLock, target_lock
 from tasks.prepare import Prepared, resolve_indexes
@@ -133,6 +133,7 @@ def run_request(settings: MergeSettings, req: MergeRequest) -> dict[str, Any]:
                               total=report.total_steps(req.dry_run, req.overwrite_target_index))
     story.start()
     story.reason(report.PREPARING)
+    orphans.tidy()  # runs that died on this host before publishing: Crashed, temp dirs removed
     session = open_session(settings, req)
     try:
         if not req.dry_run and (earlier := recovery.resume(session, req.request_id)) is not None:

@@ -4,7 +4,8 @@ Deployed on a short schedule and on every Crashed/Cancelled merge (prefect.yaml)
 `indexflow reconcile`. For each open journal whose writer is dead (its run ended, its process is gone,
 or it lost the target lock) it marks the run Crashed if it still says Running, removes the run's temp
 dir and rolls the request back (or forward when only the MR merge was left) under the target's lock;
-then it removes every other temp dir whose owner process on this host is gone (indexflow/workdirs.py).
+then it removes every other temp dir whose owner process on this host is gone, marking its run Crashed
+if nothing else did (tasks/orphans.py).
 Running it again finds nothing left to do. A summary artifact lists what it repaired.
 """
 
@@ -13,9 +14,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from indexflow import workdirs
 from tasks import journal as store
-from tasks import recovery
+from tasks import orphans, recovery
 
 
 @flow(name="reconcile", log_prints=False)
@@ -34,8 +34,9 @@ def reconcile(settings_block: str | None = None, lock_wait_seconds: float = 5) -
         if done is not None:
             get_run_logger().info("%s", done.line())
             lines.append(done.line())
-    for workdir in workdirs.sweep():  # a run killed before it published, or repaired from another host
-        get_run_logger().info("removed the temp dir %s of a dead run", workdir)
+    for line in orphans.remove_orphans():  # runs killed before they published, or repaired from another host
+        get_run_logger().info("%s", line)
+        lines.append(line)
     create_markdown_artifact("\n".join(["# reconcile", "", *(f"- {line}" for line in lines)] if lines
                                        else ["# reconcile", "", "Nothing to repair."]),
                              key="reconcile-report", description="merges repaired by reconcile")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gitlab
+from prefect.runtime import flow_run
 from prefect_gitlab import GitLabCredentials
 from prefect_kubernetes.credentials import KubernetesCredentials
 
@@ -46,8 +47,7 @@ class Session:
 
 def open_session(settings: MergeSettings, req: MergeRequest) -> Session:
     """Clients for the registry (with the overwrite token for the target), artifacts, GitLab, Konflux."""
-    workdirs.sweep()  # dead runs' temp dirs (a killed run never removes its own)
-    workdir = workdirs.make(req.request_id)
+    workdir = workdirs.make(req.request_id, flow_run.get_id())  # dead runs' dirs: orphans.tidy() at the merge's start
     auth = registry_auth(settings.registry_auth_secret)
     kw = dict(insecure=tuple(settings.insecure_registries), max_connections=settings.registry_concurrency * 2)
     registry = RegistryClient(auth=auth, **kw)
