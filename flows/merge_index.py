@@ -149,6 +149,7 @@ def run_request(settings: MergeSettings, req: MergeRequest) -> dict[str, Any]:
         report.failure_summary(story, str(exc))
         raise
     finally:
+        story.close()
         session.close()
 
 

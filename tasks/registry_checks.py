@@ -17,7 +17,7 @@ from indexflow.merge.diff import chunks, unique
 from indexflow.merge.ocp import OCP_LABEL
 from indexflow.registry.client import RegistryClient
 from indexflow.registry.refs import ImageRef
-from indexflow.registry.validation import raise_for_missing, read_bundle_labels, validate_pullspecs
+from indexflow.registry.validation import answered_locally, raise_for_missing, read_bundle_labels, validate_pullspecs
 from tasks.report import MergeStory
 from tasks.retry import transient_only
 
@@ -68,13 +68,16 @@ def validate_all(client: RegistryClient, pullspecs: Sequence[str], parts: int, c
                  story: MergeStory) -> None:
     """Every unique pullspec checked; ALL missing ones reported in one error."""
     items = unique(pullspecs)
-    futures = [validate_chunk.submit(client, c, per_chunk(concurrency)) for c in _split(items, parts)]
-    missing: dict[str, str] = {}
+    local = answered_locally(items)
+    missing = {p: reason for p, reason in local.items() if reason}
+    remote = [p for p in items if p not in local]
+    futures = [validate_chunk.submit(client, c, per_chunk(concurrency)) for c in _split(remote, parts)]
     done = 0
     for future in as_completed(futures):
         missing.update(future.result())
         done += 1
-        story.progress_within(done / len(futures), f"validated {done}/{len(futures)} chunks of {len(items)} pullspecs")
+        story.progress_within(done / len(futures), f"validated {done}/{len(futures)} chunks of {len(remote)} pullspecs "
+                                                   f"({len(local)} known)")
     if missing:
         raise_for_missing(missing)
 
@@ -84,9 +87,11 @@ def labels_and_deprecations(client: RegistryClient, source: list[BundleRecord], 
                             concurrency: int) -> tuple[dict[str, str | None], list[str]]:
     """OCP labels of source + target bundles (cached by digest) and the resolved deprecation list."""
     items = unique(b.bundlePath for b in [*target, *source])
-    futures = [labels_chunk.submit(client, c, per_chunk(concurrency)) for c in _split(items, parts)]
+    local = answered_locally(items, labels=True)
+    remote = [p for p in items if p not in local or isinstance(local[p], str)]  # a failure is the chunk's to report
+    futures = [labels_chunk.submit(client, c, per_chunk(concurrency)) for c in _split(remote, parts)]
     resolved = resolve_deprecations(client, list(deprecation_list)) if deprecation_list else []
-    labels: dict[str, str | None] = {}
+    labels: dict[str, str | None] = {p: ls.get(OCP_LABEL) for p, ls in local.items() if isinstance(ls, dict)}
     for future in futures:
         labels.update({p: ls.get(OCP_LABEL) for p, ls in future.result().items()})
-    return labels, resolved
+    return {p: labels[p] for p in items if p in labels}, resolved

@@ -6,9 +6,12 @@ artifact and times the step, so the summary can show where the time went.
 
 from __future__ import annotations
 
+import contextvars
 import re
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +21,7 @@ from prefect.artifacts import (create_link_artifact, create_markdown_artifact, c
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.context import get_run_context
-from prefect.logging import get_run_logger
+from prefect.logging import get_logger, get_run_logger
 
 from indexflow.catalog.db import BundleRecord
 from indexflow.merge.diff import MergeDiff
@@ -66,9 +69,70 @@ def progress_reason(description: str) -> str:
     return description.split("\n", 1)[0]
 
 
+class Sender:
+    """The story's artifact writes, sent in order on one background thread so the merge never waits for
+    the Prefect API on them (each is a round trip to a server that may be busy: ~35 progress moves
+    cost a warm merge seconds). A progress move still unsent when a newer one comes is dropped: the
+    artifact only ever shows the latest. `flush()` returns once everything queued has been sent."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[Callable[[], object]] = deque()
+        self._latest: Callable[[], object] | None = None
+        self._busy = self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def send(self, call: Callable[[], object], latest_only: bool = False) -> None:
+        with self._cond:
+            if latest_only:
+                self._latest = call
+            else:
+                self._queue.append(call)
+            if self._thread is None:  # in the run's context: the run's API client, its flow run id
+                context = contextvars.copy_context()
+                self._thread = threading.Thread(target=context.run, args=(self._run,), daemon=True,
+                                                name="indexflow-story")
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _next(self) -> Callable[[], object] | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._queue or self._latest or self._closed)
+            if self._queue:
+                call = self._queue.popleft()
+            else:
+                call, self._latest = self._latest, None
+            self._busy = call is not None
+            return call
+
+    def _run(self) -> None:
+        while (call := self._next()) is not None:
+            try:
+                call()
+            except Exception as exc:  # noqa: BLE001 - a lost progress move must not fail the merge
+                get_logger("indexflow.report").warning("could not update the run's artifacts: %s", exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float = 60.0) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not (self._queue or self._latest or self._busy), timeout)
+
+    def close(self) -> None:
+        """Send what is queued, then end the thread."""
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
 @dataclass
 class MergeStory:
-    """State reasons as log lines + a progress artifact + per-step timings + what the merge found."""
+    """State reasons as log lines + a progress artifact + per-step timings + what the merge found.
+
+    Artifact writes go through a background `Sender`: `finish()` and `close()` wait until they are sent."""
 
     request_id: str
     target: str = ""  # the index whose artifacts these are (target, else source)
@@ -80,6 +144,8 @@ class MergeStory:
     not_undone: list[str] = field(default_factory=list)
     _done: int = 0
     _progress_id: object = None
+    _started: bool = False
+    _sender: Sender = field(default_factory=Sender, repr=False)
 
     def key(self, kind: str) -> str:
         """Artifact key of `kind` for this run's target (one history per target on the Artifacts page)."""
@@ -88,8 +154,15 @@ class MergeStory:
     def start(self) -> None:
         """The progress artifact; its description is always the current IIB state reason (the UI shows
         it beside the bar, and `indexflow iib-api` answers it as `state_reason` while the run works)."""
-        self._progress_id = create_progress_artifact(0.0, key=self.key("merge-progress"),
-                                                     description=INITIATED)
+        self._started = True
+        self._sender.send(self._create_progress)
+
+    def _create_progress(self) -> None:
+        self._progress_id = create_progress_artifact(0.0, key=self.key("merge-progress"), description=INITIATED)
+
+    def later(self, call: Callable[[], object]) -> None:
+        """An artifact write the merge need not wait for (sent in order with the progress moves)."""
+        self._sender.send(call)
 
     def reason(self, text: str) -> None:
         """One IIB state reason: a log line and a step of the progress bar."""
@@ -104,9 +177,13 @@ class MergeStory:
         self.progress(min(99.0, 100.0 * (self._done - 1 + fraction) / self.total))
 
     def progress(self, percent: float) -> None:
-        if self._progress_id is not None:
+        if self._started:
             step = f"step {min(self._done, self.total)} of {self.total}" if percent < 100 else "done"
-            update_progress_artifact(self._progress_id, percent, description=f"{self.current}\n\n{step}")
+            self._sender.send(lambda text=f"{self.current}\n\n{step}": self._update(percent, text), latest_only=True)
+
+    def _update(self, percent: float, description: str) -> None:
+        if self._progress_id is not None:
+            update_progress_artifact(self._progress_id, percent, description=description)
 
     @contextmanager
     def step(self, text: str) -> Iterator[None]:
@@ -125,6 +202,11 @@ class MergeStory:
         if reason:
             self.current = reason
         self.progress(100.0)
+        self._sender.flush()
+
+    def close(self) -> None:
+        """Every artifact write sent (the run's end: nothing may be left behind in the thread)."""
+        self._sender.close()
 
 
 def bundle_table(key: str, description: str, bundles: Sequence[BundleRecord]) -> None:
@@ -157,11 +239,13 @@ def diff_artifacts(story: MergeStory, diff: MergeDiff, status: str = "") -> None
     `status` qualifies them when their effect was not published, e.g. "rolled back".
     """
     suffix = f" ({status})" if status else ""
-    bundle_table(story.key("bundles-added"), f"bundles added (missing from source){suffix}", diff.missing)
-    bundle_table(story.key("bundles-invalid"), f"bundles invalid for the OCP version (deprecated){suffix}",
-                 diff.invalid)
-    pullspec_table(story.key("bundles-deprecated"),
-                   f"bundles deprecated (latest per package; older ones truncated){suffix}", diff.to_deprecate)
+    story.later(lambda: bundle_table(story.key("bundles-added"), f"bundles added (missing from source){suffix}",
+                                     diff.missing))
+    story.later(lambda: bundle_table(story.key("bundles-invalid"),
+                                     f"bundles invalid for the OCP version (deprecated){suffix}", diff.invalid))
+    story.later(lambda: pullspec_table(story.key("bundles-deprecated"),
+                                       f"bundles deprecated (latest per package; older ones truncated){suffix}",
+                                       diff.to_deprecate))
 
 
 def found_facts(diff: MergeDiff | None, removals: dict | None) -> dict[str, Any]:

@@ -177,12 +177,47 @@ def _sql_words(sql: str | None) -> str:
     return " ".join((sql or "").split()).replace("( ", "(").replace(" )", ")")
 
 
+_CHECKED: dict[tuple, int] = {}  # file identity -> schema version, for files that passed the check
+
+
+def _identity(path: Path) -> tuple:
+    """What changes whenever the file's content can have changed: inode, size, times, the sqlite
+    header (its change counter moves on every commit, even within one clock tick) and the stat of a
+    WAL file beside it, whose pages a reader sees too."""
+    def stat(p: Path) -> tuple | None:
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError:
+        header = b""
+    return os.path.realpath(path), stat(path), header, stat(path.with_name(path.name + "-wal"))
+
+
 def check_index_db(path: Path | str) -> int:
     """Refuse, in one sentence, a file that is not an index.db this engine can read safely; returns
-    its schema version (5..13). Runs before any other query on the file."""
+    its schema version (5..13). Runs before any other query on the file.
+
+    The full check scans every row (tens of MB on a real catalog) and a merge reads the same db several
+    times, so a file that passed is not scanned again in this process until it changes."""
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"database {path} does not exist")
+    key = _identity(path)
+    if key in _CHECKED:
+        return _CHECKED[key]
+    version = _check_index_db(path)
+    if _identity(path) == key:  # unchanged while it was checked
+        _CHECKED[key] = version
+    return version
+
+
+def _check_index_db(path: Path) -> int:
     with open(path, "rb") as fh:
         if fh.read(16) != b"SQLite format 3\x00":
             raise CatalogError(f"{path} is not an index.db (not an sqlite database)")

@@ -148,6 +148,34 @@ def _map(fn: Callable[[str], T], items: list[str], concurrency: int,
     return [done[item] for item in items]
 
 
+def _known_valid(cache: DigestCache, pullspec: str) -> tuple[str, str | None] | None:
+    """(pullspec, None) for a digest pullspec confirmed before, (pullspec, reason) for no reference at
+    all; None when only the registry can tell."""
+    try:
+        return (pullspec, None) if cache.confirmed(ImageRef.parse(pullspec)) else None
+    except RegistryError as exc:
+        return pullspec, _reason(exc)
+
+
+def _known_labels(cache: LabelCache, pullspec: str) -> tuple[str, dict | str] | None:
+    """(pullspec, labels) from the cache for a digest pullspec, (pullspec, reason) for no reference."""
+    try:
+        digest = ImageRef.parse(pullspec).digest
+    except RegistryError as exc:
+        return pullspec, _reason(exc)
+    labels = cache.labels(digest) if digest else None
+    return (pullspec, labels) if labels is not None else None
+
+
+def answered_locally(pullspecs: Iterable[str], labels: bool = False) -> dict[str, str | dict | None]:
+    """What this machine's cache answers without a request: for validation (pullspec -> None, or why
+    it is unusable) or, with `labels`, for the label read (pullspec -> labels, or why). A warm merge
+    then needs no task runs and no thread hand-offs for its thousands of cached bundles."""
+    cache: _Store = LabelCache.default() if labels else DigestCache.default()
+    known = _known_labels if labels else _known_valid
+    return dict(hit for p in dict.fromkeys(pullspecs) if (hit := known(cache, p)) is not None)  # type: ignore[arg-type]
+
+
 def _reason(exc: RegistryError) -> str:
     return exc.reason if isinstance(exc, RegistryStatusError) else str(exc)
 
@@ -159,10 +187,7 @@ def validate_pullspecs(client: RegistryClient, pullspecs: Iterable[str], concurr
     items = list(dict.fromkeys(pullspecs))
 
     def known(pullspec: str) -> tuple[str, str | None] | None:
-        try:
-            return (pullspec, None) if cache.confirmed(ImageRef.parse(pullspec)) else None
-        except RegistryError as exc:
-            return pullspec, _reason(exc)
+        return _known_valid(cache, pullspec)
 
     def check(pullspec: str) -> tuple[str, str | None]:
         try:
@@ -195,12 +220,7 @@ def read_bundle_labels(client: RegistryClient, pullspecs: Iterable[str], concurr
     items = list(dict.fromkeys(pullspecs))
 
     def known(pullspec: str) -> tuple[str, dict | str] | None:
-        try:
-            digest = ImageRef.parse(pullspec).digest
-        except RegistryError as exc:
-            return pullspec, _reason(exc)
-        labels = cache.labels(digest) if digest else None
-        return (pullspec, labels) if labels is not None else None
+        return _known_labels(cache, pullspec)
 
     def read(pullspec: str) -> tuple[str, dict | str]:
         try:

@@ -122,6 +122,18 @@ def test_list_bundles(etcd_db: Path) -> None:
     assert all(r.bundlePath.startswith("quay.io/conformance/etcd-bundle:") for r in records)
 
 
+def test_a_db_changed_in_place_after_it_passed_is_checked_again(etcd_db: Path) -> None:
+    """The check of an index.db is remembered per file; an edit in place (same size, same clock tick:
+    sqlite rewrites a page) must not ride on the earlier pass."""
+    assert len(list_bundles(etcd_db)) == 6
+    con = sqlite3.connect(etcd_db)
+    con.execute("UPDATE operatorbundle SET version = CAST('0.9.0' AS BLOB) WHERE name = 'etcdoperator.v0.9.0'")
+    con.commit()
+    con.close()
+    with pytest.raises(CatalogError, match="operatorbundle.version holds a blob value"):
+        list_bundles(etcd_db)
+
+
 def _edited_bundle(tmp_path: Path, old: str, new: str) -> Path:
     dest = tmp_path / "bundle"
     shutil.copytree(FIX / "bundles" / "etcd" / "0.9.0", dest)

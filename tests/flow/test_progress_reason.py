@@ -19,6 +19,7 @@ def two_steps() -> None:
     story.reason(report.PREPARING)
     with story.step(report.CLONING):
         story.progress_within(0.5, "half way")
+    story.close()  # the artifact writes go out in the background; a run sends them all before it ends
 
 
 def progress_artifact(flow_run_id) -> dict:  # noqa: ANN001 - UUID
