@@ -8,12 +8,12 @@ xdist worker are never redirected to it; subprocesses get `server.env`.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,19 +104,48 @@ class PrefectServer:
         return response.json() if response.content else None
 
 
+def server_env(home: Path, base: str, **extra: str) -> dict[str, str]:
+    """The environment of a test's own `prefect server start` at `base` and of the processes that use it:
+    none of the caller's PREFECT_* settings, workers polling every second, and SQLite waiting for its
+    lock instead of answering 503 (several concurrent merges on 2 cores)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=f"{base}/api", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               DO_NOT_TRACK="1", PWD=str(REPO), PREFECT_WORKER_QUERY_SECONDS="1",
+               PREFECT_SERVER_DATABASE_TIMEOUT="60", PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT="30", **extra)
+    return env
+
+
+@contextmanager
+def leased_server(tmp_path_factory: pytest.TempPathFactory, name: str, **extra: str) -> Iterator[PrefectServer]:
+    """A module's own real Prefect server with concurrency leases on the filesystem (so they outlive a
+    server restart), up and set as this process's API while the block runs; `extra` env on top."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home, logs = tmp_path_factory.mktemp(f"{name}-home"), tmp_path_factory.mktemp(f"{name}-logs")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = server_env(home, base, PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=
+                     "prefect.server.concurrency.lease_storage.filesystem", **extra)
+    proc = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
+                 logs / "server.log")
+    srv = PrefectServer(f"{base}/api", base, home, env, logs, proc)
+    try:
+        wait_http(f"{srv.url}/health", 300, proc.proc, proc.log)  # a loaded box needs more than 90 s
+        srv._ready = True
+        with temporary_settings(updates={PREFECT_API_URL: srv.url}):
+            yield srv
+    finally:
+        srv.service.stop()  # the service, not `proc`: a restart test replaces the first process
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     home = tmp_path_factory.mktemp("prefect-home")
     logs = tmp_path_factory.mktemp("logs")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=f"{base}/api", PREFECT_UI_URL=base,
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", PWD=str(REPO),
-               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_LOGGING_LEVEL="INFO",
-               PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
-               # SQLite under several concurrent merges on 2 cores: wait for the lock instead of 503
-               PREFECT_SERVER_DATABASE_TIMEOUT="60", PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT="30")
+    env = server_env(home, base, PREFECT_UI_URL=base, PREFECT_LOGGING_LEVEL="INFO",
+                     PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5")
     server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
                    logs / "server.log")
     try:

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tasks import journal as store
-from tests.deploy.conftest import BIN, REPO, PrefectServer, free_port, secret_ref, start, wait_http
+from tests.deploy.conftest import BIN, REPO, PrefectServer, leased_server, secret_ref, start, wait_http
 from tests.reliability.sandbox_session import BLOCK, remote_state
 from tests.reliability.test_fault_matrix import private_target
 
@@ -65,32 +65,13 @@ def cells() -> list:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A real Prefect server (leases on the filesystem, repossessor every 2 s) + a process worker; the
     in-process clients of this module talk to it."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    home, logs = tmp_path_factory.mktemp("kill-home"), tmp_path_factory.mktemp("kill-logs")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=f"{base}/api", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               DO_NOT_TRACK="1", PWD=str(REPO), PREFECT_WORKER_QUERY_SECONDS="1",
-               PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE="prefect.server.concurrency.lease_storage.filesystem",
-               PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="2",
-               PREFECT_SERVER_DATABASE_TIMEOUT="60", PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT="30")
-    proc = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
-                 logs / "server.log")
-    srv = PrefectServer(f"{base}/api", base, home, env, logs, proc)
-    worker = None
-    try:
-        wait_http(f"{srv.url}/health", 300, proc.proc, proc.log)  # a loaded box needs more than 90 s
-        srv._ready = True
+    with leased_server(tmp_path_factory, "kill", PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="2") as srv:
         worker = start([str(BIN / "prefect"), "worker", "start", "--pool", "process", "--type", "process",
-                        "--name", "kill-matrix"], env, logs / "worker.log")
-        with temporary_settings(updates={PREFECT_API_URL: srv.url}):
+                        "--name", "kill-matrix"], srv.env, srv.logs / "worker.log")
+        try:
             yield srv
-    finally:
-        if worker:
+        finally:
             worker.stop()
-        srv.service.stop()  # the restart test replaces the first process
 
 
 @pytest.fixture(scope="module")

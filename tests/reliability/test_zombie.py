@@ -36,8 +36,8 @@ import pytest
 import yaml
 
 from tasks import journal as store
-from tests.deploy.conftest import (BIN, REPO, PrefectServer, Service, artifacts_of, create_run, free_port, start,
-                                   wait_final, wait_http)
+from tests.deploy.conftest import (BIN, REPO, PrefectServer, Service, artifacts_of, create_run, leased_server,
+                                   start, wait_final)
 from tests.reliability.sandbox_session import remote_state
 from tests.reliability.test_fault_matrix import private_target
 
@@ -75,27 +75,8 @@ class Workers:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A real Prefect server (leases on disk, heartbeats every 30 s for every process it starts)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    home, logs = tmp_path_factory.mktemp("zombie-home"), tmp_path_factory.mktemp("zombie-logs")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=f"{base}/api", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               DO_NOT_TRACK="1", PWD=str(REPO), PREFECT_WORKER_QUERY_SECONDS="1",
-               PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT),
-               PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE="prefect.server.concurrency.lease_storage.filesystem",
-               PREFECT_SERVER_DATABASE_TIMEOUT="60", PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT="30")
-    proc = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
-                 logs / "server.log")
-    srv = PrefectServer(f"{base}/api", base, home, env, logs, proc)
-    try:
-        wait_http(f"{srv.url}/health", 300, proc.proc, proc.log)
-        srv._ready = True
-        with temporary_settings(updates={PREFECT_API_URL: srv.url}):
-            yield srv
-    finally:
-        srv.service.stop()
+    with leased_server(tmp_path_factory, "zombie", PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT)) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
