@@ -89,6 +89,21 @@ class PrefectServer:
             self._ready = True
         return self
 
+    def wait_for(self, path: str, timeout: float = 180.0) -> object:
+        """GET `path` until it exists: a 404, or no answer while a busy SQLite server waits for its lock
+        (the suite's last test once saw a 30 s read time out), counts as "not yet" until `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                response = httpx.get(self.ready().url + path, timeout=30.0)
+                if response.status_code == 200:
+                    return response.json()
+                last = f"HTTP {response.status_code}"
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            assert time.monotonic() < deadline, f"{path} not there after {timeout:.0f} s ({last})"
+            time.sleep(1)
+
     def api(self, method: str, path: str, **kw) -> object:
         for attempt in range(6):  # like Prefect's own client: a busy SQLite server answers 503 for a moment
             try:

@@ -8,10 +8,8 @@ entry until the test releases it, so the test needs no merge timing.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
-import httpx
 import yaml
 
 from tests.deploy.conftest import REPO, artifacts_of
@@ -24,10 +22,7 @@ def _deploy_standin(server) -> None:  # noqa: ANN001
     """The stand-in deployed to the worker's pool (which the worker creates when it starts)."""
     from prefect import flow
 
-    deadline = time.monotonic() + 120
-    while httpx.get(f"{server.url}/work_pools/process", timeout=30).status_code == 404:
-        assert time.monotonic() < deadline, "the process worker never created its pool"
-        time.sleep(1)
+    server.wait_for("/work_pools/process")
     flow.from_source(source=str(REPO), entrypoint="tests/deploy/batch_standin.py:standin").deploy(
         name="variants-standin", work_pool_name="process", print_next_steps=False)
 

@@ -78,13 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
 def env(server: PrefectServer, proxied_env, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
     """The seeded sandbox with its blocks in this server; the merge deployed for the worker."""
     proxied_env.save_blocks(BLOCK, konflux_pipeline_timeout=60)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # the worker creates the pool the deployment names
-        try:
-            server.api("GET", "/work_pools/process")
-            break
-        except Exception:  # noqa: BLE001 - 404 until the worker is up
-            time.sleep(1)
+    server.wait_for("/work_pools/process")  # the worker creates the pool the deployment names
     server.run("prefect", "--no-prompt", "deploy", "--name", "merge-index-image", "--name", "reconcile", timeout=300)
     reconcile = server.api("GET", "/deployments/name/reconcile/reconcile")
     for schedule in reconcile["schedules"]:  # its trigger on Crashed merges stays; the clock would race the test
