@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import re
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import git
 
 from indexflow.errors import PublishError
+from indexflow import workdirs
 
 GIT_TIMEOUT = 300.0  # seconds; a whole clone/push, killed after this
 LOW_SPEED = {"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "30"}  # stalled transfer
@@ -132,7 +132,7 @@ def delete_remote_branch(url: str, branch: str, token: str) -> None:
     """Delete `branch` on `url`; already gone is fine (rollback may run twice)."""
     if remote_branch_sha(url, branch, token) is None:
         return
-    with tempfile.TemporaryDirectory(prefix="indexflow-git-") as scratch:
+    with workdirs.scratch("git") as scratch:
         repo = git.Repo.init(scratch, bare=True)
         _run(repo.git, ["push", "--porcelain", url, f":refs/heads/{branch}"], url, token,
              f"Failed to delete branch {branch} of {url}")

@@ -15,9 +15,11 @@ import os
 import shutil
 import socket
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from indexflow.journal import process_start
 
@@ -38,7 +40,8 @@ class Owner:
 
     @property
     def request_id(self) -> str:
-        """The name `make` was given (the dir is `indexflow-<name>-<random>`)."""
+        """The name `make` was given (the dir is `indexflow-<name>-<random>`): a merge's request id, or
+        the purpose of a step's `scratch` dir (which has no flow run)."""
         return self.path.name[len(PREFIX):].rsplit("-", 1)[0]
 
     def alive(self) -> bool | None:
@@ -55,6 +58,18 @@ def make(name: str, flow_run_id: str | None = None, parent: Path | None = None) 
     (workdir / OWNER_FILE).write_text(f"{socket.gethostname()} {pid} {process_start(pid)} {flow_run_id or '-'} "
                                       f"{datetime.now(timezone.utc).isoformat()}\n")
     return workdir
+
+
+@contextmanager
+def scratch(purpose: str) -> Iterator[Path]:
+    """A step's own temp dir (layers, a blob being copied, an upgraded db copy), owned like a run's dir,
+    so a process killed inside the step leaves nothing a later sweep cannot tell is dead; removed when
+    the step ends."""
+    path = make(purpose)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def read_owner(workdir: Path) -> Owner | None:

@@ -37,10 +37,10 @@ def remove_orphans(tmp: Path | None = None) -> list[str]:
             continue  # a run of another Prefect server: not ours to judge
         crashed = run is not None and _mark_crashed(run, owner)
         shutil.rmtree(owner.path, ignore_errors=True)
-        lines.append(f"request {owner.request_id}"
-                     + (f" (flow run {owner.flow_run_id})" if owner.flow_run_id else "")
-                     + f": its process on this host is gone; removed its temp dir {owner.path}"
-                     + ("; marked the run Crashed" if crashed else ""))
+        lines.append(f"request {owner.request_id} (flow run {owner.flow_run_id})" if owner.flow_run_id
+                     else f"a {owner.request_id} step")
+        lines[-1] += (f": its process on this host is gone; removed its temp dir {owner.path}"
+                      + ("; marked the run Crashed" if crashed else ""))
     return lines
 
 

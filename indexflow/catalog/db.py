@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import tempfile
 import time
 import urllib.parse
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from indexflow.errors import CatalogError
+from indexflow import workdirs
 
 if TYPE_CHECKING:  # SQLAlchemy costs ~0.3 s to import: only open_db() needs it, so the CLI verbs skip it
     from sqlalchemy import Engine
@@ -303,7 +303,7 @@ def open_db(path: Path | str) -> Engine:
 
     path = Path(path)
     if schema_version(path) != SCHEMA_VERSION:
-        tmp = Path(tempfile.mkdtemp(prefix="indexflow-db-")) / path.name
+        tmp = workdirs.make("db") / path.name  # lives as long as the engine; swept once this process is gone
         path = upgrade_copy(path, tmp)
     engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
 
@@ -352,7 +352,7 @@ def list_bundles(path: Path | str, deprecated: bool = False) -> list[BundleRecor
 
     With `deprecated`, the opposite: the deprecated bundles left in the db as the tails of truncated
     channels (render omits them, but a bundle that replaces one needs it present)."""
-    with tempfile.TemporaryDirectory(prefix="indexflow-list-") as tmp:
+    with workdirs.scratch("list") as tmp:
         path = Path(path)
         if schema_version(path) != SCHEMA_VERSION:
             path = upgrade_copy(path, Path(tmp) / "index.db")

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import sqlite3
-import tempfile
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from indexflow.catalog.gosort import go_sort_slice
 from indexflow.catalog.limits import excerpt
 from indexflow.catalog.semver_go import SemverError
 from indexflow.errors import CatalogError
+from indexflow import workdirs
 
 LEVELS = (None, "bundle-object-to-csv-metadata")
 _HTML_OR_ESCAPE = re.compile('[\x00-\x1f"\\\\<>&\u2028\u2029\x7f-\U0010ffff]')
@@ -86,7 +86,7 @@ def _readable(path: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection on a current-schema db; older dbs are upgraded in a temp copy."""
     if not path.is_file():
         raise CatalogError(f'render catalog image: render reference "{path}": stat {path}: no such file or directory')
-    with tempfile.TemporaryDirectory(prefix="indexflow-migrate-") as tmp:
+    with workdirs.scratch("migrate") as tmp:
         if check_index_db(path) != SCHEMA_VERSION:  # schema 13 (opm's last migration) is read as is
             path = upgrade_copy(path, Path(tmp) / "index.db")
         con = connect_ro(path)

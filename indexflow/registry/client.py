@@ -36,6 +36,7 @@ from indexflow.registry.cache import disk_errors
 from indexflow.registry.limits import Limits
 from indexflow.registry.manifests import cap_redirect_body, check_manifest, header_digest, next_page, tag_page
 from indexflow.registry.refs import ImageRef
+from indexflow import workdirs
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -534,7 +535,7 @@ class RegistryClient:
             raise RegistryError(f"{ref}: the image is larger than the {max_bytes}-byte limit")
         with disk_errors(dest):
             dest.mkdir(parents=True, exist_ok=True)
-        with disk_errors(Path(tempfile.gettempdir())), tempfile.TemporaryDirectory(prefix="indexflow-layers-") as tmp:
+        with disk_errors(Path(tempfile.gettempdir())), workdirs.scratch("layers") as tmp:
             files = [self.download_blob(child, layer["digest"], Path(tmp) / f"layer{i}", min(layer["size"], max_bytes))
                      for i, layer in enumerate(layers)]
             unpack_layers(files, dest, max_bytes, str(ref))

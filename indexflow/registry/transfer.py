@@ -8,12 +8,12 @@ streamed through a temp file.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from indexflow.errors import RegistryError
 from indexflow.registry.refs import ImageRef
+from indexflow import workdirs
 
 if TYPE_CHECKING:
     from indexflow.registry.client import Manifest, RegistryClient
@@ -51,7 +51,7 @@ def copy_blob(client: "RegistryClient", src: ImageRef, dst: ImageRef, digest: st
         return
     if src.api_host == dst.api_host and client.mount_blob(repo, digest, src.repository):
         return
-    with tempfile.TemporaryDirectory(prefix="indexflow-copy-") as tmp:
+    with workdirs.scratch("copy") as tmp:
         path = client.download_blob(src, digest, Path(tmp) / "blob")
         client.push_blob(repo, path, digest)
 

@@ -48,6 +48,22 @@ def test_dirs_not_made_by_create_are_never_orphans(tmp_path: Path) -> None:
     assert workdirs.owner_alive(elsewhere) is None  # nobody on this host can tell
 
 
+def test_a_step_killed_inside_its_scratch_dir_leaves_a_dir_the_sweep_removes(tmp_path: Path) -> None:
+    """A scratch dir (layers, a copied blob, an upgraded db) outlives a killed process, but not the next sweep;
+    one the step finished with is already gone."""
+    code = ("import os; from indexflow import workdirs\n"
+            "with workdirs.scratch('done') as d: print(d)\n"
+            "with workdirs.scratch('layers') as d:\n"
+            "    (d / 'layer0').write_bytes(b'x' * 10); print(d, flush=True); os._exit(9)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"TMPDIR": str(tmp_path)})
+    done, killed = (Path(line) for line in run.stdout.split())
+    assert run.returncode == 9 and not done.exists() and (killed / "layer0").exists()
+    assert killed.parent == tmp_path and killed.name.startswith("indexflow-layers-")
+    assert orphans.remove_orphans(tmp_path) == [
+        f"a layers step: its process on this host is gone; removed its temp dir {killed}"]
+    assert not killed.exists() and orphans.remove_orphans(tmp_path) == []
+
+
 # -- tasks/orphans.py against a real Prefect API -----------------------------------------------------
 @flow(name="zombie-probe")
 def _probe() -> None:
