@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import gc
 import json
 import os
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -111,6 +113,20 @@ def check_tree(root: Path | str) -> None:
     """Refuse the tree (one sentence) if it holds anything but directories and regular files."""
     for _ in walk(root):
         pass
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic collector off while a catalog is loaded: parsing builds hundreds of thousands of
+    dicts and lists, none in a cycle, and each generation-2 pass re-walks all of them (a third of
+    a 7,000-bundle validation). Reference counting still frees everything as usual."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ SHAPES: dict[str, tuple[str, tuple]] = {
         "schema": _STR, "package": _STR, "entries": ("list", _DEPRECATION_ENTRY, "[]declcfg.DeprecationEntry")})),
 }
 
-_PROPERTY_SHAPES: dict[str, tuple] = {
+PROPERTY_SHAPES: dict[str, tuple] = {
     "olm.package": ("struct", "property.Package", {"packageName": _STR, "version": _STR, "release": _STR}),
     "olm.package.required": ("struct", "property.PackageRequired", {"packageName": _STR, "versionRange": _STR}),
     "olm.gvk": ("struct", "property.GVK", {"group": _STR, "kind": _STR, "version": _STR}),
@@ -75,7 +75,7 @@ def blob_error(schema: str, blob: dict) -> str | None:
 
 def property_error(typ: str, value: Any) -> str | None:
     """Go's decode error for a property value of a known type that does not fit its struct, or None."""
-    shape = _PROPERTY_SHAPES.get(typ)
+    shape = PROPERTY_SHAPES.get(typ)
     if shape is None or _fits(shape)(value):  # the common case, without building field paths
         return None
     try:

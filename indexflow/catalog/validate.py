@@ -23,6 +23,7 @@ from indexflow.errors import CatalogError
 
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_PLAIN_VERSION = re.compile(r"(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)")
 _DNS1123_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
                 "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
                 "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
@@ -53,11 +54,12 @@ def validate_report(directory: Path | str) -> Report:
     if not directory.is_dir():
         raise CatalogError(f'"{directory}" is not a directory')
     try:
-        packages = _to_model(list(_load_blobs(directory)))
+        with fbcload.paused_gc():
+            packages = _to_model(list(_load_blobs(directory)))
+            tree = fbcmodel.validate_model(packages)
     except CatalogError as exc:  # opm's first loading error; also an unsafe entry or an oversized file
         message = str(exc) if len(str(exc)) <= _MESSAGE_LIMIT else excerpt(str(exc), _MESSAGE_LIMIT)
         return Report(False, message, [[message]])
-    tree = fbcmodel.validate_model(packages)
     if tree is None:
         return Report(True)
     return Report(False, tree.render(), [[m.rstrip(":") for m in leaf] for leaf in tree.leaves()])
@@ -115,13 +117,18 @@ _MESSAGE_LIMIT = 1000  # a loading error quotes names from the file: a 100 KB na
 
 def _to_model(blobs: list[dict]) -> list[fbcmodel.Package]:
     by_schema: dict[str, list[dict]] = {}
+    plain: dict[int, _PlainBundle] = {}  # id(blob) -> what a well-formed bundle blob holds
     for blob in blobs:
-        schema = go_field(blob, "schema")
-        _check_typed(schema, blob)
+        schema = blob["schema"] if "schema" in blob else go_field(blob, "schema")
+        found = _plain_bundle(blob) if schema == "olm.bundle" else None
+        if found is None:
+            _check_typed(schema, blob)
+        else:
+            plain[id(blob)] = found
         by_schema.setdefault(schema, []).append(blob)
     packages = _packages(by_schema.get("olm.package", []))
     entries = _channels(packages, by_schema.get("olm.channel", []))
-    _bundles(packages, entries, by_schema.get("olm.bundle", []))
+    _bundles(packages, entries, by_schema.get("olm.bundle", []), plain)
     by_package: dict[str, list[dict[str, dict]]] = {}
     for (p, _), chan in entries.items():
         by_package.setdefault(p, []).append(chan)
@@ -135,6 +142,71 @@ def _to_model(blobs: list[dict]) -> list[fbcmodel.Package]:
             pkg.channels[pkg.default_channel] = fbcmodel.Channel(pkg.default_channel)
     _deprecations(packages, by_schema.get("olm.deprecations", []))
     return list(packages.values())
+
+
+# (name, package, image, version, release, has bundle objects, related images)
+_PlainBundle = tuple[str, str, str, str, str, bool, list[str]]
+_BUNDLE_KEYS = frozenset(("schema", "name", "package", "image", "properties", "relatedImages"))
+_PROPERTY_KEYS = frozenset(("type", "value"))
+_RELATED_KEYS = frozenset(("name", "image"))
+_OBJECT_KEYS = frozenset(("data",))
+_STRING_PROPERTIES = {  # property types whose value is a struct of strings: their exact keys
+    "olm.package": frozenset(("packageName", "version", "release")),
+    "olm.package.required": frozenset(("packageName", "versionRange")),
+    "olm.gvk": frozenset(("group", "kind", "version")),
+    "olm.gvk.required": frozenset(("group", "kind", "version"))}
+
+
+def _plain_bundle(blob: dict) -> _PlainBundle | None:
+    """What `_check_typed` and `_bundle_properties` would accept and return for a bundle blob
+    written the usual way (exact key names, string fields, one olm.package property naming its
+    package): one pass of dict lookups instead of Go's case-folding field matching per field.
+
+    None means "not that simple": the general path then runs and reports what opm reports."""
+    if not blob.keys() <= _BUNDLE_KEYS:
+        return None
+    name, pkg, image = blob.get("name"), blob.get("package"), blob.get("image", "")
+    props, related = blob.get("properties"), blob.get("relatedImages", [])
+    if type(name) is not str or type(pkg) is not str or type(image) is not str or type(props) is not list \
+            or type(related) is not list:
+        return None
+    package, has_objects = None, False
+    for prop in props:
+        if type(prop) is not dict or prop.keys() != _PROPERTY_KEYS:
+            return None
+        typ, value = prop["type"], prop["value"]
+        if typ == "olm.bundle.object":
+            if type(value) is not dict or value.keys() != _OBJECT_KEYS or type(value["data"]) is not str \
+                    or gotypes.property_error(typ, value):
+                return None
+            has_objects = has_objects or bool(value["data"].strip("\r\n"))
+        elif typ in _STRING_PROPERTIES:
+            if type(value) is not dict or not value.keys() <= _STRING_PROPERTIES[typ] or not _all_str(value):
+                return None
+            if typ == "olm.package":
+                if package is not None:
+                    return None
+                package = value
+        elif type(typ) is not str or typ in gotypes.PROPERTY_SHAPES:
+            return None
+    if package is None or package.get("packageName", "") != pkg:
+        return None
+    images = []
+    for rel in related:
+        if type(rel) is not dict or not rel.keys() <= _RELATED_KEYS or type(rel.get("name", "")) is not str \
+                or type(rel.get("image", "")) is not str:
+            return None
+        images.append(rel.get("image", ""))
+    return name, pkg, image, package.get("version", ""), package.get("release", ""), has_objects, images
+
+
+def _all_str(value: dict) -> bool:
+    """Every value a string: join (in C) refuses anything else."""
+    try:
+        "".join(value.values())
+    except TypeError:
+        return False
+    return True
 
 
 def _check_typed(schema: str, blob: dict) -> None:
@@ -245,11 +317,16 @@ def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[
     return entries
 
 
-def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[dict]) -> None:
+def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[dict],
+             plain: dict[int, _PlainBundle]) -> None:
     seen: set[tuple[str, str]] = set()
     channels_of: dict[str, list[tuple[fbcmodel.Channel, dict[str, dict]]]] = {}  # built once per package
     for blob in blobs:
-        name, pkg = field_str(blob, "name"), field_str(blob, "package")
+        quick = plain.get(id(blob))
+        if quick is None:
+            name, pkg = field_str(blob, "name"), field_str(blob, "package")
+        else:
+            name, pkg, image, version, release, has_objects, images = quick
         if not pkg:
             raise _Invalid(f'package name must be set for bundle "{name}"')
         if pkg not in packages:
@@ -258,13 +335,14 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
             raise _Invalid(f'package "{pkg}" has duplicate bundle "{name}"')
         seen.add((pkg, name))
         packages[pkg].bundle_names.add(name)
-        version, release, has_objects = _bundle_properties(blob, name, pkg)
-        image = field_str(blob, "image")
-        _check_image(pkg, name, "image", image)
-        for i, rel in enumerate(field_list(blob, "relatedImages")):
-            _check_image(pkg, name, f"relatedImages[{i}].image", field_str(rel, "image"))
+        if quick is None:
+            version, release, has_objects = _bundle_properties(blob, name, pkg)
+            image = field_str(blob, "image")
+            images = [field_str(rel, "image") for rel in field_list(blob, "relatedImages")]
+        _check_images(pkg, name, image, images)
         try:
-            fbcmodel.parse_version(version)
+            if not _PLAIN_VERSION.fullmatch(version):  # (a plain X.Y.Z always parses)
+                fbcmodel.parse_version(version)
         except SemverError as exc:
             raise _Invalid(f'error parsing bundle "{name}" version "{version}": {exc}') from None
         try:
@@ -279,13 +357,27 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
             if entry is None:
                 continue
             found = True
+            replaces, skips, skip_range = _entry_edges(entry)
             channel.bundles[name] = fbcmodel.Bundle(
-                name=name, version=version, replaces=field_str(entry, "replaces"),
-                skips=[s if isinstance(s, str) else "" for s in field_list(entry, "skips")],
-                skip_range=field_str(entry, "skipRange"), image=image, has_objects=has_objects,
-                package=pkg, release=release)
+                name=name, version=version, replaces=replaces, skips=skips, skip_range=skip_range, image=image,
+                has_objects=has_objects, package=pkg, release=release)
         if not found:
             raise _Invalid(f'package "{pkg}", bundle "{name}" not found in any channel entries')
+
+
+_ENTRY_KEYS = frozenset(("name", "replaces", "skips", "skipRange"))
+
+
+def _entry_edges(entry: dict) -> tuple[str, list[str], str]:
+    """A channel entry's (replaces, skips, skipRange); exact key names (the usual case) are
+    read directly, anything else through Go's case-folding field matching."""
+    if entry.keys() <= _ENTRY_KEYS:
+        replaces, skips, skip_range = entry.get("replaces", ""), entry.get("skips", []), entry.get("skipRange", "")
+        if type(replaces) is str and type(skip_range) is str and type(skips) is list \
+                and all(type(s) is str for s in skips):
+            return replaces, list(skips), skip_range
+    return (field_str(entry, "replaces"), [s if isinstance(s, str) else "" for s in field_list(entry, "skips")],
+            field_str(entry, "skipRange"))
 
 
 def _bundle_properties(blob: dict, name: str, pkg: str) -> tuple[str, str, bool]:
@@ -326,6 +418,18 @@ _REFERENCE = re.compile(rf"^((?:{_DOMAIN}/)?{_COMP}(?:/{_COMP})*)(?::[\w][\w.-]{
                         r"(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*):([0-9a-fA-F]{32,}))?$")
 
 
+def _check_images(pkg: str, bundle: str, image: str, related: list[str]) -> None:
+    """The bundle's image, then each related image, in opm's order (known-good ones skipped)."""
+    if image not in _GOOD_REFS:
+        _check_image(pkg, bundle, "image", image)
+    for i, ref in enumerate(related):
+        if ref not in _GOOD_REFS:
+            _check_image(pkg, bundle, f"relatedImages[{i}].image", ref)
+
+
+_GOOD_REFS: set[str] = {""}  # references already found valid (catalogs repeat them across bundles)
+
+
 def _check_image(pkg: str, bundle: str, what: str, ref: str) -> None:
     """opm >= 1.64 rejects image references that do not parse (empty is allowed)."""
     if not ref:
@@ -333,6 +437,8 @@ def _check_image(pkg: str, bundle: str, what: str, ref: str) -> None:
     reason = reference_error(ref)
     if reason:
         raise _Invalid(f'package "{pkg}" bundle "{bundle}" {what}: invalid image pull spec "{ref}": {reason}')
+    if len(_GOOD_REFS) < 65536:
+        _GOOD_REFS.add(ref)
 
 
 @functools.lru_cache(maxsize=65536)  # catalogs repeat the same related images across bundles
