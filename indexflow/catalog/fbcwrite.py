@@ -16,6 +16,7 @@ from typing import Any
 from indexflow.catalog.gojson import go_float
 
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]|[^\s"{}\[\],:]+')
+_BRACKETS = frozenset("{}[]")
 _NEEDS_ESCAPE = re.compile('[\x00-\x1f"\\\\\u2028\u2029]')
 
 
@@ -69,6 +70,10 @@ def compact(obj: Any) -> str:
 def indent(text: str, depth: int = 0, unit: str = "    ") -> str:
     """Go json.Indent of JSON text starting at `depth`: empty objects/arrays stay `{}` / `[]`."""
     tokens = _TOKEN.findall(text)
+    if len(tokens) > 2 and tokens[0] == "{" and tokens[-1] == "}" and _BRACKETS.isdisjoint(tokens[1:-1]):
+        pad = "\n" + unit * (depth + 1)  # a flat object (most property values): no depth to track
+        body = ["," + pad if tok == "," else ": " if tok == ":" else tok for tok in tokens[1:-1]]
+        return "{" + pad + "".join(body) + "\n" + unit * depth + "}"
     out: list[str] = []
     for i, tok in enumerate(tokens):
         if tok == "{" or tok == "[":
@@ -115,10 +120,27 @@ _small_property = functools.lru_cache(maxsize=65536)(_property_text)
 
 
 def _pretty(obj: Any, depth: int) -> str:
-    """Indented JSON text (what indent(compact(obj)) gives, without re-tokenising); strings, the
-    most common value, are tested first by exact type."""
-    if type(obj) is str:
+    """Indented JSON text (what indent(compact(obj)) gives, without re-tokenising).
+
+    Plain dicts and lists (nearly every container of a blob) are joined here with their string
+    members written in place: a call per leaf string was most of a catalog's rendering time."""
+    kind = type(obj)
+    if kind is str:
         return go_string(obj)
+    if (kind is dict or kind is list) and obj:
+        sub = depth + 1
+        pad = "\n" + "    " * sub
+        if kind is dict:
+            items = [go_string(k) + ": " + (go_string(v) if type(v) is str else _pretty(v, sub))
+                     for k, v in obj.items()]
+            return "{" + pad + ("," + pad).join(items) + "\n" + "    " * depth + "}"
+        items = [go_string(v) if type(v) is str else _pretty(v, sub) for v in obj]
+        return "[" + pad + ("," + pad).join(items) + "\n" + "    " * depth + "]"
+    return _pretty_other(obj, depth)
+
+
+def _pretty_other(obj: Any, depth: int) -> str:
+    """_pretty of everything but a non-empty plain dict or list (Raw, Properties, tuples, scalars)."""
     if isinstance(obj, Raw):
         return _raw_pretty(obj, depth)
     if not obj or not isinstance(obj, (dict, list, tuple)):

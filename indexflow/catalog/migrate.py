@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from indexflow.catalog import fbcmodel
+from indexflow.catalog import fbcload, fbcmodel
 from indexflow.catalog.csvmeta import csv_metadata
 from indexflow.catalog.db import SCHEMA_VERSION, check_index_db, connect_ro, db_error, upgrade_copy
 from indexflow.catalog.fbcwrite import Properties, blob_json, blob_yaml, compact_raw
@@ -45,6 +45,7 @@ class _Bundle:
     image: str
     properties: list[tuple[str, str]]  # (type, compact value), sorted, no bundle objects
     has_objects: bool
+    package_props: int = 1  # how many olm.package properties (opm wants exactly one)
 
 
 @dataclass
@@ -65,7 +66,7 @@ def migrate(db_path: Path | str, out_dir: Path | str, level: str | None = None, 
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise CatalogError(f'output dir "{out_dir}" must be empty')
     prefix = f'render catalog image: render reference "{db_path}": '
-    with _readable(Path(db_path)) as con:
+    with _readable(Path(db_path)) as con, fbcload.paused_gc():
         try:
             packages = _load(con)
         except CatalogError as exc:
@@ -107,10 +108,10 @@ def _load(con: sqlite3.Connection) -> dict[str, _Package]:
         "SELECT name, version, bundlepath, skiprange, length(bundle) > 0 FROM operatorbundle")}
     props = _rows_by_bundle(con, "properties")
     deps = _rows_by_bundle(con, "dependencies")
+    deprecated = {b for (b,) in con.execute("SELECT operatorbundle_name FROM properties WHERE type = 'olm.deprecated'")}
     records, entries = _records(con, meta)
     for (bundle, pkg, channel), (replaces, skips) in sorted(records.items()):
-        bprops = props.get(bundle, {})
-        if any(t == "olm.deprecated" for t, _ in bprops):
+        if bundle in deprecated:
             continue
         if pkg not in packages:
             raise CatalogError(f'populate channels: unknown package "{pkg}" for bundle "{bundle}"')
@@ -118,23 +119,35 @@ def _load(con: sqlite3.Connection) -> dict[str, _Package]:
         if model_ch is None:
             raise CatalogError(f'populate channels: unknown channel "{channel}" for bundle "{bundle}"')
         version, path, skip_range, has_objects = meta[bundle]
-        try:
-            fbcmodel.parse_version(version)
-        except SemverError as exc:
-            raise CatalogError(f'populate channels: convert bundle "{bundle}": parse version "{version}": {exc}') from None
         entry = packages[pkg].bundles.get(bundle)
-        if entry is None:
-            entry = _Bundle(bundle, pkg, path, _properties(pkg, version, bprops, deps.get(bundle, {})), bool(has_objects))
+        if entry is None:  # a bundle's first record: its version is checked once, not per channel
+            _check_version(bundle, version)
+            entry = _Bundle(bundle, pkg, path, _properties(pkg, version, props.get(bundle, {}), deps.get(bundle, {})),
+                            bool(has_objects))
+            entry.package_props = sum(t == "olm.package" for t, _ in entry.properties)
             packages[pkg].bundles[bundle] = entry
         model_ch.bundles[bundle] = fbcmodel.Bundle(
             name=bundle, version=version, replaces=replaces, skips=skips, skip_range=skip_range, image=path,
-            package_props=sum(t == "olm.package" for t, _ in entry.properties), has_objects=entry.has_objects)
+            package_props=entry.package_props, has_objects=entry.has_objects)
     images = _related_image_rows(con)
     heads = _default_heads(con, entries)
     for pkg in packages.values():
         pkg.icon = _icon(pkg.model, heads.get(pkg.model.name))
         pkg.images = {name: images.get(name, []) for name in pkg.bundles}
     return packages
+
+
+_PLAIN_VERSION = re.compile(r"(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)")
+
+
+def _check_version(bundle: str, version: str) -> None:
+    """opm's version parse of a bundle (a plain X.Y.Z always parses: one regular expression)."""
+    if _PLAIN_VERSION.fullmatch(version):
+        return
+    try:
+        fbcmodel.parse_version(version)
+    except SemverError as exc:
+        raise CatalogError(f'populate channels: convert bundle "{bundle}": parse version "{version}": {exc}') from None
 
 
 def _related_image_rows(con: sqlite3.Connection) -> dict[str, list[str]]:
@@ -317,9 +330,9 @@ def _b64decode(text: str) -> bytes | None:
 # --- pass 2: blobs and files --------------------------------------------------------------
 
 
-def _objects(con: sqlite3.Connection, name: str) -> list[str]:
-    """A bundle's manifest objects as stored (JSON text, trailing newline dropped); one at a time
-    so a package of big bundles never sits in memory whole."""
+def _objects(con: sqlite3.Connection, name: str) -> list[tuple[str, object]]:
+    """A bundle's manifest objects as stored (JSON text, trailing newline dropped) with their
+    parsed value; one bundle at a time so a package of big bundles never sits in memory whole."""
     row = con.execute("SELECT bundle FROM operatorbundle WHERE name = ?", (name,)).fetchone()
     blob = row[0] if row else None
     if isinstance(blob, bytes):
@@ -327,8 +340,9 @@ def _objects(con: sqlite3.Connection, name: str) -> list[str]:
     return _split_objects(blob or "")
 
 
-def _split_objects(text: str) -> list[str]:
-    """The `bundle` column is JSON documents back to back; keep each one's exact bytes."""
+def _split_objects(text: str) -> list[tuple[str, object]]:
+    """The `bundle` column is JSON documents back to back; keep each one's exact bytes (and the
+    value the parse that finds its end gives anyway: the CSV is not parsed a second time)."""
     decoder = json.JSONDecoder()
     objs, i = [], 0
     while True:
@@ -337,18 +351,17 @@ def _split_objects(text: str) -> list[str]:
         if i >= len(text):
             return objs
         try:
-            _, end = decoder.raw_decode(text, i)
+            obj, end = decoder.raw_decode(text, i)
         except (ValueError, RecursionError):
             raise _BadStoredJson("an operatorbundle.bundle value is not valid JSON") from None
-        objs.append(text[i:end])
+        objs.append((text[i:end], obj))
         i = end
 
 
-def _find_csv(objects: list[str]) -> dict | None:
-    for raw in objects:
-        if "ClusterServiceVersion" not in raw:  # cheap filter: parsing every CRD is the slow part
+def _find_csv(objects: list[tuple[str, object]]) -> dict | None:
+    for raw, obj in objects:
+        if "ClusterServiceVersion" not in raw:  # (the raw text names its kind, unescaped)
             continue
-        obj = _loads(raw, "an operatorbundle.bundle object")
         if isinstance(obj, dict) and obj.get("kind") == "ClusterServiceVersion":
             return obj
     return None
@@ -366,7 +379,7 @@ def _related_images(csv: dict | None, table_images: list[str]) -> list[dict]:
     return sorted(images, key=lambda r: r["image"])
 
 
-def _bundle_blob(b: _Bundle, objects: list[str], images: list[str], level: str | None) -> dict:
+def _bundle_blob(b: _Bundle, objects: list[tuple[str, object]], images: list[str], level: str | None) -> dict:
     csv = _find_csv(objects) if objects else None
     if objects and csv is None:
         raise CatalogError(f'bundle "{b.name}": no csv in bundle')
@@ -375,7 +388,7 @@ def _bundle_blob(b: _Bundle, objects: list[str], images: list[str], level: str |
         extra = [("olm.csv.metadata", csv_metadata(csv))]
     else:
         extra = sorted({("olm.bundle.object", '{"data":"' + base64.b64encode(o.encode()).decode() + '"}')
-                        for o in objects})  # identical manifests collapse, like any duplicate property
+                        for o, _ in objects})  # identical manifests collapse, like any duplicate property
     blob: dict = {"schema": "olm.bundle", "name": b.name, "package": b.package, "image": b.image,
                   "properties": Properties(props + extra)}
     related = _related_images(csv, images)
@@ -415,6 +428,10 @@ def _write_package(con: sqlite3.Connection, pkg: _Package, out_dir: Path, level:
     target = out_dir / name
     target.mkdir()
     render = blob_json if fmt == "json" else blob_yaml
-    with open(target / f"catalog.{fmt}", "w", encoding="utf-8", newline="\n") as fh:
+    parts: list[str] = []
+    try:
         for blob in _package_blobs(con, pkg, level):
-            fh.write(render(blob))
+            parts.append(render(blob))
+    finally:  # one write per file; a bundle that fails leaves the blobs before it, as before
+        with open(target / f"catalog.{fmt}", "wb") as fh:
+            fh.write("".join(parts).encode("utf-8"))
