@@ -147,7 +147,9 @@ def read_bytes(path: Path, shown: str, limit: int | None = None) -> bytes:
             raise _refuse(shown, _kind(st.st_mode))
         if st.st_size > limit:
             raise CatalogError(f"{shown} is larger than the {limit}-byte limit for one catalog file")
-        data = fh.read(limit + 1)
+        data = fh.read(st.st_size + 1)  # its size (+1 to see growth), not a buffer of `limit` bytes per file
+        if len(data) > st.st_size:
+            data += fh.read(limit + 1 - len(data))
     if len(data) > limit:  # it grew while being read
         raise CatalogError(f"{shown} is larger than the {limit}-byte limit for one catalog file")
     return data

@@ -12,6 +12,7 @@ import base64
 import functools
 import binascii
 import json
+import operator
 import os
 import re
 import sqlite3
@@ -375,8 +376,11 @@ def _related_images(csv: dict | None, table_images: list[str]) -> list[dict]:
     images += [{"name": "", "image": img} for img in table_images if img not in seen]
     if ties and len(images) > 12:  # up to 12, Go's sort.Slice is an insertion sort: stable, like sorted()
         # opm appends the table images in Go map order; here they keep the table's order
-        return go_sort_slice(images, key=lambda r: r["image"])
-    return sorted(images, key=lambda r: r["image"])
+        return go_sort_slice(images, key=_BY_IMAGE)
+    return sorted(images, key=_BY_IMAGE)
+
+
+_BY_IMAGE = operator.itemgetter("image")
 
 
 def _bundle_blob(b: _Bundle, objects: list[tuple[str, object]], images: list[str], level: str | None) -> dict:

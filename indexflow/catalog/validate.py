@@ -82,6 +82,9 @@ def _load_blobs(root: Path) -> Iterator[dict]:
 
 
 _META_KEYS = ("schema", "package", "name")
+# the keys of opm's blobs: none folds onto a meta key other than itself
+_BLOB_KEYS = frozenset(("schema", "package", "name", "image", "properties", "relatedImages", "defaultChannel",
+                        "icon", "description", "entries"))
 
 
 def _meta(doc: Any) -> dict:
@@ -90,7 +93,8 @@ def _meta(doc: Any) -> dict:
         raise _Invalid("object '' is missing root schema field")
     if not isinstance(doc, dict):
         raise _Invalid(f"json: cannot unmarshal {type(doc).__name__} into Go value of type map[string]interface {{}}")
-    if any(k not in _META_KEYS and isinstance(k, str) and k.lower() in _META_KEYS for k in doc):  # "Schema"...
+    if not doc.keys() <= _BLOB_KEYS and any(
+            k not in _META_KEYS and isinstance(k, str) and k.lower() in _META_KEYS for k in doc):  # "Schema"...
         for key in _META_KEYS:
             folded = [k for k in doc if isinstance(k, str) and k.lower() == key]
             if len(folded) > 1:
