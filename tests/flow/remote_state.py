@@ -37,21 +37,27 @@ def _paged(http: httpx.Client, path: str, key: str) -> list[str]:
 
 
 def registry_tags(base_url: str) -> dict[str, str]:
-    """`repo:tag -> digest` for every tag of every repository of a registry (Konflux's excepted)."""
-    with httpx.Client(base_url=base_url, timeout=10, limits=httpx.Limits(max_connections=16)) as http:
-        repos = [r for r in _paged(http, "/v2/_catalog", "repositories") if not r.startswith(NOT_OURS)]
-        assert repos, "the registry lists no repositories"
+    """`repo:tag -> digest` for every tag of every repository of a registry (Konflux's excepted).
 
-        def tags_of(repo: str) -> dict[str, str]:
-            out = {}
+    Each repository is read on its own thread with its own client: httpcore's sync pool checks and
+    closes an "expired" keep-alive connection without the connection's lock, so a thread can close
+    the socket another thread was just handed (encode/httpcore#1110); on a loaded box that showed as
+    `httpx.ReadError: [Errno 9] Bad file descriptor` in this snapshot."""
+    with httpx.Client(base_url=base_url, timeout=10) as http:
+        repos = [r for r in _paged(http, "/v2/_catalog", "repositories") if not r.startswith(NOT_OURS)]
+    assert repos, "the registry lists no repositories"
+
+    def tags_of(repo: str) -> dict[str, str]:
+        out = {}
+        with httpx.Client(base_url=base_url, timeout=10) as http:
             for tag in _paged(http, f"/v2/{repo}/tags/list", "tags"):
                 r = http.head(f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
                 if r.status_code == 200:
                     out[f"{repo}:{tag}"] = r.headers["Docker-Content-Digest"]
-            return out
+        return out
 
-        with ThreadPoolExecutor(8) as pool:
-            return {k: v for part in pool.map(tags_of, repos) for k, v in part.items()}
+    with ThreadPoolExecutor(8) as pool:
+        return {k: v for part in pool.map(tags_of, repos) for k, v in part.items()}
 
 
 def merge_requests(api_url: str, project: str, token: str) -> dict[int, str]:
