@@ -32,12 +32,15 @@ from tests.reliability.test_fault_matrix import private_target
 
 OVERWRITE_PASSWORD = "ovw-" + secrets.token_hex(12)
 REGISTRY_PASSWORD = "reg-" + secrets.token_hex(12)
+# this session's request ids: the temp dir is shared with other pytest sessions on the box, which may run
+# this module at the same time; their `indexflow-secrets-*` dirs are theirs, not a leak of this run
+SESSION = secrets.token_hex(4)
 
 
 @pytest.fixture(scope="module", params=["completed", "failed"])
 def secret_run(request, proxied_env, tmp_path_factory):  # noqa: ANN001, ANN201
     """One merge with every secret set, completed or failed; returns (secret values, flow run id,
-    temp dirs the run created)."""
+    temp dirs made while it ran, its request id)."""
     if request.param == "failed":
         return _failed_run(proxied_env, tmp_path_factory.mktemp("failed-run"))
     from prefect.blocks.system import Secret
@@ -52,7 +55,7 @@ def secret_run(request, proxied_env, tmp_path_factory):  # noqa: ANN001, ANN201
     with local_overwrite_token(f"robot:{OVERWRITE_PASSWORD}"):  # as `indexflow merge` hands it over
         state = merge_index_image(source_from_index=env.seeded.source_index, target_index=target,
                                   deprecation_list=env.seeded.deprecation_list, overwrite_target_index=True,
-                                  ignore_bundle_ocp_version=True, build_tags=["secrets"], request_id="secrets",
+                                  ignore_bundle_ocp_version=True, build_tags=["secrets"], request_id=f"secrets-{SESSION}",
                                   settings_block="proof-secrets", return_state=True)
     env.save_blocks(BLOCK, **SETTINGS)  # leave the shared blocks as the other suites expect them
     assert state.is_completed(), state.message
@@ -60,7 +63,7 @@ def secret_run(request, proxied_env, tmp_path_factory):  # noqa: ANN001, ANN201
               "registry auth (base64)": docker_config["auths"][env.registry_host]["auth"],
               "GitLab token": env.git_token, "Kubernetes token": env.stack.kube.token}
     new_tmp = set(Path(tempfile.gettempdir()).iterdir()) - tmp_before
-    return values, state.state_details.flow_run_id, new_tmp
+    return values, state.state_details.flow_run_id, new_tmp, f"secrets-{SESSION}"
 
 
 def _failed_run(env, tmp: Path):  # noqa: ANN001, ANN202
@@ -70,7 +73,7 @@ def _failed_run(env, tmp: Path):  # noqa: ANN001, ANN202
     with local_overwrite_token(f"robot:{OVERWRITE_PASSWORD}"):
         state = merge_index_image(source_from_index=env.seeded.source_index, target_index=target.target_index,
                                   overwrite_target_index=True, ignore_bundle_ocp_version=True, dry_run=True,
-                                  request_id="secrets-failed", settings_block=target.settings_block,
+                                  request_id=f"secrets-failed-{SESSION}", settings_block=target.settings_block,
                                   return_state=True)
     env.save_blocks(BLOCK, **SETTINGS)
     assert state.is_failed(), f"the hostile run did not fail: {state.type} {state.message}"
@@ -79,7 +82,7 @@ def _failed_run(env, tmp: Path):  # noqa: ANN001, ANN202
     values = {"overwrite token": OVERWRITE_PASSWORD, "registry password": REGISTRY_PASSWORD,
               "registry auth (base64)": auth, "GitLab token": env.git_token, "Kubernetes token": env.stack.kube.token}
     new_tmp = set(Path(tempfile.gettempdir()).iterdir()) - tmp_before
-    return values, state.state_details.flow_run_id, new_tmp
+    return values, state.state_details.flow_run_id, new_tmp, f"secrets-failed-{SESSION}"
 
 
 def _leaks(values: dict[str, str], text: str | bytes, where: str) -> list[str]:
@@ -101,7 +104,7 @@ def _read(path: Path) -> bytes:
 
 
 def test_not_in_prefect_logs_artifacts_runs(secret_run):
-    values, run_id, _ = secret_run
+    values, run_id, _, _ = secret_run
     found: list[str] = []
     with get_client(sync_client=True) as client:
         logs, offset = [], 0
@@ -123,15 +126,16 @@ def test_not_in_prefect_logs_artifacts_runs(secret_run):
 def test_not_in_results_caches_or_temp_files(secret_run):
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
-    values, _, new_tmp = secret_run
+    values, _, new_tmp, request_id = secret_run
     roots = [Path(str(PREFECT_LOCAL_STORAGE_PATH.value())), Path(os.environ["INDEXFLOW_CACHE_DIR"]), *new_tmp]
     found = [leak for root in roots for f in _files(root) for leak in _leaks(values, _read(f), str(f))]
     assert not found, found
-    assert not [p for p in new_tmp if p.name.startswith("indexflow-secrets-")], "the run left its work dir"
+    left = [p for p in new_tmp if p.name.startswith(f"indexflow-{request_id}-")]  # workdirs.make's name
+    assert not left, f"the run left its work dir: {left}"
 
 
 def test_not_in_git(secret_run, proxied_env):
-    values, _, _ = secret_run
+    values, _, _, _ = secret_run
     bare = proxied_env.stack.git.bare_path(proxied_env.git_project)
     objects = subprocess.run(["git", "-C", str(bare), "cat-file", "--batch-all-objects", "--batch"],
                              capture_output=True, check=True, timeout=60).stdout
@@ -142,7 +146,7 @@ def test_not_in_git(secret_run, proxied_env):
 
 
 def test_not_in_registry(secret_run, proxied_env):
-    values, _, _ = secret_run
+    values, _, _, _ = secret_run
     blobs = _files(Path(proxied_env.stack.registry.root) / "storage" / "docker" / "registry" / "v2" / "blobs")
     assert len(blobs) > 100, "no registry content to check"
     found = []
