@@ -67,26 +67,77 @@ class Child:
     log: Path
 
 
-def stop_all(children: list[Child], grace: float = 20.0) -> None:
-    """SIGTERM every child's process group (each leads its own) at once, SIGKILL what is left after `grace`
-    seconds: Ctrl-C then costs the slowest part's shutdown, not their sum (a busy worker takes a while).
-    Safe to call twice: parts already stopped are skipped."""
+STOP_GRACE = 20.0  # seconds every part gets after SIGTERM, all at once, before SIGKILL
+KILL_WAIT = 10.0  # seconds a SIGKILLed part may take to be reaped (the kernel's, not the part's, time)
+
+
+def stop_all(children: list[Child], grace: float = STOP_GRACE) -> None:
+    """SIGTERM every child's process group (each leads its own) and every process they started in a
+    session of its own (a process worker's flow runs: Prefect gives each its own session, so neither
+    the worker's group signal nor its death reaches them), all at once; SIGKILL what is left after
+    `grace` seconds. Ctrl-C then costs the slowest part's shutdown, bounded by `grace + KILL_WAIT`,
+    and leaves no flow run running on against a server that is gone. Safe to call twice."""
     live = [c for c in children if c.proc.poll() is None]
+    below = [pid for c in live for pid in descendants(c.proc.pid)]
+    groups = {c.proc.pid for c in live} | {g for pid in below if (g := _pgid(pid)) not in (None, os.getpgrp())}
     for child in live:
         print(f"stopping {child.name}", flush=True)
-        _signal_group(child.proc, signal.SIGTERM)
+    for group in groups:
+        _signal_group(group, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for child in live:
         try:
             child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            _signal_group(child.proc, signal.SIGKILL)
-            child.proc.wait(timeout=10)
+            pass
+    while time.monotonic() < deadline and any(_running(pid) for pid in below):
+        time.sleep(0.2)  # the flow runs are not our children: polled (a zombie has ended)
+    leftover = {c.proc.pid for c in live if c.proc.poll() is None}  # not reaped: its pid is not reused
+    leftover |= {g for pid in below if _running(pid) and (g := _pgid(pid)) in groups}
+    for group in leftover:
+        _signal_group(group, signal.SIGKILL)  # what outlived the grace
+    for child in live:
+        child.proc.wait(timeout=KILL_WAIT)
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (from /proc: the parent of each), children first."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            parents.setdefault(stat[1], []).append(int(entry.name))
+    found, todo = [], list(parents.get(pid, []))
+    while todo:
+        found.append(todo.pop(0))
+        todo += parents.get(found[-1], [])
+    return found
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process; None once it is gone."""
     try:
-        os.killpg(proc.pid, sig)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for its reaper does not)."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:  # ended meanwhile
+        return None
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
     except ProcessLookupError:  # it ended between the check and the signal
         pass
 
@@ -239,14 +290,16 @@ def print_endpoints(env: dict[str, str], iib_port: int, config: Path, logs: Path
 
 
 def wait_for_stop(children: list[Child]) -> None:
-    """Until Ctrl-C / SIGTERM, or until a part dies (then say which)."""
+    """Until Ctrl-C / SIGTERM, or until a part dies (then say which).
+
+    SIGINT gets its handler here, not from Python's default: Python leaves SIGINT ignored when it
+    starts with it ignored, as a non-interactive shell starts its background jobs (`cmd &` in a
+    script, CI), and serve would then never see the Ctrl-C (kill -INT) meant for it."""
     stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    try:
-        while not stopping:
-            dead = [c for c in children if c.proc.poll() is not None]
-            if dead:
-                raise ServeError(f"{dead[0].name} stopped (exit {dead[0].proc.returncode}); see {dead[0].log}")
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    while not stopping:
+        dead = [c for c in children if c.proc.poll() is not None]
+        if dead:
+            raise ServeError(f"{dead[0].name} stopped (exit {dead[0].proc.returncode}); see {dead[0].log}")
+        time.sleep(0.5)
