@@ -85,19 +85,27 @@ def migrate(db_path: Path | str, out_dir: Path | str, level: str | None = None, 
 
 @contextmanager
 def _readable(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection on a current-schema db; older dbs are upgraded in a temp copy."""
+    """A read-only connection on a current-schema db; older dbs are upgraded in a temp copy (the
+    scratch dir is made only then: a current db, the usual case, needs none)."""
     if not path.is_file():
         raise CatalogError(f'render catalog image: render reference "{path}": stat {path}: no such file or directory')
-    with workdirs.scratch("migrate") as tmp:
-        if check_index_db(path) != SCHEMA_VERSION:  # schema 13 (opm's last migration) is read as is
-            path = upgrade_copy(path, Path(tmp) / "index.db")
-        con = connect_ro(path)
-        try:
+    if check_index_db(path) == SCHEMA_VERSION:  # schema 13 (opm's last migration) is read as is
+        with _connected(path) as con:
             yield con
-        except sqlite3.Error as exc:
-            raise db_error(path, exc) from None
-        finally:
-            con.close()
+        return
+    with workdirs.scratch("migrate") as tmp, _connected(upgrade_copy(path, Path(tmp) / "index.db")) as con:
+        yield con
+
+
+@contextmanager
+def _connected(path: Path) -> Iterator[sqlite3.Connection]:
+    con = connect_ro(path)
+    try:
+        yield con
+    except sqlite3.Error as exc:
+        raise db_error(path, exc) from None
+    finally:
+        con.close()
 
 
 # --- pass 1: graph, properties, icons -------------------------------------------------------
