@@ -124,3 +124,32 @@ def test_a_part_stops_when_serve_itself_is_killed(tmp_path: Path) -> None:
         time.sleep(0.2)
     os.kill(child, signal.SIGKILL)
     pytest.fail(f"the part serve started outlived serve's SIGKILL:\n{state}")
+
+
+def test_stop_all_ends_what_a_part_started_in_a_session_of_its_own(tmp_path: Path) -> None:
+    """A process worker runs each flow run in a new session: the part's group signal does not reach it.
+    Here the part's child also ignores SIGTERM (a run stuck in a call): it must be SIGKILLed at the grace."""
+    from indexflow.app.serve_cmd import start_child, stop_all
+
+    pidfile = tmp_path / "run.pid"
+    run = ("import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+           "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(300)")
+    part = start_child("worker", [sys.executable, "-c",
+                                  "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', sys.argv[1], "
+                                  "sys.argv[2]], start_new_session=True); time.sleep(300)", run, str(pidfile)],
+                       {}, tmp_path)
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stuck = int(pidfile.read_text())
+    assert os.getsid(stuck) == stuck != os.getsid(part.proc.pid)  # its own session, as Prefect makes it
+    stop_all([part], grace=2.0)
+    deadline = time.monotonic() + 60  # SIGKILLed: gone once init reaps it
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{stuck}/status")
+        state = status.read_text() if status.exists() else ""
+        if not state or "State:\tZ" in state:
+            return
+        time.sleep(0.2)
+    os.kill(stuck, signal.SIGKILL)
+    pytest.fail(f"the flow-run-like process outlived serve's stop:\n{state}")
