@@ -186,3 +186,47 @@ def test_case_folded_duplicate_meta_keys_are_rejected(tmp_path: Path) -> None:
     (tmp_path / "p" / "catalog.json").write_text('{"schema": "olm.package", "Schema": "x", "name": "p"}')
     report = validate_report(tmp_path)
     assert not report.passed and 'duplicate keys for key "schema": [schema Schema]' in report.message
+
+
+def _one_bundle_catalog(root: Path, bundle: dict) -> Path:
+    """package p (channel stable) with one bundle blob as given: the bundle's own keys are the variable."""
+    blobs = [{"schema": "olm.package", "name": "p", "defaultChannel": "stable"},
+             {"schema": "olm.channel", "name": "stable", "package": "p", "entries": [{"name": "p.v1.0.0"}]},
+             {"schema": "olm.bundle", **bundle}]
+    (root / "p").mkdir(parents=True)
+    (root / "p" / "catalog.json").write_text("".join(json.dumps(b, indent=4) + "\n" for b in blobs))
+    return root
+
+
+_PACKAGE_PROP = {"type": "olm.package", "value": {"packageName": "p", "version": "1.0.0"}}
+_PLAIN_BUNDLE = {"name": "p.v1.0.0", "package": "p", "image": "quay.io/p/b:1", "properties": [_PACKAGE_PROP]}
+
+
+@pytest.mark.parametrize(("bundle", "message"), [
+    # Go's encoding/json matches field names case-insensitively: these are the same bundle
+    ({**_PLAIN_BUNDLE, "properties": [{"Type": "olm.package", "Value": {"PackageName": "p", "VERSION": "1.0.0"}}]},
+     None),
+    ({"name": "p.v1.0.0", "Package": "p", "Image": "quay.io/p/b:1", "Properties": [_PACKAGE_PROP]}, None),
+    # ...and folded names are read, not skipped: a folded package name that differs is opm's mismatch
+    ({**_PLAIN_BUNDLE, "properties": [{"type": "olm.package", "value": {"PackageName": "q", "version": "1.0.0"}}]},
+     'package "p" does not match "olm.package" property "q"'),
+    ({**_PLAIN_BUNDLE, "Image": "Not A Ref"}, None),  # exact "image" wins over the folded one
+    ({"name": "p.v1.0.0", "package": "p", "Image": "Not A Ref", "properties": [_PACKAGE_PROP]},
+     'package "p" bundle "p.v1.0.0" image: invalid image pull spec "Not A Ref": invalid reference format'),
+    ({**_PLAIN_BUNDLE, "properties": [_PACKAGE_PROP, _PACKAGE_PROP]},
+     'package "p" bundle "p.v1.0.0" must have exactly 1 "olm.package" property, found 2'),
+    ({**_PLAIN_BUNDLE, "properties": [_PACKAGE_PROP, {"type": "olm.gvk", "value": {"group": "g", "kind": 7}}]},
+     'parse property[1] of type "olm.gvk": json: cannot unmarshal number into Go struct field GVK.kind of type string'),
+    ({**_PLAIN_BUNDLE, "relatedImages": [{"name": "x", "Image": "Bad Ref"}]},
+     'relatedImages[0].image: invalid image pull spec "Bad Ref"'),
+    ({**_PLAIN_BUNDLE, "properties": [_PACKAGE_PROP, {"type": "olm.bundle.object", "value": {"data": "e30"}}]},
+     "parse property at index 1 as bundle object: illegal base64 data at input byte 0"),
+])
+def test_bundle_blobs_beyond_the_plain_shape_are_read_the_go_way(tmp_path: Path, bundle: dict,
+                                                                  message: str | None) -> None:
+    """validate reads usual bundle blobs in one pass; anything else (folded key names, duplicates, wrong
+    types) must still be decoded and refused exactly as opm's Go structs do."""
+    report = validate_report(_one_bundle_catalog(tmp_path / "c", bundle))
+    assert report.passed is (message is None), report.message
+    if message:
+        assert message in report.message
