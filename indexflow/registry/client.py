@@ -1,4 +1,4 @@
-"""OCI distribution API client: one pooled httpx client per TLS setting, thread safe, retrying.
+"""OCI distribution API client: pooled httpx clients per TLS setting, thread safe, retrying.
 
 Why not skopeo: a subprocess per image costs ~17 ms on loopback and much more against a real
 registry; a reused HTTP/1.1 connection pool costs 1.5-2 ms per HEAD and lets thousands of
@@ -16,6 +16,7 @@ stops at a repeated or foreign `Link` and at a page cap.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import tempfile
@@ -48,6 +49,7 @@ ACCEPT = ", ".join([OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_MAX_BYTES = 1 << 30
 _MEMO_BYTES = 64 << 20
+SHARDS = 8  # connection pools per TLS setting (at least 8 connections each); threads are spread over them
 
 
 class RegistryStatusError(RegistryError):
@@ -151,8 +153,11 @@ class RegistryClient:
         self.retries, self.backoff = retries, backoff
         self.stats = Stats()
         self._auth = RegistryAuth(auth, token_timeout=timeout)
-        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._clients: dict[str, httpx.Client] = {}
+        self._shards = max(1, min(SHARDS, max_connections // 8))
+        per_shard = max(1, -(-max_connections // self._shards))
+        self._limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        self._clients: dict[tuple[str, int], httpx.Client] = {}
+        self._local, self._dealer = threading.local(), itertools.count()
         self._schemes: dict[str, str] = {}
         self._lock, self._probe_lock = threading.Lock(), threading.Lock()
         self._manifests, self._blobs = _Memo(), _Memo(16 << 20)
@@ -172,22 +177,37 @@ class RegistryClient:
             client.close()
 
     def _http(self, host: str) -> httpx.Client:
-        """One pooled client per verification setting: default CAs, a registry's CA file, or none."""
+        """One pooled client per verification setting (default CAs, a registry's CA file, or none) and
+        per shard of the calling threads: httpcore serialises every request's pool bookkeeping on one
+        lock, so tens of threads on a single pool mostly queue for that lock."""
         key = "insecure" if host in self.insecure else self.ca_files.get(host, "default")
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                verify: bool | str = False if key == "insecure" else (True if key == "default" else key)
-                if isinstance(verify, str):
-                    import ssl
-
-                    verify = ssl.create_default_context(cafile=verify)  # type: ignore[assignment]
-                client = httpx.Client(transport=deadline.transport(verify, self._limits), timeout=self.timeout,
-                                      auth=self._auth, follow_redirects=True,
-                                      event_hooks={"request": [lambda r: self.stats.count(r.method)],
-                                                   "response": [cap_redirect_body]})
-                self._clients[key] = client
+        shard = (key, self._shard())
+        client = self._clients.get(shard)
+        if client is not None:
             return client
+        with self._lock:
+            client = self._clients.get(shard)
+            if client is None:
+                client = self._clients[shard] = self._new_client(key)
+            return client
+
+    def _shard(self) -> int:
+        """This thread's pool: threads are dealt round-robin over the shards as they first ask."""
+        mine = getattr(self._local, "shard", None)
+        if mine is None:
+            mine = self._local.shard = next(self._dealer) % self._shards
+        return mine
+
+    def _new_client(self, key: str) -> httpx.Client:
+        verify: bool | str = False if key == "insecure" else (True if key == "default" else key)
+        if isinstance(verify, str):
+            import ssl
+
+            verify = ssl.create_default_context(cafile=verify)  # type: ignore[assignment]
+        return httpx.Client(transport=deadline.transport(verify, self._limits), timeout=self.timeout,
+                            auth=self._auth, follow_redirects=True,
+                            event_hooks={"request": [lambda r: self.stats.count(r.method)],
+                                         "response": [cap_redirect_body]})
 
     def _base(self, ref: ImageRef) -> str:
         """`https://host`, or for an insecure registry whatever it speaks."""
