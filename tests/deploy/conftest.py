@@ -233,8 +233,9 @@ def deployed(prefect_server: PrefectServer, sandbox, tmp_path_factory: pytest.Te
     """
     request.getfixturevalue("process_worker")
     config, secrets = write_setup_yaml(sandbox, tmp_path_factory.mktemp("setup"))
-    prefect_server.run("indexflow", "setup", str(config), extra_env=secrets)
-    prefect_server.run("prefect", "--no-prompt", "deploy", "--all")
+    # minutes, not seconds, on a loaded box (the default 120 s once cut `deploy --all` short: every test erred)
+    prefect_server.run("indexflow", "setup", str(config), extra_env=secrets, timeout=300)
+    prefect_server.run("prefect", "--no-prompt", "deploy", "--all", timeout=300)
     return prefect_server
 
 
