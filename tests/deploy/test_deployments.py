@@ -21,7 +21,7 @@ import yaml
 from indexflow.cli import main
 from indexflow.registry.refs import ImageRef
 from tests.deploy import browser
-from tests.deploy.conftest import (BIN, REPO, artifacts_of, create_run, deployment_id, merge_params, save_secret,
+from tests.deploy.conftest import (API_TIMEOUT, BIN, REPO, artifacts_of, create_run, deployment_id, merge_params, save_secret,
                                    secret_ref, setup_file, wait_final, write_setup_yaml)
 
 MERGE, BATCH = "merge-index-image/merge-index-image", "batch-merge/batch-merge"
@@ -50,10 +50,10 @@ def started(deployed, sandbox, iib_api: str, tmp_path_factory: pytest.TempPathFa
         "batch": create_run(deployed, BATCH, {"batch_file": str(batch_file), "max_parallel": 3}),
         "iib_ok": httpx.post(api, json=merge_params(sandbox, dry_run=True, overwrite_target_index=True,
                                                     overwrite_target_index_token=TOKEN, build_tags=["api"]),
-                             timeout=30),
+                             timeout=API_TIMEOUT),
         "iib_failed": httpx.post(api, json=merge_params(
             sandbox, dry_run=True, source_from_index=f"{sandbox.registry_host}/rh-osbs/iib-pub-pending:v4.99"),
-            timeout=30),
+            timeout=API_TIMEOUT),
     }
     # the CLI run is refused by the flow's own IIB checks: proves the trigger without another full merge
     params = json.dumps(merge_params(sandbox, dry_run=True, request_id="cli-1", distribution_scope="qa"))
@@ -194,7 +194,7 @@ def test_kubernetes_pool_renders_a_job_with_resources_and_secret_env(prefect_api
 
 def test_parameter_schema_is_enforced(deployed) -> None:  # noqa: ANN001
     url = f"{deployed.url}/deployments/{deployment_id(deployed, MERGE)}/create_flow_run"
-    response = httpx.post(url, json={"parameters": {"source_from_index": 17, "dry_run": "maybe"}}, timeout=30)
+    response = httpx.post(url, json={"parameters": {"source_from_index": 17, "dry_run": "maybe"}}, timeout=API_TIMEOUT)
     assert response.status_code == 409
     assert "Validation failed for field 'source_from_index'" in response.text
 
@@ -260,7 +260,7 @@ def test_a_token_value_for_the_secret_is_refused_and_never_stored(deployed, sand
     url = f"{deployed.url}/deployments/{deployment_id(deployed, MERGE)}/create_flow_run"
     body = {"parameters": merge_params(sandbox, dry_run=True, overwrite_target_index=True, request_id="refused-token",
                                        overwrite_target_index_token_secret=secret)}
-    response = httpx.post(url, json=body, timeout=60)
+    response = httpx.post(url, json=body, timeout=API_TIMEOUT)
     assert response.status_code == 409, response.text  # Prefect's answer to parameters its schema refuses
     stored = deployed.api("POST", "/flow_runs/filter", json={})
     assert TOKEN not in json.dumps([r["parameters"] for r in stored])
@@ -270,7 +270,7 @@ def test_a_token_value_for_the_secret_is_refused_and_never_stored(deployed, sand
 def poll_build(api: str, build_id: int, timeout: float = 240.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = httpx.get(f"{api}{BUILDS}/{build_id}", timeout=60).json()
+        body = httpx.get(f"{api}{BUILDS}/{build_id}", timeout=API_TIMEOUT).json()
         if body["state"] != "in_progress":
             return body
         time.sleep(0.5)
@@ -291,7 +291,7 @@ def poll_build(api: str, build_id: int, timeout: float = 240.0) -> dict:
     ({"source_from_index": "a:b", "bundles": []}, 400, "The following parameters are invalid: bundles"),
 ])
 def test_iib_validation(iib_api: str, payload: object, status: int, error: str) -> None:
-    response = httpx.post(f"{iib_api}{BUILDS}/merge-index-image", json=payload, timeout=30)
+    response = httpx.post(f"{iib_api}{BUILDS}/merge-index-image", json=payload, timeout=API_TIMEOUT)
     assert (response.status_code, response.json()) == (status, {"error": error})
 
 
@@ -317,7 +317,7 @@ def test_iib_request_runs_the_deployment_and_reports_iib_states(started: dict, i
     assert done["state_reason"].endswith("were successfully merged from the source index image into the "
                                          "target index image")
     assert done["index_image"] is None  # a dry run publishes nothing
-    assert TOKEN not in httpx.get(f"{iib_api}{BUILDS}/{created['id']}", timeout=10).text
+    assert TOKEN not in httpx.get(f"{iib_api}{BUILDS}/{created['id']}", timeout=API_TIMEOUT).text
     with pytest.raises(httpx.HTTPStatusError, match="404"):  # the run deleted the token once it had read it
         deployed.api("GET", f"/block_documents/{reference['$ref']['block_document_id']}")
 
@@ -327,7 +327,7 @@ def test_iib_failed_request_keeps_the_flow_error_as_state_reason(started: dict, 
     done = poll_build(iib_api, created["id"])
     assert done["state"] == "failed"
     assert "v4.99" in done["state_reason"] and "Traceback" not in done["state_reason"]
-    assert httpx.get(f"{iib_api}{BUILDS}/{created['id'] + 1000}", timeout=10).status_code == 404
+    assert httpx.get(f"{iib_api}{BUILDS}/{created['id'] + 1000}", timeout=API_TIMEOUT).status_code == 404
 
 
 # -- batch -----------------------------------------------------------------------------------------

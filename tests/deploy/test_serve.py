@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from indexflow.app.serve_cmd import KILL_WAIT, STOP_GRACE
-from tests.deploy.conftest import BIN, REPO
+from tests.deploy.conftest import API_TIMEOUT, BIN, REPO
 
 STARTUP = 420.0  # server boot + seeding 413 real bundles + setup + deploy, on a loaded 2-core box
 MERGE = 600.0  # the try line's merge (measured > 6 min at load 25)
@@ -66,12 +66,12 @@ def test_serve_comes_up_its_try_line_merges_and_ctrl_c_stops_everything(tmp_path
     try:
         printed = read_until(proc, out, "Ctrl-C", STARTUP)
         ui, iib, api = printed["ui"], printed["iib-api"], printed["api"]
-        assert httpx.get(ui, timeout=30).status_code == 200
-        assert httpx.get(f"{api}/health", timeout=30).status_code == 200
-        assert httpx.get(f"{iib}/api/v1/builds/1", timeout=30).status_code == 404  # up, no request yet
+        assert httpx.get(ui, timeout=API_TIMEOUT).status_code == 200
+        assert httpx.get(f"{api}/health", timeout=API_TIMEOUT).status_code == 200
+        assert httpx.get(f"{iib}/api/v1/builds/1", timeout=API_TIMEOUT).status_code == 404  # up, no request yet
         # the UI asks /ui-settings where its API is: right for this port (the URL was set before the server)
-        assert httpx.get(f"{ui}/ui-settings", timeout=30).json()["api_url"] == api
-        names = httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json()
+        assert httpx.get(f"{ui}/ui-settings", timeout=API_TIMEOUT).json()["api_url"] == api
+        names = httpx.post(f"{api}/deployments/filter", json={}, timeout=API_TIMEOUT).json()
         assert {d["name"] for d in names} == {"merge-index-image", "batch-merge", "reconcile"}
 
         # the try line, exactly as printed, in a shell without any Prefect settings
@@ -83,7 +83,7 @@ def test_serve_comes_up_its_try_line_merges_and_ctrl_c_stops_everything(tmp_path
         result = json.loads(merged.stdout)
         assert result["missing"] == 88 and result["mr_state"] == "closed" and result["outputs"][0]["digest"]
         runs = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"name": {
-            "like_": f"merge-{result['request_id']}"}}}, timeout=30).json()
+            "like_": f"merge-{result['request_id']}"}}}, timeout=API_TIMEOUT).json()
         assert [r["state"]["type"] for r in runs] == ["COMPLETED"]  # visible in the printed server's UI
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends

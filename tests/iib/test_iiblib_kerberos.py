@@ -23,7 +23,7 @@ from indexflow.app.iib_api import ApiConfig, create_app
 from indexflow.app.iib_builds import request_key
 from indexflow.merge.params import ONE_TIME_SECRET_PREFIX
 from indexflow.registry.refs import ImageRef
-from tests.deploy.conftest import PrefectServer, merge_params
+from tests.deploy.conftest import API_TIMEOUT, PrefectServer, merge_params
 from tests.iib.conftest import REALM, Realm
 
 MERGE = "builds/merge-index-image"
@@ -105,7 +105,7 @@ def test_iiblib_drives_a_merge_to_completion(alice: IIBClient, krb_api: str, san
     assert full.target_index_resolved.startswith(sandbox.seeded.target_index.rsplit(":", 1)[0] + "@sha256:")
     assert full.binary_image_resolved and "@sha256:" in full.binary_image_resolved
     assert full.arches and full.distribution_scope in ("prod", "stage", "dev")
-    logs = httpx.get(full.logs["url"], verify=trust(tls_files), timeout=30)
+    logs = httpx.get(full.logs["url"], verify=trust(tls_files), timeout=API_TIMEOUT)
     assert logs.status_code == 200 and "state_reason: Cloning Git repository" in logs.text
 
 
@@ -128,10 +128,10 @@ def test_logins_and_privileges(alice: IIBClient, krb_api: str, realm: Realm, san
     ca = trust(tls_files)
     url = f"https://{krb_api}/api/v1/{MERGE}"
     payload = merge_params(sandbox, dry_run=True, overwrite_target_index=True, overwrite_target_index_token=TOKEN)
-    anonymous = httpx.post(url, json=payload, verify=ca, timeout=30)
+    anonymous = httpx.post(url, json=payload, verify=ca, timeout=API_TIMEOUT)
     assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Negotiate"
     assert "verify that you are authorized" in anonymous.json()["error"]
-    forged = httpx.post(url, json=payload, verify=ca, timeout=30, headers={"Authorization": "Negotiate YWJj"})
+    forged = httpx.post(url, json=payload, verify=ca, timeout=API_TIMEOUT, headers={"Authorization": "Negotiate YWJj"})
     assert forged.status_code == 401
     with pytest.raises(IIBException, match='not allowed to use "overwrite_target_index"'):
         post(client(krb_api, realm, "bob"), payload)
@@ -142,7 +142,7 @@ def test_logins_and_privileges(alice: IIBClient, krb_api: str, realm: Realm, san
     reference = mine["parameters"]["overwrite_target_index_token_secret"]  # the one-time block, by reference
     assert list(reference) == ["$ref"] and list(reference["$ref"]) == ["block_document_id"]
     # reads need no login, as in IIB
-    anonymous_read = httpx.get(f"https://{krb_api}/api/v1/builds/{allowed.id}", verify=ca, timeout=30)
+    anonymous_read = httpx.get(f"https://{krb_api}/api/v1/builds/{allowed.id}", verify=ca, timeout=API_TIMEOUT)
     assert anonymous_read.status_code == 200 and anonymous_read.json()["user"] == f"alice@{REALM}"
 
 
@@ -169,9 +169,9 @@ def test_iib_error_bodies(alice: IIBClient, krb_api: str, tls_files: tuple[Path,
     ca = trust(tls_files)
     base = f"https://{krb_api}/api/v1"
     for path in ("/builds/²", "/builds/" + "9" * 5000, "/builds/0x10", "/no-such-endpoint", "/builds/1/logs"):
-        response = httpx.get(base + path, verify=ca, timeout=30)
+        response = httpx.get(base + path, verify=ca, timeout=API_TIMEOUT)
         assert (response.status_code, response.json()) == (404, {"error": "The requested resource was not found"})
-    wrong_verb = httpx.delete(f"{base}/builds", verify=ca, timeout=30)
+    wrong_verb = httpx.delete(f"{base}/builds", verify=ca, timeout=API_TIMEOUT)
     assert wrong_verb.status_code == 405 and wrong_verb.json() == {
         "error": "The method is not allowed for the requested URL."}
     huge = alice.iib_session.post(MERGE, data=b'{"source_from_index": "' + b"x" * 200_000 + b'"}',
@@ -179,8 +179,8 @@ def test_iib_error_bodies(alice: IIBClient, krb_api: str, tls_files: tuple[Path,
     assert huge.status_code == 413 and "capacity limit" in huge.json()["error"]
     chunked = alice.iib_session.post(MERGE, data=iter([b"[" + b"1," * 40_000] * 2 + [b"1]"]))
     assert chunked.status_code == 413
-    assert httpx.get(f"{base}/healthcheck", verify=ca, timeout=30).json() == {"status": "Health check OK"}
-    bad_state = httpx.get(f"{base}/builds", params={"state": "done"}, verify=ca, timeout=30)
+    assert httpx.get(f"{base}/healthcheck", verify=ca, timeout=API_TIMEOUT).json() == {"status": "Health check OK"}
+    bad_state = httpx.get(f"{base}/builds", params={"state": "done"}, verify=ca, timeout=API_TIMEOUT)
     assert (bad_state.status_code, bad_state.json()["error"]) == (
         400, "done is not a valid build request state. Valid states are: complete, failed, in_progress")
 
