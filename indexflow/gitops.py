@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import git
 
-from indexflow.errors import PublishError
 from indexflow import workdirs
+from indexflow.errors import PublishError
 
 GIT_TIMEOUT = 300.0  # seconds; a whole clone/push, killed after this
 LOW_SPEED = {"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "30"}  # stalled transfer

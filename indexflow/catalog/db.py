@@ -18,13 +18,13 @@ import shutil
 import sqlite3
 import time
 import urllib.parse
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from indexflow.errors import CatalogError
 from indexflow import workdirs
+from indexflow.errors import CatalogError
 
 if TYPE_CHECKING:  # SQLAlchemy costs ~0.3 s to import: only open_db() needs it, so the CLI verbs skip it
     from sqlalchemy import Engine
@@ -352,15 +352,26 @@ def list_bundles(path: Path | str, deprecated: bool = False) -> list[BundleRecor
 
     With `deprecated`, the opposite: the deprecated bundles left in the db as the tails of truncated
     channels (render omits them, but a bundle that replaces one needs it present)."""
-    with workdirs.scratch("list") as tmp:
-        path = Path(path)
-        if schema_version(path) != SCHEMA_VERSION:
-            path = upgrade_copy(path, Path(tmp) / "index.db")
-        con = connect_ro(path)
+    with readable(path, "list") as con:
+        rows = con.execute(_LIST_SQL.format('IN' if deprecated else 'NOT IN')).fetchall()
+    return [BundleRecord(p, n, v or "", b or "") for p, n, v, b in rows]
+
+
+@contextmanager
+def readable(path: Path | str, purpose: str) -> Iterator[sqlite3.Connection]:
+    """A read-only connection for reading a db of any schema opm can open, as at schema 13.
+
+    An older db is read from an upgraded copy in a scratch dir for `purpose` (made only then: a
+    current db, the usual case, needs none). A sqlite error in the block becomes one sentence
+    naming the caller's db, not the copy."""
+    with ExitStack() as stack:
+        read = Path(path)
+        if schema_version(read) != SCHEMA_VERSION:
+            read = upgrade_copy(read, Path(stack.enter_context(workdirs.scratch(purpose))) / "index.db")
+        con = connect_ro(read)
         try:
-            rows = con.execute(_LIST_SQL.format('IN' if deprecated else 'NOT IN')).fetchall()
+            yield con
         except sqlite3.Error as exc:
             raise db_error(path, exc) from None
         finally:
             con.close()
-    return [BundleRecord(p, n, v or "", b or "") for p, n, v, b in rows]

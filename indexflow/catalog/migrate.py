@@ -17,21 +17,19 @@ import os
 import re
 import sqlite3
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import ContextManager, Iterator
 
 from indexflow.catalog import fbcload, fbcmodel
 from indexflow.catalog.csvmeta import csv_metadata
-from indexflow.catalog.db import SCHEMA_VERSION, check_index_db, connect_ro, db_error, upgrade_copy
+from indexflow.catalog.db import readable
 from indexflow.catalog.fbcwrite import Properties, blob_json, blob_yaml, compact_raw
 from indexflow.catalog.gojson import go_json
 from indexflow.catalog.gosort import go_sort_slice
 from indexflow.catalog.limits import excerpt
 from indexflow.catalog.semver_go import SemverError
 from indexflow.errors import CatalogError
-from indexflow import workdirs
 
 LEVELS = (None, "bundle-object-to-csv-metadata")
 _HTML_OR_ESCAPE = re.compile('[\x00-\x1f"\\\\<>&\u2028\u2029\x7f-\U0010ffff]')
@@ -83,29 +81,11 @@ def migrate(db_path: Path | str, out_dir: Path | str, level: str | None = None, 
                 raise CatalogError(f'{prefix}package "{name}": {exc}') from None
 
 
-@contextmanager
-def _readable(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection on a current-schema db; older dbs are upgraded in a temp copy (the
-    scratch dir is made only then: a current db, the usual case, needs none)."""
+def _readable(path: Path) -> ContextManager[sqlite3.Connection]:
+    """`db.readable`, after opm's sentence for a db that is not there."""
     if not path.is_file():
         raise CatalogError(f'render catalog image: render reference "{path}": stat {path}: no such file or directory')
-    if check_index_db(path) == SCHEMA_VERSION:  # schema 13 (opm's last migration) is read as is
-        with _connected(path) as con:
-            yield con
-        return
-    with workdirs.scratch("migrate") as tmp, _connected(upgrade_copy(path, Path(tmp) / "index.db")) as con:
-        yield con
-
-
-@contextmanager
-def _connected(path: Path) -> Iterator[sqlite3.Connection]:
-    con = connect_ro(path)
-    try:
-        yield con
-    except sqlite3.Error as exc:
-        raise db_error(path, exc) from None
-    finally:
-        con.close()
+    return readable(path, "migrate")
 
 
 # --- pass 1: graph, properties, icons -------------------------------------------------------

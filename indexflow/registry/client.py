@@ -30,6 +30,7 @@ from types import TracebackType
 
 import httpx
 
+from indexflow import workdirs
 from indexflow.errors import RegistryError
 from indexflow.registry import deadline, digests
 from indexflow.registry.auth import DockerAuth, RegistryAuth
@@ -37,7 +38,6 @@ from indexflow.registry.cache import disk_errors
 from indexflow.registry.limits import Limits
 from indexflow.registry.manifests import cap_redirect_body, check_manifest, header_digest, next_page, tag_page
 from indexflow.registry.refs import ImageRef
-from indexflow import workdirs
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

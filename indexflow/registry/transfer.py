@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from indexflow import workdirs
 from indexflow.errors import RegistryError
 from indexflow.registry.refs import ImageRef
-from indexflow import workdirs
 
 if TYPE_CHECKING:
     from indexflow.registry.client import Manifest, RegistryClient
