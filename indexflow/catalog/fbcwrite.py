@@ -29,6 +29,17 @@ class Properties(list):
     (a catalog has tens of thousands), each block cached (gvk and package values repeat)."""
 
 
+class BundleBlob(dict):
+    """An olm.bundle blob as migrate builds it: string schema, name, package and image, then
+    `properties` (Properties), then optionally `relatedImages` ({"name", "image"} string dicts).
+    blob_json writes this fixed shape from a template (what _pretty writes, without a call per level)."""
+
+
+class ChannelBlob(dict):
+    """An olm.channel blob as migrate builds it: string schema, name and package, then `entries`,
+    dicts of a string `name` and optional `replaces`, `skips` (strings) and `skipRange`, in that order."""
+
+
 @functools.lru_cache(maxsize=65536)
 def compact_raw(text: str) -> str:
     """Go json.Compact without HTML escaping: drop whitespace outside strings."""
@@ -158,7 +169,63 @@ def _pretty_other(obj: Any, depth: int) -> str:
 
 def blob_json(obj: dict) -> str:
     """One blob of a streamable catalog.json (Go Encoder.Encode: value plus newline)."""
+    kind = type(obj)
+    if kind is BundleBlob:
+        return _bundle_text(obj)
+    if kind is ChannelBlob:
+        return _channel_text(obj)
     return _pretty(obj, 0) + "\n"
+
+
+def _head_text(blob: dict, keys: tuple[str, ...]) -> str:
+    """`{` and the leading string members at depth 1, up to the key of the list that follows."""
+    return "{" + "".join(["\n    " + _KEY_TEXT[k] + go_string(blob[k]) + "," for k in keys[:-1]]) \
+        + "\n    " + _KEY_TEXT[keys[-1]]
+
+
+_BUNDLE_HEAD = ("schema", "name", "package", "image", "properties")
+_CHANNEL_HEAD = ("schema", "name", "package", "entries")
+_KEY_TEXT = {k: go_string(k) + ": " for k in _BUNDLE_HEAD + _CHANNEL_HEAD + ("relatedImages",)}
+
+
+def _bundle_text(blob: BundleBlob) -> str:
+    props = blob["properties"]
+    out = _head_text(blob, _BUNDLE_HEAD)
+    if props:
+        out += "[\n        " + ",\n        ".join([_property(t, v, 2) for t, v in props]) + "\n    ]"
+    else:
+        out += "[]"
+    if "relatedImages" in blob:
+        related = blob["relatedImages"]
+        items = _RELATED_SEP.join([go_string(r["name"]) + _IMAGE_KEY + go_string(r["image"]) for r in related])
+        out += ',\n    "relatedImages": ' + (_RELATED_OPEN + items + "\n        }\n    ]" if related else "[]")
+    return out + "\n}\n"
+
+
+_RELATED_OPEN = '[\n        {\n            "name": '
+_RELATED_SEP = '\n        },\n        {\n            "name": '
+_IMAGE_KEY = ',\n            "image": '
+_ENTRY_SEP = ",\n            "
+
+
+def _channel_text(blob: ChannelBlob) -> str:
+    entries = blob["entries"]
+    out = _head_text(blob, _CHANNEL_HEAD)
+    if not entries:
+        return out + "[]\n}\n"
+    texts = []
+    for entry in entries:
+        text = '{\n            "name": ' + go_string(entry["name"])
+        if "replaces" in entry:
+            text += _ENTRY_SEP + '"replaces": ' + go_string(entry["replaces"])
+        if "skips" in entry:
+            skips = entry["skips"]
+            text += _ENTRY_SEP + '"skips": ' + ("[\n                " + ",\n                ".join(
+                [go_string(s) for s in skips]) + "\n            ]" if skips else "[]")
+        if "skipRange" in entry:
+            text += _ENTRY_SEP + '"skipRange": ' + go_string(entry["skipRange"])
+        texts.append(text + "\n        }")
+    return out + "[\n        " + ",\n        ".join(texts) + "\n    ]\n}\n"
 
 
 @functools.cache

@@ -24,7 +24,7 @@ from typing import ContextManager, Iterator
 from indexflow.catalog import fbcload, fbcmodel
 from indexflow.catalog.csvmeta import csv_metadata
 from indexflow.catalog.db import readable
-from indexflow.catalog.fbcwrite import Properties, blob_json, blob_yaml, compact_raw
+from indexflow.catalog.fbcwrite import BundleBlob, ChannelBlob, Properties, blob_json, blob_yaml, compact_raw
 from indexflow.catalog.gojson import go_json
 from indexflow.catalog.gosort import go_sort_slice
 from indexflow.catalog.limits import excerpt
@@ -66,19 +66,25 @@ def migrate(db_path: Path | str, out_dir: Path | str, level: str | None = None, 
         raise CatalogError(f'output dir "{out_dir}" must be empty')
     prefix = f'render catalog image: render reference "{db_path}": '
     with _readable(Path(db_path)) as con, fbcload.paused_gc():
+        _migrate(con, out_dir, level, fmt, prefix)
+
+
+def _migrate(con: sqlite3.Connection, out_dir: Path, level: str | None, fmt: str, prefix: str) -> None:
+    """migrate's work, in a function of its own so that the model is freed (by reference counting)
+    before the cyclic collector resumes: its first pass would otherwise walk every object of it."""
+    try:
+        packages = _load(con)
+    except CatalogError as exc:
+        raise CatalogError(prefix + str(exc)) from None
+    tree = fbcmodel.validate_model([p.model for p in packages.values()], root=prefix + "invalid index")
+    if tree:
+        raise CatalogError(tree.render())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in sorted(packages):
         try:
-            packages = _load(con)
-        except CatalogError as exc:
-            raise CatalogError(prefix + str(exc)) from None
-        tree = fbcmodel.validate_model([p.model for p in packages.values()], root=prefix + "invalid index")
-        if tree:
-            raise CatalogError(tree.render())
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in sorted(packages):
-            try:
-                _write_package(con, packages[name], out_dir, level, fmt)
-            except _BadStoredJson as exc:
-                raise CatalogError(f'{prefix}package "{name}": {exc}') from None
+            _write_package(con, packages[name], out_dir, level, fmt)
+        except _BadStoredJson as exc:
+            raise CatalogError(f'{prefix}package "{name}": {exc}') from None
 
 
 def _readable(path: Path) -> ContextManager[sqlite3.Connection]:
@@ -217,6 +223,9 @@ def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[s
     for typ, value in props:
         if typ == "olm.gvk":
             value = _stored_gvk(value)
+        elif type(value) is str and _FLAT_COMPACT.fullmatch(value):  # already compact JSON (olm.package)
+            out[(typ, value)] = None
+            continue
         elif not isinstance(value, str) or not _is_json(value):
             raise _BadStoredJson(f"a properties.value of type '{excerpt(str(typ))}' is not valid JSON")
         out[(typ, compact_raw(value))] = None
@@ -231,6 +240,10 @@ def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[s
             out[("olm.package.required", go_json({"packageName": dep.get("packageName", ""),
                                                     "versionRange": dep.get("version", "")}, sort_keys=False))] = None
     return sorted(out)
+
+
+_FLAT_STR = r'"[^"\\\x00-\x1f]*"'  # a JSON string without escapes
+_FLAT_COMPACT = re.compile(rf"\{{{_FLAT_STR}:{_FLAT_STR}(?:,{_FLAT_STR}:{_FLAT_STR})*\}}")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -381,8 +394,8 @@ def _bundle_blob(b: _Bundle, objects: list[tuple[str, object]], images: list[str
     else:
         extra = sorted({("olm.bundle.object", '{"data":"' + base64.b64encode(o.encode()).decode() + '"}')
                         for o, _ in objects})  # identical manifests collapse, like any duplicate property
-    blob: dict = {"schema": "olm.bundle", "name": b.name, "package": b.package, "image": b.image,
-                  "properties": Properties(props + extra)}
+    blob = BundleBlob(schema="olm.bundle", name=b.name, package=b.package, image=b.image,
+                      properties=Properties(props + extra))
     related = _related_images(csv, images)
     if related:
         blob["relatedImages"] = related
@@ -407,7 +420,7 @@ def _package_blobs(con: sqlite3.Connection, pkg: _Package, level: str | None) ->
             if b.skip_range:
                 entry["skipRange"] = b.skip_range
             entries.append(entry)
-        yield {"schema": "olm.channel", "name": name, "package": pkg.model.name, "entries": entries}
+        yield ChannelBlob(schema="olm.channel", name=name, package=pkg.model.name, entries=entries)
     for name in sorted(pkg.bundles):
         bundle = pkg.bundles[name]  # most non-head bundles of semver dbs have no objects: skip the query
         yield _bundle_blob(bundle, _objects(con, name) if bundle.has_objects else [], pkg.images[name], level)

@@ -55,14 +55,19 @@ def validate_report(directory: Path | str) -> Report:
         raise CatalogError(f'"{directory}" is not a directory')
     try:
         with fbcload.paused_gc():
-            packages = _to_model(list(_load_blobs(directory)))
-            tree = fbcmodel.validate_model(packages)
+            tree = _validate_tree(directory)
     except CatalogError as exc:  # opm's first loading error; also an unsafe entry or an oversized file
         message = str(exc) if len(str(exc)) <= _MESSAGE_LIMIT else excerpt(str(exc), _MESSAGE_LIMIT)
         return Report(False, message, [[message]])
     if tree is None:
         return Report(True)
     return Report(False, tree.render(), [[m.rstrip(":") for m in leaf] for leaf in tree.leaves()])
+
+
+def _validate_tree(directory: Path) -> fbcmodel.Node | None:
+    """Load and check, in a function of its own so the blobs and the model are freed (by reference
+    counting) before the cyclic collector resumes: its first pass would otherwise walk all of them."""
+    return fbcmodel.validate_model(_to_model(list(_load_blobs(directory))))
 
 
 def validate_fbc(directory: Path | str) -> None:
@@ -137,8 +142,8 @@ def _to_model(blobs: list[dict]) -> list[fbcmodel.Package]:
     for (p, _), chan in entries.items():
         by_package.setdefault(p, []).append(chan)
     for name, pkg in packages.items():
-        missing = sorted(e for chan in by_package.get(name, []) for e in chan
-                         if not any(e in ch.bundles for ch in pkg.channels.values()))
+        # (an entry is in some channel's bundles exactly when the package has a bundle of its name)
+        missing = sorted(e for chan in by_package.get(name, []) for e in chan if e not in pkg.bundle_names)
         if missing:
             raise _Invalid(f'no olm.bundle blobs found in package "{name}" for olm.channel entries '
                            f"[{' '.join(dict.fromkeys(missing))}]")
@@ -175,24 +180,29 @@ def _plain_bundle(blob: dict) -> _PlainBundle | None:
             or type(related) is not list:
         return None
     package, has_objects = None, False
-    for prop in props:
-        if type(prop) is not dict or prop.keys() != _PROPERTY_KEYS:
-            return None
-        typ, value = prop["type"], prop["value"]
-        if typ == "olm.bundle.object":
-            if type(value) is not dict or value.keys() != _OBJECT_KEYS or type(value["data"]) is not str \
-                    or gotypes.property_error(typ, value):
+    try:  # a TypeError (a non-string joined, an unhashable type) also means "not that simple"
+        for prop in props:
+            if type(prop) is not dict or prop.keys() != _PROPERTY_KEYS:
                 return None
-            has_objects = has_objects or bool(value["data"].strip("\r\n"))
-        elif typ in _STRING_PROPERTIES:
-            if type(value) is not dict or not value.keys() <= _STRING_PROPERTIES[typ] or not _all_str(value):
-                return None
-            if typ == "olm.package":
-                if package is not None:
+            typ, value = prop["type"], prop["value"]
+            shape = _STRING_PROPERTIES.get(typ)
+            if shape is not None:
+                if type(value) is not dict or not value.keys() <= shape:
                     return None
-                package = value
-        elif type(typ) is not str or typ in gotypes.PROPERTY_SHAPES:
-            return None
+                "".join(value.values())  # every value a string (join, in C, refuses anything else)
+                if typ == "olm.package":
+                    if package is not None:
+                        return None
+                    package = value
+            elif typ == "olm.bundle.object":
+                if type(value) is not dict or value.keys() != _OBJECT_KEYS or type(value["data"]) is not str \
+                        or gotypes.property_error(typ, value):
+                    return None
+                has_objects = has_objects or bool(value["data"].strip("\r\n"))
+            elif type(typ) is not str or typ in gotypes.PROPERTY_SHAPES:
+                return None
+    except TypeError:
+        return None
     if package is None or package.get("packageName", "") != pkg:
         return None
     images = []
@@ -202,15 +212,6 @@ def _plain_bundle(blob: dict) -> _PlainBundle | None:
             return None
         images.append(rel.get("image", ""))
     return name, pkg, image, package.get("version", ""), package.get("release", ""), has_objects, images
-
-
-def _all_str(value: dict) -> bool:
-    """Every value a string: join (in C) refuses anything else."""
-    try:
-        "".join(value.values())
-    except TypeError:
-        return False
-    return True
 
 
 def _check_typed(schema: str, blob: dict) -> None:
@@ -350,7 +351,8 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
         except SemverError as exc:
             raise _Invalid(f'error parsing bundle "{name}" version "{version}": {exc}') from None
         try:
-            fbcmodel.parse_release(release)
+            if release:
+                fbcmodel.parse_release(release)
         except SemverError as exc:
             raise _Invalid(f'error parsing bundle "{name}" release version "{release}": {exc}') from None
         found = False
@@ -424,11 +426,40 @@ _REFERENCE = re.compile(rf"^((?:{_DOMAIN}/)?{_COMP}(?:/{_COMP})*)(?::[\w][\w.-]{
 
 def _check_images(pkg: str, bundle: str, image: str, related: list[str]) -> None:
     """The bundle's image, then each related image, in opm's order (known-good ones skipped)."""
-    if image not in _GOOD_REFS:
+    if image not in _GOOD_REFS and not _pinned_ref_ok(image):
         _check_image(pkg, bundle, "image", image)
     for i, ref in enumerate(related):
-        if ref not in _GOOD_REFS:
+        if ref not in _GOOD_REFS and not _pinned_ref_ok(ref):
             _check_image(pkg, bundle, f"relatedImages[{i}].image", ref)
+
+
+_SHA256_DIGEST = re.compile(r"sha256:[0-9a-fA-F]{64}")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+
+
+def _pinned_ref_ok(ref: str) -> bool:
+    """True for a `name[:tag][@sha256:<64 hex>]` reference that is valid (False: ask reference_error).
+
+    Each bundle has its own tag or digest, but the name part repeats across bundles: it is
+    checked once. The split is the grammar's own: a tag has no `:` or `/`, a digest no `@`."""
+    rest, at, digest = ref.partition("@")
+    if at and _SHA256_DIGEST.fullmatch(digest) is None:
+        return False
+    name, colon, tag = rest.rpartition(":")
+    if not colon or "/" in tag:
+        name = rest
+    elif _TAG.fullmatch(tag) is None:
+        return False
+    return _name_ok(name)
+
+
+_NAME = re.compile(rf"(?:{_DOMAIN}/)?{_COMP}(?:/{_COMP})*")
+
+
+@functools.lru_cache(maxsize=65536)
+def _name_ok(name: str) -> bool:
+    """A repository name alone (no tag, no digest) that reference_error would accept."""
+    return len(name) <= 255 and _NAME.fullmatch(name) is not None
 
 
 _GOOD_REFS: set[str] = {""}  # references already found valid (catalogs repeat them across bundles)

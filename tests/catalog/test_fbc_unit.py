@@ -230,3 +230,23 @@ def test_bundle_blobs_beyond_the_plain_shape_are_read_the_go_way(tmp_path: Path,
     assert report.passed is (message is None), report.message
     if message:
         assert message in report.message
+
+
+_TRICKY_REFS = ["host:5000", "host:5000/repo:tag", "a:b:c", "x\n@sha256:" + "a" * 64, "x@sha256:" + "a" * 64 + "\n",
+                "a" * 256, "a" * 255 + ":t", "Up/x", "up/X", "q.io/a/b:v1@sha256:" + "a" * 64, "q.io/a@sha256:" + "a" * 63,
+                "q.io/a@sha512:" + "a" * 128, "q.io/a:-t", "q.io//a", "q.io/a:t/b", "[::1]:5000/a:t", "a__b", "a---b:t"]
+
+
+def test_image_reference_shortcut_never_accepts_what_the_grammar_refuses() -> None:
+    """validate accepts `name[:tag][@sha256:...]` references by checking the name part once; the
+    full distribution/reference grammar is the oracle, on crafted edge cases and random strings."""
+    import random
+
+    from indexflow.catalog import validate as fbc_validate
+
+    rng = random.Random(14)
+    refs = _TRICKY_REFS + ["".join(rng.choice("ab0_-.:/@Z\n") for _ in range(rng.randint(1, 14)))
+                           + rng.choice(["", "@sha256:" + "b" * 64]) for _ in range(20000)]
+    shortcut = [ref for ref in refs if fbc_validate._pinned_ref_ok(ref)]
+    assert [ref for ref in shortcut if fbc_validate.reference_error(ref) is not None] == []
+    assert len(shortcut) > 500 and "q.io/a/b:v1@sha256:" + "a" * 64 in shortcut  # it is taken, not bypassed
