@@ -109,11 +109,20 @@ def indent(text: str, depth: int = 0, unit: str = "    ") -> str:
 
 
 def _raw_pretty(raw: str, depth: int) -> str:
-    """Indent a raw value; the common `{"data":"<base64>"}` bundle object skips tokenising."""
+    """Indent a raw value; the common `{"data":"<base64>"}` bundle object and flat objects of plain
+    strings (olm.package: one per bundle, never a cache hit) skip tokenising."""
     if raw.startswith('{"data":"') and raw.endswith('"}') and raw.count('"') == 4:
         pad = "    " * depth
         return '{\n' + pad + '    "data": ' + raw[8:-1] + "\n" + pad + "}"
+    if _FLAT_OBJECT.fullmatch(raw):  # no `"`, `:` or `,` inside strings: `":"`, `","` only between them
+        pad = "\n" + "    " * (depth + 1)
+        body = raw[1:-1].replace('":"', '": "').replace('","', '",' + pad + '"')
+        return "{" + pad + body + "\n" + "    " * depth + "}"
     return indent(raw, depth)
+
+
+_PLAIN_STR = r'"[^"\\\x00-\x1f:,]*"'
+_FLAT_OBJECT = re.compile(rf"\{{{_PLAIN_STR}:{_PLAIN_STR}(?:,{_PLAIN_STR}:{_PLAIN_STR})*\}}")
 
 
 def _property(typ: str, value: str, depth: int) -> str:
@@ -178,8 +187,12 @@ def blob_json(obj: dict) -> str:
 
 
 def _head_text(blob: dict, keys: tuple[str, ...]) -> str:
-    """`{` and the leading string members at depth 1, up to the key of the list that follows."""
-    return "{" + "".join(["\n    " + _KEY_TEXT[k] + go_string(blob[k]) + "," for k in keys[:-1]]) \
+    """`{` and the leading string members at depth 1, up to the key of the list that follows (names
+    and images are unique: with nothing to escape in any, they are quoted in place, not cached)."""
+    values = [blob[k] for k in keys[:-1]]
+    quoted = [go_string(v) for v in values] if _NEEDS_ESCAPE.search("".join(values)) else \
+        ['"' + v + '"' for v in values]
+    return "{" + "".join(["\n    " + _KEY_TEXT[k] + q + "," for k, q in zip(keys, quoted)]) \
         + "\n    " + _KEY_TEXT[keys[-1]]
 
 
@@ -189,22 +202,33 @@ _KEY_TEXT = {k: go_string(k) + ": " for k in _BUNDLE_HEAD + _CHANNEL_HEAD + ("re
 
 
 def _bundle_text(blob: BundleBlob) -> str:
+    """(Parts joined once: a blob is kilobytes, and each `+=` would copy it again.)"""
     props = blob["properties"]
-    out = _head_text(blob, _BUNDLE_HEAD)
+    parts = [_head_text(blob, _BUNDLE_HEAD)]
     if props:
-        out += "[\n        " + ",\n        ".join([_property(t, v, 2) for t, v in props]) + "\n    ]"
+        texts = [_small_property(t, v, 2) if len(v) < 1024 else _property_text(t, v, 2) for t, v in props]
+        parts += ("[\n        ", ",\n        ".join(texts), "\n    ]")
     else:
-        out += "[]"
+        parts.append("[]")
     if "relatedImages" in blob:
         related = blob["relatedImages"]
-        items = _RELATED_SEP.join([go_string(r["name"]) + _IMAGE_KEY + go_string(r["image"]) for r in related])
-        out += ',\n    "relatedImages": ' + (_RELATED_OPEN + items + "\n        }\n    ]" if related else "[]")
-    return out + "\n}\n"
+        if not related:
+            parts.append(',\n    "relatedImages": []')
+        elif _NEEDS_ESCAPE.search("".join([r["name"] + r["image"] for r in related])):
+            parts += (',\n    "relatedImages": ' + _RELATED_OPEN, _RELATED_SEP.join(
+                [go_string(r["name"]) + _IMAGE_KEY + go_string(r["image"]) for r in related]), "\n        }\n    ]")
+        else:  # (the usual case: nothing to escape, each reference unique: quoted in place, not cached)
+            parts += (',\n    "relatedImages": ' + _RELATED_OPEN + '"', _PLAIN_RELATED_SEP.join(
+                [r["name"] + _PLAIN_IMAGE_KEY + r["image"] for r in related]), '"\n        }\n    ]')
+    parts.append("\n}\n")
+    return "".join(parts)
 
 
 _RELATED_OPEN = '[\n        {\n            "name": '
 _RELATED_SEP = '\n        },\n        {\n            "name": '
 _IMAGE_KEY = ',\n            "image": '
+_PLAIN_RELATED_SEP = '"' + _RELATED_SEP + '"'
+_PLAIN_IMAGE_KEY = '"' + _IMAGE_KEY + '"'
 _ENTRY_SEP = ",\n            "
 
 

@@ -370,6 +370,8 @@ def _find_csv(objects: list[tuple[str, object]]) -> dict | None:
 
 
 def _related_images(csv: dict | None, table_images: list[str]) -> list[dict]:
+    if csv is None:  # (most bundles: no objects stored) only the table's images, distinct: plain sort
+        return [{"name": "", "image": img} for img in sorted(table_images)]
     images = [{"name": r.get("name") or "", "image": r.get("image") or ""}
               for r in (((csv or {}).get("spec") or {}).get("relatedImages") or []) if isinstance(r, dict)]
     seen = {r["image"] for r in images}
@@ -388,14 +390,13 @@ def _bundle_blob(b: _Bundle, objects: list[tuple[str, object]], images: list[str
     csv = _find_csv(objects) if objects else None
     if objects and csv is None:
         raise CatalogError(f'bundle "{b.name}": no csv in bundle')
-    props = list(b.properties)
     if level == "bundle-object-to-csv-metadata" and b.image and csv is not None:
         extra = [("olm.csv.metadata", csv_metadata(csv))]
     else:
         extra = sorted({("olm.bundle.object", '{"data":"' + base64.b64encode(o.encode()).decode() + '"}')
                         for o, _ in objects})  # identical manifests collapse, like any duplicate property
     blob = BundleBlob(schema="olm.bundle", name=b.name, package=b.package, image=b.image,
-                      properties=Properties(props + extra))
+                      properties=Properties(b.properties + extra))
     related = _related_images(csv, images)
     if related:
         blob["relatedImages"] = related

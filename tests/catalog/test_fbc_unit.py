@@ -233,7 +233,8 @@ def test_bundle_blobs_beyond_the_plain_shape_are_read_the_go_way(tmp_path: Path,
 
 
 _TRICKY_REFS = ["host:5000", "host:5000/repo:tag", "a:b:c", "x\n@sha256:" + "a" * 64, "x@sha256:" + "a" * 64 + "\n",
-                "a" * 256, "a" * 255 + ":t", "Up/x", "up/X", "q.io/a/b:v1@sha256:" + "a" * 64, "q.io/a@sha256:" + "a" * 63,
+                "a" * 256, "a" * 255 + ":t", "Up/x", "up/X", "q.io/a/b:v1@sha256:" + "a" * 64,
+                "q.io/a@sha256:" + "a" * 63,
                 "q.io/a@sha512:" + "a" * 128, "q.io/a:-t", "q.io//a", "q.io/a:t/b", "[::1]:5000/a:t", "a__b", "a---b:t"]
 
 
@@ -250,3 +251,27 @@ def test_image_reference_shortcut_never_accepts_what_the_grammar_refuses() -> No
     shortcut = [ref for ref in refs if fbc_validate._pinned_ref_ok(ref)]
     assert [ref for ref in shortcut if fbc_validate.reference_error(ref) is not None] == []
     assert len(shortcut) > 500 and "q.io/a/b:v1@sha256:" + "a" * 64 in shortcut  # it is taken, not bypassed
+
+
+@pytest.mark.parametrize("escape", ["", '<&>"\\\u2028\x01'])
+def test_migrate_blob_templates_write_what_the_general_writer_writes(escape: str) -> None:
+    """migrate's bundle and channel blobs are written from templates (and flat property values
+    without tokenising); the general writer is the oracle, with and without characters to escape."""
+    from indexflow.catalog import fbcwrite
+
+    plain = escape.replace('"', "").replace("\\", "")  # (what a raw value can hold unescaped)
+    props = [("olm.gvk", '{"group":"g","kind":"K","version":"v1"}'),
+             ("olm.package", '{"packageName":"p' + plain + '","version":"1.0.0"}'),
+             ("x", '{":":"a,b"}'), ("y", '{"a":"","":"b","c":"d"}'), ("z", '{"data":"e30="}')]
+    for related in ([], [{"name": "", "image": "q.io/a" + escape}, {"name": "n" + escape, "image": "q.io/b"}]):
+        bundle = fbcwrite.BundleBlob(schema="olm.bundle", name="p.v1" + escape, package="p", image="q.io/p" + escape,
+                                     properties=fbcwrite.Properties(props))
+        bundle["relatedImages"] = related
+        assert fbcwrite.blob_json(bundle) == fbcwrite._pretty(dict(bundle), 0) + "\n"
+    entries = [{"name": "a" + escape}, {"name": "b", "replaces": "a" + escape, "skips": ["x", "y" + escape]},
+               {"name": "c", "skips": [], "skipRange": "<1.0.0"}]
+    for listed in ([], entries):
+        channel = fbcwrite.ChannelBlob(schema="olm.channel", name="stable" + escape, package="p", entries=listed)
+        assert fbcwrite.blob_json(channel) == fbcwrite._pretty(dict(channel), 0) + "\n"
+    for _, value in props:
+        assert fbcwrite._raw_pretty(value, 3) == fbcwrite.indent(value, 3)
