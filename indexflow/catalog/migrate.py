@@ -117,7 +117,7 @@ def _load(con: sqlite3.Connection) -> dict[str, _Package]:
         entry = packages[pkg].bundles.get(bundle)
         if entry is None:  # a bundle's first record: its version is checked once, not per channel
             _check_version(bundle, version)
-            entry = _Bundle(bundle, pkg, path, _properties(pkg, version, props.get(bundle, {}), deps.get(bundle, {})),
+            entry = _Bundle(bundle, pkg, path, _properties(pkg, version, props.get(bundle, ()), deps.get(bundle, ())),
                             bool(has_objects))
             entry.package_props = sum(t == "olm.package" for t, _ in entry.properties)
             packages[pkg].bundles[bundle] = entry
@@ -168,13 +168,14 @@ def _packages(con: sqlite3.Connection) -> dict[str, _Package]:
     return out
 
 
-def _rows_by_bundle(con: sqlite3.Connection, table: str) -> dict[str, dict[tuple[str, str], None]]:
-    """bundle -> distinct (type, value) rows in table order (an ordered set)."""
-    out: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
-    for bundle, typ, value in con.execute(f"SELECT operatorbundle_name, type, value FROM {table}"):
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        out[bundle][(typ or "", value or "")] = None
+def _rows_by_bundle(con: sqlite3.Connection, table: str) -> dict[str, list[tuple[str, str, str]]]:
+    """bundle -> its (bundle, type, value) rows in table order, NULL read as "" (duplicates fold
+    later, in the bundle's property dict)."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for row in con.execute(f"SELECT operatorbundle_name, coalesce(type, ''), coalesce(value, '') FROM {table}"):
+        if type(row[2]) is bytes:
+            row = (row[0], row[1], row[2].decode("utf-8", "replace"))
+        out.setdefault(row[0], []).append(row)
     return out
 
 
@@ -203,8 +204,8 @@ def _records(con: sqlite3.Connection, meta: dict) -> tuple[_Records, set[tuple[s
         target = by_id[eid][4]
         if target in by_id:
             todo.append(target)
-    replaces: dict[tuple, set[str]] = defaultdict(set)
-    skips: dict[tuple, set[str]] = defaultdict(set)
+    replaces: dict[tuple, set[str]] = {}
+    skips: dict[tuple, set[str]] = {}
     keys: set[tuple] = set()
     for eid, channel, pkg, bundle, target, _ in rows:
         info = meta.get(bundle)
@@ -213,14 +214,15 @@ def _records(con: sqlite3.Connection, meta: dict) -> tuple[_Records, set[tuple[s
         key = (bundle, pkg, channel)
         keys.add(key)
         if target in by_id:
-            (replaces if eid in main else skips)[key].add(by_id[target][3])
-    return {k: (max(replaces[k]) if replaces[k] else "", sorted(skips[k])) for k in keys}, entries
+            (replaces if eid in main else skips).setdefault(key, set()).add(by_id[target][3])
+    return {k: (max(replaces[k]) if k in replaces else "", sorted(skips[k]) if k in skips else []) for k in keys}, \
+        entries
 
 
-def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[str, str]]:
+def _properties(pkg: str, version: str, props: list[tuple], deps: list[tuple]) -> list[tuple[str, str]]:
     """Record -> FBC properties (opm 4.3), sorted by (type, compact value), objects excluded."""
     out: dict[tuple[str, str], None] = {}
-    for typ, value in props:
+    for _, typ, value in props:
         if typ == "olm.gvk":
             value = _stored_gvk(value)
         elif type(value) is str and _FLAT_COMPACT.fullmatch(value):  # already compact JSON (olm.package)
@@ -231,7 +233,7 @@ def _properties(pkg: str, version: str, props: dict, deps: dict) -> list[tuple[s
         out[(typ, compact_raw(value))] = None
     if not any(t == "olm.package" for t, _ in out):
         out[("olm.package", go_json({"packageName": pkg, "version": version}, sort_keys=False))] = None
-    for typ, value in deps:
+    for _, typ, value in deps:
         dep = _loads(value, f"a dependencies.value of package {pkg}") if value else {}
         dep = dep if isinstance(dep, dict) else {}
         if typ == "olm.gvk":

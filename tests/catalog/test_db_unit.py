@@ -134,6 +134,29 @@ def test_a_db_changed_in_place_after_it_passed_is_checked_again(etcd_db: Path) -
         list_bundles(etcd_db)
 
 
+@pytest.mark.parametrize(("update", "refusal"), [
+    ("UPDATE channel_entry SET depth = 'deep'", "channel_entry.depth holds a text value"),
+    ("UPDATE channel_entry SET depth = 1.5", "channel_entry.depth holds a real value"),
+    ("UPDATE channel_entry SET replaces = x'00'", "channel_entry.replaces holds a blob value"),
+    ("UPDATE properties SET value = CAST(value AS BLOB)", "properties.value holds a blob value"),
+    ("UPDATE dependencies SET value = CAST(value AS BLOB)", None),  # Go []byte: opm writes bytes there
+    ("UPDATE operatorbundle SET csv = CAST(csv AS BLOB), skiprange = NULL", None),
+])
+def test_column_storage_classes_are_checked_per_column(etcd_db: Path, update: str, refusal: str | None) -> None:
+    """Each column may hold only what opm writes there (NULL everywhere): a value of another storage
+    class is refused naming the table, the column and the class."""
+    con = sqlite3.connect(etcd_db)
+    con.execute("INSERT INTO dependencies (type, value, operatorbundle_name) VALUES ('olm.gvk', '{}', 'x')")
+    con.execute(update)
+    con.commit()
+    con.close()
+    if refusal is None:
+        assert len(list_bundles(etcd_db)) == 6
+    else:
+        with pytest.raises(CatalogError, match=refusal):
+            list_bundles(etcd_db)
+
+
 def _edited_bundle(tmp_path: Path, old: str, new: str) -> Path:
     dest = tmp_path / "bundle"
     shutil.copytree(FIX / "bundles" / "etcd" / "0.9.0", dest)
