@@ -324,7 +324,6 @@ def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[
 
 def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[dict],
              plain: dict[int, _PlainBundle]) -> None:
-    seen: set[tuple[str, str]] = set()
     channels_of: dict[str, list[tuple[fbcmodel.Channel, dict[str, dict]]]] = {}  # built once per package
     for blob in blobs:
         quick = plain.get(id(blob))
@@ -336,10 +335,10 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
             raise _Invalid(f'package name must be set for bundle "{name}"')
         if pkg not in packages:
             raise _Invalid(f'unknown package "{pkg}" for bundle "{name}"')
-        if (pkg, name) in seen:
+        names = packages[pkg].bundle_names  # (filled here, bundle by bundle)
+        if name in names:
             raise _Invalid(f'package "{pkg}" has duplicate bundle "{name}"')
-        seen.add((pkg, name))
-        packages[pkg].bundle_names.add(name)
+        names.add(name)
         if quick is None:
             version, release, has_objects = _bundle_properties(blob, name, pkg)
             image = field_str(blob, "image")
