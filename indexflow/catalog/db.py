@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from indexflow import workdirs
 from indexflow.errors import CatalogError
 
 if TYPE_CHECKING:  # SQLAlchemy costs ~0.3 s to import: only open_db() needs it, so the CLI verbs skip it
@@ -310,6 +309,8 @@ def open_db(path: Path | str) -> Engine:
 
     path = Path(path)
     if schema_version(path) != SCHEMA_VERSION:
+        from indexflow import workdirs
+
         tmp = workdirs.make("db") / path.name  # lives as long as the engine; swept once this process is gone
         path = upgrade_copy(path, tmp)
     engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
@@ -373,7 +374,9 @@ def readable(path: Path | str, purpose: str) -> Iterator[sqlite3.Connection]:
     naming the caller's db, not the copy."""
     with ExitStack() as stack:
         read = Path(path)
-        if schema_version(read) != SCHEMA_VERSION:
+        if schema_version(read) != SCHEMA_VERSION:  # (workdirs, socket and tempfile imported only then)
+            from indexflow import workdirs
+
             read = upgrade_copy(read, Path(stack.enter_context(workdirs.scratch(purpose))) / "index.db")
         con = connect_ro(read)
         try:

@@ -119,7 +119,7 @@ def _load(con: sqlite3.Connection) -> dict[str, _Package]:
             _check_version(bundle, version)
             entry = _Bundle(bundle, pkg, path, _properties(pkg, version, props.get(bundle, ()), deps.get(bundle, ())),
                             bool(has_objects))
-            entry.package_props = sum(t == "olm.package" for t, _ in entry.properties)
+            entry.package_props = list(map(_TYPE, entry.properties)).count("olm.package")
             packages[pkg].bundles[bundle] = entry
         model_ch.bundles[bundle] = fbcmodel.Bundle(
             name=bundle, version=version, replaces=replaces, skips=skips, skip_range=skip_range, image=path,
@@ -386,6 +386,7 @@ def _related_images(csv: dict | None, table_images: list[str]) -> list[dict]:
 
 
 _BY_IMAGE = operator.itemgetter("image")
+_TYPE = operator.itemgetter(0)
 
 
 def _bundle_blob(b: _Bundle, objects: list[tuple[str, object]], images: list[str], level: str | None) -> dict:
