@@ -7,6 +7,7 @@ that migrates cleanly produces a directory that validates, as with opm.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from indexflow.catalog.semver_go import SemverError, Version, _pre_part
@@ -142,6 +143,16 @@ def check_range(text: str) -> None:
                                   f"{_goq(ver)} in {_goq(op + ver)}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=4096)  # a bundle in several channels brings its range to each
+def _range_error(text: str) -> str | None:
+    """check_range's message for `text`, or None."""
+    try:
+        check_range(text)
+    except SemverError as exc:
+        return str(exc)
+    return None
+
+
 def parse_release(text: str) -> tuple:
     """opm's NewRelease: at most 20 characters of dot-separated prerelease identifiers ("" = none)."""
     if not text:
@@ -184,10 +195,9 @@ def validate_bundle(b: Bundle) -> list[Node]:
         errs.append(Node(f"name {_goq(b.name)} does not match normalized name {_goq(b.normalized_name())}"))
     errs += [Node(f"skip[{i}] is empty") for i, s in enumerate(b.skips) if not s]
     if b.skip_range:
-        try:
-            check_range(b.skip_range)
-        except SemverError as exc:
-            errs.append(Node(f"invalid skipRange {_goq(b.skip_range)}: {exc}"))
+        err = _range_error(b.skip_range)
+        if err:
+            errs.append(Node(f"invalid skipRange {_goq(b.skip_range)}: {err}"))
     if b.package_props != 1:
         errs.append(Node('must be exactly one property with type "olm.package"'))
     if not b.image and not b.has_objects:
