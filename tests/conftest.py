@@ -1,4 +1,8 @@
-"""Session-wide fixtures shared by every suite: one real local registry and a client for it."""
+"""Session-wide fixtures shared by every suite: one real local registry and a client for it, and ONE
+Prefect server (a real `prefect server start`, tests/prefect_server.py) for every suite that needs one.
+
+Each xdist worker is its own session, so it starts at most one server, and only when a test asks.
+"""
 
 from __future__ import annotations
 
@@ -57,3 +61,54 @@ def registry_client(local_registry) -> Iterator[object]:  # noqa: ANN001
 
     with RegistryClient(insecure=(local_registry.host,)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The session's Prefect server (started, not waited for: `ready()` waits, so set-up can overlap its boot)."""
+    from tests.prefect_server import start_server
+
+    server = start_server(tmp_path_factory.mktemp("prefect-home"), tmp_path_factory.mktemp("prefect-logs"))
+    try:
+        yield server
+    finally:
+        server.service.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_session(prefect_server) -> Iterator[object]:  # noqa: ANN001 - tests.prefect_server.PrefectServer
+    """Flows and clients in the test process use the session's server (heartbeats off), from any thread,
+    as `prefect_test_harness` arranges for its own server; logs and events are flushed before it stops.
+
+    Fixtures that point the process at another server (the kill matrix's) must request this first,
+    so theirs nests inside it and is undone back to it."""
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    prefect_server.ready()
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.url, "flows.heartbeat_frequency": None}):
+        with prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()):
+            yield prefect_server
+            _drain_prefect_workers()
+
+
+def _drain_prefect_workers() -> None:
+    """Send what the log and event workers still hold (Prefect's own harness does this before stopping)."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:
+            pass
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())

@@ -1,186 +1,25 @@
-"""A real `prefect server start` on loopback for the deployment tests, with a process worker.
-
-One server per test session (its own PREFECT_HOME in a temp dir). Test code reaches it through the
-function-scoped `prefect_api` fixture (temporary settings), so other suites' harnesses in the same
-xdist worker are never redirected to it; subprocesses get `server.env`.
+"""The deployment tests' process worker, seeded sandbox and setup, on the session's Prefect server
+(`prefect_server` in tests/conftest.py: one real `prefect server start` per test session, shared
+with every other suite; subprocesses get `server.env`).
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-STARTUP_TIMEOUT = 240.0  # a fresh server took 97 s to answer on a 2-core box at load 46
-
-
-# a test's read of the Prefect API or the IIB endpoint (which reads the API): on a loaded box the server's
-# SQLite waits up to 60 s for its write lock (server_env), so a slow answer is not a failure
-API_TIMEOUT = 150.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
-    """Poll `url` until it answers 200; fail with the log tail if the process died or time ran out."""
-    from indexflow.app.serve_cmd import answers
-
-    if not answers(url, timeout, proc):
-        tail = log.read_text()[-3000:] if log and log.exists() else ""
-        pytest.fail(f"{url} did not come up in {timeout:.0f} s\n{tail}")
-
-
-@dataclass
-class Service:
-    """A background process this suite started (own session, so it is stopped with its children)."""
-
-    proc: subprocess.Popen
-    log: Path
-
-    def stop(self) -> None:
-        from indexflow.app.serve_cmd import Child, stop_all
-
-        stop_all([Child(self.log.stem, self.proc, self.log)])
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> Service:
-    out = log.open("ab")
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    return Service(proc, log)
-
-
-@dataclass
-class PrefectServer:
-    url: str  # .../api
-    ui_url: str
-    home: Path
-    env: dict[str, str]
-    logs: Path
-    service: Service
-    _ready: bool = False
-
-    def run(self, *args: str, check: bool = True, timeout: float = 120, extra_env: dict | None = None
-            ) -> subprocess.CompletedProcess:
-        """A CLI command (prefect, indexflow) against this server, from the repository root."""
-        env = {**self.env, **(extra_env or {})}
-        self.ready()
-        result = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=REPO, env=env, capture_output=True,
-                                text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            pytest.fail(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-        return result
-
-    def ready(self) -> "PrefectServer":
-        """Wait (once) until the server answers; started early so fixtures can overlap its boot."""
-        if not self._ready:
-            wait_http(f"{self.url}/health", STARTUP_TIMEOUT, self.service.proc, self.service.log)
-            self._ready = True
-        return self
-
-    def wait_for(self, path: str, timeout: float = 180.0) -> object:
-        """GET `path` until it exists: a 404, or no answer while a busy SQLite server waits for its lock
-        (the suite's last test once saw a 30 s read time out), counts as "not yet" until `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                response = httpx.get(self.ready().url + path, timeout=API_TIMEOUT)
-                if response.status_code == 200:
-                    return response.json()
-                last = f"HTTP {response.status_code}"
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            assert time.monotonic() < deadline, f"{path} not there after {timeout:.0f} s ({last})"
-            time.sleep(1)
-
-    def api(self, method: str, path: str, **kw) -> object:
-        for attempt in range(6):  # like Prefect's own client: a busy SQLite server answers 503 for a moment
-            try:
-                response = httpx.request(method, self.ready().url + path, timeout=API_TIMEOUT, **kw)
-            except httpx.TimeoutException:
-                if attempt == 5:
-                    raise
-                continue
-            if response.status_code not in (429, 503):
-                break
-            time.sleep(0.5 * 2 ** attempt)
-        response.raise_for_status()
-        return response.json() if response.content else None
-
-
-def server_env(home: Path, base: str, **extra: str) -> dict[str, str]:
-    """The environment of a test's own `prefect server start` at `base` and of the processes that use it:
-    none of the caller's PREFECT_* settings, workers polling every second, and SQLite waiting for its
-    lock instead of answering 503 (several concurrent merges on 2 cores)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=f"{base}/api", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               DO_NOT_TRACK="1", PWD=str(REPO), PREFECT_WORKER_QUERY_SECONDS="1",
-               PREFECT_SERVER_DATABASE_TIMEOUT="60", PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT="30", **extra)
-    return env
-
-
-@contextmanager
-def leased_server(tmp_path_factory: pytest.TempPathFactory, name: str, **extra: str) -> Iterator[PrefectServer]:
-    """A module's own real Prefect server with concurrency leases on the filesystem (so they outlive a
-    server restart), up and set as this process's API while the block runs; `extra` env on top."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    home, logs = tmp_path_factory.mktemp(f"{name}-home"), tmp_path_factory.mktemp(f"{name}-logs")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = server_env(home, base, PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=
-                     "prefect.server.concurrency.lease_storage.filesystem", **extra)
-    proc = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
-                 logs / "server.log")
-    srv = PrefectServer(f"{base}/api", base, home, env, logs, proc)
-    try:
-        wait_http(f"{srv.url}/health", 300, proc.proc, proc.log)  # a loaded box needs more than 90 s
-        srv._ready = True
-        with temporary_settings(updates={PREFECT_API_URL: srv.url}):
-            yield srv
-    finally:
-        srv.service.stop()  # the service, not `proc`: a restart test replaces the first process
-
-
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    home = tmp_path_factory.mktemp("prefect-home")
-    logs = tmp_path_factory.mktemp("logs")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = server_env(home, base, PREFECT_UI_URL=base, PREFECT_LOGGING_LEVEL="INFO",
-                     PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5")
-    server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
-                   logs / "server.log")
-    try:
-        yield PrefectServer(f"{base}/api", base, home, env, logs, server)
-    finally:
-        server.stop()
+from tests.prefect_server import (API_TIMEOUT, BIN, REPO, PrefectServer, Service, free_port,  # noqa: F401 - shared
+                                  leased_server, start, wait_http)
 
 
 @pytest.fixture()
-def prefect_api(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
-    """In-process Prefect clients (blocks, get_client) talk to the suite's server for this test."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.ready().url}):
-        yield prefect_server
+def prefect_api(prefect_session: PrefectServer) -> PrefectServer:
+    """The session's server, ready; in-process clients (blocks, get_client) already talk to it."""
+    return prefect_session
 
 
 @pytest.fixture(scope="session")
@@ -261,21 +100,6 @@ def merge_params(env, **extra: object) -> dict:  # noqa: ANN001 - SandboxEnv
     seed = env.seeded
     return {"source_from_index": seed.source_index, "target_index": seed.target_index,
             "deprecation_list": seed.deprecation_list, "ignore_bundle_ocp_version": True, **extra}
-
-
-def save_secret(server: PrefectServer, name: str, value: str) -> str:
-    """A Secret block on `server`, as an operator saves one; returns its name."""
-    from prefect.blocks.system import Secret
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: server.ready().url}):
-        Secret(value=value).save(name, overwrite=True)
-    return name
-
-
-def secret_ref(name: str) -> dict:
-    """A deployment run's overwrite token: a reference to the saved Secret block `name` (blocks/tokens.py)."""
-    return {"$ref": {"block_document_slug": f"secret/{name}"}}
 
 
 def deployment_id(server: PrefectServer, name: str) -> str:

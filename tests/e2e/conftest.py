@@ -1,4 +1,4 @@
-"""One sandbox stack, one seed and one Prefect API for the whole end-to-end session.
+"""One sandbox stack and one seed for the whole end-to-end session, on the session's Prefect server.
 
 The merge reaches the registry and the git/GitLab server through fault proxies (transparent until
 a test arms a fault), so failures are injected where they happen in real life: a registry that
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.flow.harness import prefect_api
 from tests.flow.remote_state import RemoteState, snapshot
 
 BLOCK = "e2e"
@@ -81,8 +80,8 @@ class E2E:
 
 
 @pytest.fixture(scope="session")
-def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
-    """Stack up and seeded (about 20 s) while the Prefect API starts, then blocks saved."""
+def e2e(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[E2E]:
+    """Stack up and seeded (about 20 s) while the session's Prefect server boots, then blocks saved."""
     from sandbox.demo_env import SandboxEnv
     from sandbox.faultproxy import FaultProxy
 
@@ -93,23 +92,20 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
 
     with pytest.MonkeyPatch.context() as mp, ExitStack() as stack, ThreadPoolExecutor(1) as pool:
         mp.setenv("INDEXFLOW_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        request.getfixturevalue("prefect_server")  # starts booting
         future = pool.submit(seeded, stack)
-        with prefect_api():
-            env = future.result()
-            git_host = env.gitlab_url.removeprefix("http://").rstrip("/")
-            with FaultProxy(env.registry_host) as rp, FaultProxy(git_host) as gp:
-                e2e = E2E(env, rp, gp, itertools.count(1))
-                e2e.save_block(BLOCK)
-                yield e2e
+        request.getfixturevalue("prefect_session")  # waits for it; the test process uses it from here
+        env = future.result()
+        git_host = env.gitlab_url.removeprefix("http://").rstrip("/")
+        with FaultProxy(env.registry_host) as rp, FaultProxy(git_host) as gp:
+            e2e = E2E(env, rp, gp, itertools.count(1))
+            e2e.save_block(BLOCK)
+            yield e2e
 
 
 @pytest.fixture
 def sandbox(e2e: E2E) -> Iterator[E2E]:
-    """The session sandbox with every fault and Konflux knob cleared after the test. The session's
-    settings block is saved again first: a module of another suite on this xdist worker may have
-    brought up a Prefect API of its own since the session began (seen in CI: "Unable to find block
-    document named e2e")."""
-    e2e.save_block(BLOCK)
+    """The session sandbox with every fault and Konflux knob cleared after the test."""
     e2e.clear_faults()
     yield e2e
     e2e.clear_faults()

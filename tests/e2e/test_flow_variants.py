@@ -18,7 +18,6 @@ import pytest
 from indexflow.app.cli import main
 from indexflow.merge import plan
 from indexflow.registry.refs import ImageRef
-from tests.e2e.conftest import BLOCK as SESSION_BLOCK
 from tests.e2e.conftest import E2E
 from tests.e2e.test_merge_e2e import bundles_of_artifact, merge, output_configs
 
@@ -29,9 +28,7 @@ TOKEN = "release:variant-token-5c1e"
 
 @pytest.fixture(scope="module")
 def variants(e2e: E2E) -> E2E:
-    """One deprecation per chunk, semver modes allowed on the session's target. The session block is
-    saved again: a module of another suite on this worker may have started a Prefect API of its own."""
-    e2e.save_block(SESSION_BLOCK)
+    """One deprecation per chunk, semver modes allowed on the session's target."""
     e2e.save_block(BLOCK, deprecate_bundles_limit=1, graph_mode_index_allow_list=[e2e.target])
     return e2e
 

@@ -1,13 +1,3 @@
-"""One Prefect test harness per session (ephemeral API on SQLite), analytics and heartbeats off."""
+"""The flow suite runs its flows on the test session's Prefect server (tests/flow/harness.py)."""
 
-from __future__ import annotations
-
-import pytest
-
-from tests.flow.harness import prefect_api
-
-
-@pytest.fixture(scope="session", autouse=True)
-def prefect_harness():
-    with prefect_api():
-        yield
+from tests.flow.harness import prefect_harness  # noqa: F401 - autouse session fixture

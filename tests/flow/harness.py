@@ -1,22 +1,13 @@
-"""The test session's Prefect API: the real server on a temporary SQLite database, heartbeats off."""
+"""The flow suites' Prefect API: the test session's one server (`prefect_session` in tests/conftest.py),
+never a second API of their own. Suites import `prefect_harness` into their conftest.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
+import pytest
 
 
-@contextmanager
-def prefect_api() -> Iterator[None]:
-    """Start-up is slow (5-60 s on a busy 2-core box, minutes when several suites share it): enter it
-    once per session."""
-    from prefect.settings import temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=240):
-        with temporary_settings(updates={"flows.heartbeat_frequency": None}):
-            yield
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness(prefect_session):  # noqa: ANN001, ANN201 - the session's PrefectServer
+    """Every test of the suite runs its flows against the session's server."""
+    return prefect_session

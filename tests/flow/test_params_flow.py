@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.blocks.system import Secret
 
 from blocks.settings import MergeSettings
@@ -33,7 +34,9 @@ def test_missing_token_fails_with_iib_message(settings_block):
 
 def _stored(state):  # noqa: ANN001, ANN202 - a Prefect State in; the run's stored parameters and all logs out
     with get_client(sync_client=True) as client:
-        return client.read_flow_run(state.state_details.flow_run_id).parameters, client.read_logs()
+        run_id = state.state_details.flow_run_id  # this run's logs: the session's server holds every suite's
+        return client.read_flow_run(run_id).parameters, client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
 
 
 def test_token_never_stored_in_flow_run(settings_block):

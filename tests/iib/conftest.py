@@ -2,7 +2,7 @@
 
 The realm is Debian's MIT KDC (`krb5kdc`), created per test session in a temp dir; principals:
 HTTP/localhost (the service's keytab), alice (privileged for overwrites) and bob (not). The Prefect
-server, worker, sandbox and deployment are tests/deploy's fixtures, imported here.
+server is the session's; worker, sandbox and deployment are tests/deploy's fixtures, imported here.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import (BIN, PrefectServer, Service, deployed, free_port, prefect_api,  # noqa: F401
-                                   prefect_server, process_worker, sandbox, start)
+                                   process_worker, sandbox, start)
 
-# tests/deploy's fixtures, re-exported so this suite uses them (one server per suite and session)
-__all__ = ["deployed", "prefect_api", "prefect_server", "process_worker", "sandbox"]
+# tests/deploy's fixtures, re-exported so this suite uses them (the Prefect server itself is the
+# session's one, `prefect_server` in tests/conftest.py)
+__all__ = ["deployed", "prefect_api", "process_worker", "sandbox"]
 
 REALM = "IIB.TEST"
 SERVICE = "HTTP/localhost"

@@ -1,5 +1,5 @@
 """The whole publishing path on the sandbox: commit + MR -> PaC PipelineRun -> catalog image in the
-registry, awaited by the Prefect sensor task on a real Prefect API (prefect_test_harness)."""
+registry, awaited by the Prefect sensor task on a real Prefect API (the test session's server)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import filecmp
 import io
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,9 @@ CONFIGS_LABEL = "operators.operatorframework.io.index.configs.v1"
 
 
 @pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    from prefect.settings import temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        with temporary_settings(updates={"flows.heartbeat_frequency": None}):
-            yield
+def prefect_api(prefect_session) -> object:  # noqa: ANN001
+    """The test session's Prefect server (tests/conftest.py)."""
+    return prefect_session
 
 
 def _wait_in_flow(kube_creds, namespace: str, sha: str, timeout: float) -> str:  # noqa: ANN001

@@ -5,10 +5,10 @@ until a test arms it; the demo seed (45 real packages) is the starting state.
 
 The stack is built once per process (several conftests import these fixtures, and pytest keeps one
 instance of a session fixture per conftest, so the stack lives in `_SHARED` and is closed at exit).
-The Prefect API is per module: an API already running (tests/flow's harness, when the same xdist
-worker ran those first) is reused; otherwise one is started and stopped with the module, so no
-second ephemeral API is ever started while another is live (Prefect's event client then drops
-task-run events).
+The Prefect API is the test session's one server (`prefect_session` in tests/conftest.py), shared with
+every other suite the same xdist worker runs, so no second API is ever started in this process
+(Prefect's event client could then drop task-run events). The kill matrix points its module at a
+server of its own, nested inside the session's.
 """
 
 from __future__ import annotations
@@ -49,17 +49,9 @@ def _sandbox() -> object:
 
 
 @pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    """The running Prefect API if there is one, else an ephemeral one for this module."""
-    from prefect.settings import get_current_settings, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    if get_current_settings().api.url:
-        yield
-        return
-    with prefect_test_harness(server_startup_timeout=120):
-        with temporary_settings(updates={"flows.heartbeat_frequency": None}):
-            yield
+def prefect_api(prefect_session) -> object:  # noqa: ANN001 - tests.prefect_server.PrefectServer
+    """The Prefect API in-process clients use: the session's server, or the one a module nests inside it."""
+    return prefect_session
 
 
 @pytest.fixture(scope="module")

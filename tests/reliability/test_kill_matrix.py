@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 
 from tasks import journal as store
-from tests.deploy.conftest import BIN, REPO, PrefectServer, leased_server, secret_ref, start, wait_http
+from tests.deploy.conftest import secret_ref
+from tests.prefect_server import BIN, REPO, PrefectServer, leased_server, start, wait_http
 from tests.reliability.sandbox_session import BLOCK, remote_state
 from tests.reliability.test_fault_matrix import private_target
 
@@ -62,9 +63,9 @@ def cells() -> list:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+def server(prefect_session, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:  # noqa: ANN001
     """A real Prefect server (leases on the filesystem, repossessor every 2 s) + a process worker; the
-    in-process clients of this module talk to it."""
+    in-process clients of this module talk to it (`leased_server`: not the session's, nested inside it)."""
     with leased_server(tmp_path_factory, "kill", PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="2") as srv:
         worker = start([str(BIN / "prefect"), "worker", "start", "--pool", "process", "--type", "process",
                         "--name", "kill-matrix"], srv.env, srv.logs / "worker.log")

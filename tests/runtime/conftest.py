@@ -1,7 +1,7 @@
 """The production runtime: the worker image built with podman, merges run inside it.
 
-Reuses tests/deploy's real `prefect server start` and seeded sandbox (imported fixtures are this
-suite's own instances). The image is built by `sandbox.image.build_image`, cached by content in
+Reuses the session's real `prefect server start` (tests/conftest.py) and tests/deploy's seeded sandbox
+(an imported fixture is this suite's own instance). The image is built by `sandbox.image.build_image`, cached by content in
 indexflow's private podman store, so a second session does not rebuild it. Tests skip only when
 podman cannot run a container on this machine.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.conftest import (prefect_server, sandbox, write_setup_yaml)  # noqa: F401 - fixtures
+from tests.deploy.conftest import sandbox, write_setup_yaml  # noqa: F401 - fixtures (prefect_server: tests/conftest.py)
 
 IMAGE_POOL = "image-process"
 SETUP_SECRET = "sandbox-overwrite-token"

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId,
+                                             LogFilter, LogFilterFlowRunId)
 from pydantic import SecretStr
 
 from blocks.tokens import local_overwrite_token
@@ -117,7 +118,7 @@ def test_not_in_prefect_logs_artifacts_runs(secret_run):
         found += _leaks(values, run.model_dump_json(), "flow run (parameters, state)")
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
         found += _leaks(values, json.dumps([t.model_dump(mode="json") for t in tasks]), "task runs")
-        artifacts = client.read_artifacts(limit=200)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
         found += _leaks(values, json.dumps([a.model_dump(mode="json") for a in artifacts]), "artifacts")
     assert logs, "the run left no logs to check"
     assert not found, found
