@@ -102,6 +102,21 @@ def merge_params(env, **extra: object) -> dict:  # noqa: ANN001 - SandboxEnv
             "deprecation_list": seed.deprecation_list, "ignore_bundle_ocp_version": True, **extra}
 
 
+def save_secret(server: PrefectServer, name: str, value: str) -> str:
+    """A Secret block on `server`, as an operator saves one; returns its name."""
+    from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: server.ready().url}):
+        Secret(value=value).save(name, overwrite=True)
+    return name
+
+
+def secret_ref(name: str) -> dict:
+    """A deployment run's overwrite token: a reference to the saved Secret block `name` (blocks/tokens.py)."""
+    return {"$ref": {"block_document_slug": f"secret/{name}"}}
+
+
 def deployment_id(server: PrefectServer, name: str) -> str:
     return server.api("GET", f"/deployments/name/{name}")["id"]
 
