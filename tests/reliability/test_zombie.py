@@ -36,8 +36,8 @@ import pytest
 import yaml
 
 from tasks import journal as store
-from tests.deploy.conftest import (BIN, REPO, PrefectServer, Service, artifacts_of, create_run, leased_server,
-                                   start, wait_final)
+from tests.deploy.conftest import artifacts_of, create_run, wait_final
+from tests.prefect_server import BIN, REPO, PrefectServer, Service, leased_server, start
 from tests.reliability.sandbox_session import remote_state
 from tests.reliability.test_fault_matrix import private_target
 
@@ -73,8 +73,9 @@ class Workers:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """A real Prefect server (leases on disk, heartbeats every 30 s for every process it starts)."""
+def server(prefect_session, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:  # noqa: ANN001
+    """A real Prefect server (leases on disk, heartbeats every 30 s for every process it starts; its own,
+    nested inside the session's: `leased_server`)."""
     with leased_server(tmp_path_factory, "zombie", PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT)) as srv:
         yield srv
 
