@@ -188,7 +188,9 @@ def measured(name: str, params: dict, ctx: dict, cold: bool) -> dict:
     run = run_child(params, ctx["api"], ctx["cache"], profile)
     run["cpu_others"] = {k: v - before.get(k, 0.0) for k, v in cpu_seconds().items()}
     run["load"] = (load + os.getloadavg()[0]) / 2
-    run["requests"] = ctx["proxy"].stats()["requests"]
+    stats = ctx["proxy"].stats()
+    run["requests"], run["connections"] = stats["requests"], stats["connections"]
+    print(f"  registry connections opened: {run['connections']}")
     report_run(name, run, run["requests"], ctx["bundles"])
     return run
 

@@ -188,7 +188,7 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     with story.step(report.RESOLVING):
         prep: Prepared = resolve_indexes(s.registry, s.target_registry, req, cfg.binary_image_config,
                                          cfg.binary_image_less_arches_allowed_versions)
-        iib_record.record_resolved(req.request_id, prep)
+        story.later(lambda: iib_record.record_resolved(req.request_id, prep))  # read by the IIB endpoint
     story.reason(f"Building the index image for the following arches: {', '.join(sorted(prep.arches))}")
     git_url = resolve_git_url(req.effective_index, cfg.index_to_gitlab_push_map)
     with story.step(report.CLONING):

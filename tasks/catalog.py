@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from indexflow.catalog import merge as fbc_merge
 from indexflow.catalog.add import add_bundles, confirm_added, fetch_bundles
-from indexflow.catalog.db import BundleRecord, list_bundles
+from indexflow.catalog.db import BundleRecord, list_bundles, vouch
 from indexflow.catalog.fbcload import write_fresh
 from indexflow.catalog.deprecate import deprecate_truncate
 from indexflow.catalog.migrate import migrate
@@ -51,6 +51,7 @@ def working_copy(db_path: Path, dest: Path) -> Path:
     """The cached download stays pristine; all edits happen on a per-run copy."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(db_path, dest)
+    vouch(dest, copy_of=db_path)
     return dest
 
 
@@ -66,6 +67,7 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client: Regis
     pinned = all("@sha256:" in ref for ref in refs)  # tag refs may point elsewhere next time
     key = step_key("add", file_digest(db_path), refs, mode, modes or {}, release_order, True)
     if pinned and steps().get(key, db_path) is not None:
+        vouch(db_path)  # the engine's own output, copied back
         return len(refs)
     cache = cache_root() / "bundles"
     for d in (cache, scratch):
@@ -77,6 +79,7 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client: Regis
         add_bundles(db_path, bundles, mode, enable_alpha=True, modes=modes, release_order=release_order)
         if not release_order:  # released one by one, a later release may leave an earlier one off its channel
             confirm_added(db_path, refs)
+        vouch(db_path)
     except IndexflowError as exc:
         raise prefixed(exc, "Failed to add the bundles to the index image") from exc
     if pinned:
@@ -132,12 +135,14 @@ def deprecate_chunk(db_path: Path, refs: list[str], remove_package_of: list[str]
     key = step_key("deprecatetruncate", file_digest(db_path), refs, remove_package_of or [])
     hit = steps().get(key, db_path)
     if hit is not None:
+        vouch(db_path)  # the engine's own output, copied back
         return hit["removed"]
     try:
         removed = deprecate_truncate(db_path, refs, allow_package_removal=True,
                                      remove_package_of=remove_package_of or ())
     except IndexflowError as exc:
         raise prefixed(exc, f"Failed to deprecate the bundles on {db_name or db_path}") from exc
+    vouch(db_path)
     steps().put(key, db_path, {"removed": removed})
     return removed
 

@@ -1,7 +1,8 @@
 """The IIB request fields a merge learns while it runs, kept where the IIB endpoint can read them.
 
 IIB stores `*_resolved`, `arches` and `distribution_scope` on the request as soon as the worker
-resolves the images. The flow writes them once, right after resolving, as a small table artifact
+resolves the images. The flow writes them once, right after resolving (on the story's background
+thread: the merge does not wait for the API), as a small table artifact
 (key `iib-build-<request id>`, rows of field/value); `indexflow iib-api` reads it back over the REST
 API. The run's result itself is not readable through the API, hence an artifact.
 """

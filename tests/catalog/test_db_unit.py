@@ -13,7 +13,7 @@ import pytest
 
 from indexflow.catalog.add import add_bundle_refs
 from indexflow.catalog.bundle import load_bundle_dir
-from indexflow.catalog.db import SCHEMA_VERSION, create_db, list_bundles, open_db, schema_version
+from indexflow.catalog.db import SCHEMA_VERSION, create_db, list_bundles, open_db, schema_version, vouch
 from indexflow.catalog.deprecate import deprecate_truncate
 from indexflow.catalog.gojson import compact_raw, go_json
 from indexflow.cli import main
@@ -155,6 +155,28 @@ def test_column_storage_classes_are_checked_per_column(etcd_db: Path, update: st
     else:
         with pytest.raises(CatalogError, match=refusal):
             list_bundles(etcd_db)
+
+
+def test_a_copy_is_spared_the_scan_only_when_its_original_passed(etcd_db: Path, tmp_path: Path) -> None:
+    """`vouch(copy, copy_of=original)` (the merge's working copy) trusts the copy only when the original
+    passed the check in this process: a copy of a file that was never checked, or that failed, is still
+    scanned and refused."""
+    con = sqlite3.connect(etcd_db)
+    con.execute("UPDATE operatorbundle SET version = CAST('0.9.0' AS BLOB) WHERE name = 'etcdoperator.v0.9.0'")
+    con.commit()
+    con.close()
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(etcd_db, copy)
+    vouch(copy, copy_of=etcd_db)  # never checked: vouches for nothing
+    with pytest.raises(CatalogError, match="operatorbundle.version holds a blob value"):
+        list_bundles(copy)
+    with pytest.raises(CatalogError, match="operatorbundle.version holds a blob value"):
+        list_bundles(etcd_db)
+    again = tmp_path / "again.db"
+    shutil.copyfile(etcd_db, again)
+    vouch(again, copy_of=etcd_db)  # failed its check: still nothing
+    with pytest.raises(CatalogError, match="operatorbundle.version holds a blob value"):
+        list_bundles(again)
 
 
 def _edited_bundle(tmp_path: Path, old: str, new: str) -> Path:
