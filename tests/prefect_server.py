@@ -29,6 +29,9 @@ STARTUP_TIMEOUT = 240.0  # a fresh server took 97 s to answer on a 2-core box at
 # a test's read of the Prefect API or the IIB endpoint (which reads the API): on a loaded box the server's
 # SQLite waits up to 60 s for its write lock (server_env), so a slow answer is not a failure
 API_TIMEOUT = 150.0
+# a CLI command against the server (prefect deploy, schedule resume, indexflow setup): several API calls,
+# each of which may wait out such a lock; at load 40 `prefect deploy --all` ran past 120 s
+CLI_TIMEOUT = 300.0
 
 
 def free_port() -> int:
@@ -76,7 +79,7 @@ class PrefectServer:
     service: Service
     _ready: bool = False
 
-    def run(self, *args: str, check: bool = True, timeout: float = 120, extra_env: dict | None = None
+    def run(self, *args: str, check: bool = True, timeout: float = CLI_TIMEOUT, extra_env: dict | None = None
             ) -> subprocess.CompletedProcess:
         """A CLI command (prefect, indexflow) against this server, from the repository root."""
         env = {**self.env, **(extra_env or {})}

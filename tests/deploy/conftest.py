@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.prefect_server import (API_TIMEOUT, BIN, REPO, PrefectServer, Service, free_port,  # noqa: F401 - shared
+from tests.prefect_server import (API_TIMEOUT, BIN, CLI_TIMEOUT, REPO, PrefectServer, Service, free_port,  # noqa: F401
                                   leased_server, start, wait_http)
 
 
@@ -78,8 +78,8 @@ def deployed(prefect_server: PrefectServer, sandbox, tmp_path_factory: pytest.Te
     request.getfixturevalue("process_worker")
     config, secrets = write_setup_yaml(sandbox, tmp_path_factory.mktemp("setup"))
     # minutes, not seconds, on a loaded box (the default 120 s once cut `deploy --all` short: every test erred)
-    prefect_server.run("indexflow", "setup", str(config), extra_env=secrets, timeout=300)
-    prefect_server.run("prefect", "--no-prompt", "deploy", "--all", timeout=300)
+    prefect_server.run("indexflow", "setup", str(config), extra_env=secrets)
+    prefect_server.run("prefect", "--no-prompt", "deploy", "--all")
     return prefect_server
 
 

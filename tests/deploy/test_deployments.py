@@ -21,8 +21,8 @@ import yaml
 from indexflow.cli import main
 from indexflow.registry.refs import ImageRef
 from tests.deploy import browser
-from tests.deploy.conftest import (API_TIMEOUT, BIN, REPO, artifacts_of, create_run, deployment_id, merge_params, save_secret,
-                                   secret_ref, setup_file, wait_final, write_setup_yaml)
+from tests.deploy.conftest import (API_TIMEOUT, BIN, CLI_TIMEOUT, REPO, artifacts_of, create_run, deployment_id,
+                                   merge_params, save_secret, secret_ref, setup_file, wait_final, write_setup_yaml)
 
 MERGE, BATCH = "merge-index-image/merge-index-image", "batch-merge/batch-merge"
 BUILDS = "/api/v1/builds"
@@ -58,7 +58,7 @@ def started(deployed, sandbox, iib_api: str, tmp_path_factory: pytest.TempPathFa
     # the CLI run is refused by the flow's own IIB checks: proves the trigger without another full merge
     params = json.dumps(merge_params(sandbox, dry_run=True, request_id="cli-1", distribution_scope="qa"))
     runs["cli"] = subprocess.run([str(BIN / "prefect"), "deployment", "run", MERGE, "--params", params],
-                                 cwd=REPO, env=deployed.env, capture_output=True, text=True, timeout=120)
+                                 cwd=REPO, env=deployed.env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
     return runs
 
 
@@ -109,7 +109,7 @@ def test_setup_writes_blocks_limits_and_pools_idempotently(prefect_api, tmp_path
 def test_setup_check_probes_every_endpoint_of_the_sandbox(sandbox, tmp_path: Path) -> None:  # noqa: ANN001
     config, secrets = write_setup_yaml(sandbox, tmp_path)
     checked = subprocess.run([str(BIN / "indexflow"), "setup", "--check", str(config)], cwd=REPO, capture_output=True,
-                             text=True, timeout=120, env={**os.environ, **secrets})
+                             text=True, timeout=CLI_TIMEOUT, env={**os.environ, **secrets})
     assert checked.returncode == 0, checked.stderr
     probes = [line for line in checked.stdout.splitlines() if line.startswith("probe ")]
     assert len(probes) == 4 and all(": ok (" in line for line in probes), probes
@@ -148,8 +148,9 @@ def test_a_redeploy_keeps_the_state_the_operator_gave_the_nightly_schedule(deplo
     deployed.run("prefect", "deployment", "schedule", "resume", BATCH, first["id"])
     deployed.run("prefect", "--no-prompt", "deploy", "--name", "batch-merge")
     assert (nightly(deployed)["id"], nightly(deployed)["active"]) == (first["id"], True)
-    # the server's scheduler turns the active cron schedule into runs at 02:00 UTC
-    deadline, scheduled = time.monotonic() + 60, []
+    # the server's scheduler turns the active cron schedule into runs at 02:00 UTC (its loop is 5 s here,
+    # but on a loaded box each of its writes may wait up to 60 s for SQLite's lock: allow a few)
+    deadline, scheduled = time.monotonic() + 240, []
     while not scheduled and time.monotonic() < deadline:
         scheduled = scheduled_runs(deployed, batch_id)
         time.sleep(1)
