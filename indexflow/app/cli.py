@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from indexflow.errors import IndexflowError
+
+# Prefect raises a bare RuntimeError with this text when its ephemeral API (the one a command starts when
+# PREFECT_API_URL is not set) does not answer in time; a busy machine, not a bug of ours or the user's
+EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
 
 # module path -> group name; each module exposes register(subparsers)
 GROUPS = [
@@ -47,7 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(exc, "exit_code", 1)
     except KeyboardInterrupt:
         return 130
+    except RuntimeError as exc:
+        if not str(exc).startswith(EPHEMERAL_TIMEOUT):
+            raise
+        print(f"Error: {ephemeral_timeout()}", file=sys.stderr)
+        return 1
     return int(rc or 0)
+
+
+def ephemeral_timeout() -> str:
+    """What to do when the local Prefect API did not start (Prefect's own text names no way out)."""
+    seconds = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
+    return (f"the local Prefect API (started because PREFECT_API_URL is not set) did not answer within "
+            f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS={seconds} s; on a busy machine raise that "
+            "setting, or set PREFECT_API_URL to a running Prefect server")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from indexflow.catalog.modes import load_mode_map
 from indexflow.errors import ValidationError
 
 TOKEN_ENV = "INDEXFLOW_OVERWRITE_TARGET_INDEX_TOKEN"
-# No phoning home; and an ephemeral API on a busy 2-core box can take longer than Prefect's 20 s.
+# No phoning home; and an ephemeral API on a busy 2-core box can take longer than Prefect's 20 s (at
+# load 40, `make demo`'s took over 180 s: a fresh database is migrated on start).
 # Lock leases on disk (under PREFECT_HOME), so the lock of a merge killed with its ephemeral API can
 # still be released by `indexflow reconcile` (in memory, its slot would stay taken for good).
 PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240",
                     "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem"}
 
 
