@@ -119,7 +119,7 @@ class PrefectRest:
                 raise self._unreachable(exc) from None
             if response.status_code not in (429, 503) or attempt == RETRIES:
                 return response
-            await asyncio.sleep(min(1.0 * 2 ** attempt, 10.0))  # a busy SQLite server may need ~30 s
+            await asyncio.sleep(2.0 ** (attempt + 1))  # 2..32 s, ~60 s in all, like Prefect's own client
         raise AssertionError("unreachable")
 
     def _unreachable(self, exc: Exception) -> PrefectApiError:
