@@ -226,19 +226,12 @@ def vouch(path: Path | str, copy_of: Path | str | None = None) -> None:
     if copy_of is not None and _identity(Path(copy_of)) not in _CHECKED:
         return
     key = _identity(path)
-    con = connect_ro(path)
-    try:
-        _check_schema(con, path)
-        version = _version(con, path)
-    except sqlite3.Error as exc:
-        raise db_error(path, exc) from None
-    finally:
-        con.close()
+    version = _check_index_db(path, scan_columns=False)
     if _identity(path) == key:
         _CHECKED[key] = version
 
 
-def _check_index_db(path: Path) -> int:
+def _check_index_db(path: Path, scan_columns: bool = True) -> int:
     with open(path, "rb") as fh:
         if fh.read(16) != b"SQLite format 3\x00":
             raise CatalogError(f"{path} is not an index.db (not an sqlite database)")
@@ -246,7 +239,8 @@ def _check_index_db(path: Path) -> int:
     try:
         _check_schema(con, path)
         version = _version(con, path)
-        _check_column_types(con, path)
+        if scan_columns:  # the full scan: only `vouch`, for a db this process wrote or copied, skips it
+            _check_column_types(con, path)
         return version
     except sqlite3.Error as exc:
         raise db_error(path, exc) from None
