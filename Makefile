@@ -10,15 +10,16 @@ export DO_NOT_TRACK := 1
 # Debian packages: the sandbox registry, skopeo (the IIB baseline in benches), git's http-backend,
 # chromium (the UI check in tests/deploy), podman + buildah + mmdebstrap + runc and friends (the worker
 # image and its pods in tests/runtime), MIT Kerberos (the KDC of tests/iib; libkrb5-dev builds python
-# gssapi, iib-api's SPNEGO check). Installed only when a binary is missing (also looked for in /usr/sbin).
+# gssapi, iib-api's SPNEGO check), PostgreSQL (the test suite's Prefect servers, tests/postgres.py).
+# Installed only when a binary is missing (also looked for in /usr/sbin and PostgreSQL's versioned bin/).
 APT_PKGS := docker-registry skopeo git chromium podman buildah mmdebstrap runc uidmap slirp4netns fuse-overlayfs \
-            krb5-kdc krb5-admin-server krb5-user libkrb5-dev
+            krb5-kdc krb5-admin-server krb5-user libkrb5-dev postgresql
 APT_BINS := docker-registry skopeo git chromium podman buildah mmdebstrap runc newuidmap slirp4netns fuse-overlayfs \
-            krb5kdc kadmin.local kinit krb5-config
+            krb5kdc kadmin.local kinit krb5-config initdb
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 system:
-	@missing=""; for b in $(APT_BINS); do command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	@missing=""; for b in $(APT_BINS); do command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || ls /usr/lib/postgresql/*/bin/$$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (missing:$$missing)"; \
 	  $(SUDO) apt-get update -qq && \

@@ -36,6 +36,7 @@ from indexflow.errors import LockError
 from tasks.rollback import logger
 
 LEASE_SECONDS = 120.0  # a server restart shorter than this harms no holder; the server's minimum is 60
+RELEASE_ATTEMPTS = 4  # 1 + 2 + 4 s between them: a server busy for a moment still frees the target at once
 
 
 @dataclass
@@ -141,9 +142,18 @@ def held_lock(names: tuple[str, ...] | list[str], timeout_seconds: float, what: 
 
 
 def release_lease(lease_id: uuid.UUID | str) -> bool:
-    """Give the slot back; False when the lease was gone already (lapsed, or released by reconcile)."""
-    try:
-        release_concurrency_slots_with_lease(uuid.UUID(str(lease_id)))
-    except (ObjectNotFound, httpx.HTTPStatusError):
-        return False
-    return True
+    """Give the slot back; False when it could not be given back (the lease then lapses on its own).
+
+    The server answers 204 for a lease it no longer has, so any error is the server's: retried a few
+    times, since a release lost to one 500 keeps the target locked for the lease's full duration."""
+    for attempt in range(RELEASE_ATTEMPTS):
+        try:
+            release_concurrency_slots_with_lease(uuid.UUID(str(lease_id)))
+            return True
+        except (httpx.HTTPStatusError, httpx.TransportError) as exc:
+            error = exc
+        if attempt < RELEASE_ATTEMPTS - 1:
+            time.sleep(2 ** attempt)
+    logger().warning("could not release target lock lease %s (%s); the lock is freed when the lease lapses, "
+                     "within %g s", lease_id, error, LEASE_SECONDS + 15)
+    return False

@@ -3,8 +3,8 @@
 One per test session (per xdist worker: `prefect_server` in tests/conftest.py), shared by every suite
 that needs Prefect: flows run in the test process (tests/flow, e2e, the proof suites, publish) and the
 deployment suites' workers and CLI calls (deploy, iib, runtime) all talk to it. Subprocesses get
-`server.env`. Only tests/reliability/test_kill_matrix.py starts another (its server is configured
-differently and restarted by a test).
+`server.env`. Only the kill-matrix and zombie suites start others (`leased_server`: configured
+differently, and restarted by a test). Each server has a PostgreSQL database of its own (tests/postgres.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT = 240.0  # a fresh server took 97 s to answer on a 2-core box at load 46
 
-# a test's read of the Prefect API or the IIB endpoint (which reads the API): on a loaded box the server's
-# SQLite waits up to 60 s for its write lock (server_env), so a slow answer is not a failure
+# a test's read of the Prefect API or the IIB endpoint (which reads the API): on a 2-core box at load 40 an
+# answer can take tens of seconds (on SQLite, before tests/postgres.py, a write waited up to 60 s for its
+# lock), so a slow answer is not a failure
 API_TIMEOUT = 150.0
 # a CLI command against the server (prefect deploy, schedule resume, indexflow setup): several API calls,
 # each of which may wait out such a lock; at load 40 `prefect deploy --all` ran past 120 s
@@ -98,8 +99,8 @@ class PrefectServer:
         return self
 
     def wait_for(self, path: str, timeout: float = 180.0) -> object:
-        """GET `path` until it exists: a 404, or no answer while a busy SQLite server waits for its lock
-        (the suite's last test once saw a 30 s read time out), counts as "not yet" until `timeout`."""
+        """GET `path` until it exists: a 404, or no answer from a busy server (the suite's last test once
+        saw a 30 s read time out), counts as "not yet" until `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -113,7 +114,7 @@ class PrefectServer:
             time.sleep(1)
 
     def api(self, method: str, path: str, **kw) -> object:
-        for attempt in range(6):  # like Prefect's own client: a busy SQLite server answers 503 for a moment
+        for attempt in range(6):  # like Prefect's own client: a busy server answers 503 for a moment
             try:
                 response = httpx.request(method, self.ready().url + path, timeout=API_TIMEOUT, **kw)
             except httpx.TimeoutException:
@@ -129,8 +130,8 @@ class PrefectServer:
 
 def server_env(home: Path, base: str, **extra: str) -> dict[str, str]:
     """The environment of a test's own `prefect server start` at `base` and of the processes that use it:
-    none of the caller's PREFECT_* settings, workers polling every second, and SQLite waiting for its
-    lock instead of answering 503 (several concurrent merges on 2 cores)."""
+    none of the caller's PREFECT_* settings, workers polling every second, and database calls allowed
+    60 s (several concurrent merges on 2 cores) instead of answering 503."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(home), PREFECT_API_URL=f"{base}/api", PREFECT_SERVER_ANALYTICS_ENABLED="false",
                DO_NOT_TRACK="1", PWD=str(REPO), PREFECT_WORKER_QUERY_SECONDS="1",
@@ -139,11 +140,13 @@ def server_env(home: Path, base: str, **extra: str) -> dict[str, str]:
 
 
 def start_prefect(home: Path, logs: Path, **extra: str) -> PrefectServer:
-    """A `prefect server start` on a free loopback port (its UI there too) with `server_env` (+ `extra`),
-    not waited for."""
+    """A `prefect server start` on a free loopback port (its UI there too) with `server_env` (+ `extra`)
+    and a PostgreSQL database of its own (tests/postgres.py), not waited for."""
+    from tests.postgres import database_url
+
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = server_env(home, base, PREFECT_UI_URL=base, **extra)
+    env = server_env(home, base, PREFECT_UI_URL=base, PREFECT_API_DATABASE_CONNECTION_URL=database_url(), **extra)
     proc = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
                  logs / "server.log")
     return PrefectServer(f"{base}/api", base, home, env, logs, proc)

@@ -14,7 +14,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalC
 from indexflow.errors import LockError, PublishError
 from indexflow.journal import BRANCH, MR, ROLLBACK_INCOMPLETE, TAG, Journal, Record
 from tasks import journal as store
-from tasks.lock import lock_name, target_lock
+from tasks.lock import held_lock, lock_name, target_lock
 from tasks.rollback import Compensations, failure_message, rollback
 
 
@@ -136,3 +136,21 @@ def test_lock_timeout_is_one_sentence():
     finally:
         release.set()
         t.join(60)
+
+
+def test_release_refused_by_a_busy_server_is_retried(prefect_server) -> None:  # noqa: ANN001
+    """A 500 on the release (SQLite's "database is locked", a restarting server) must not leave the
+    target locked until the lease lapses (120 s): the next merge gets the lock within seconds."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from sandbox.faultproxy import FaultProxy
+
+    names = (lock_name(f"release-{uuid.uuid4().hex[:6]}"),)
+    with FaultProxy(prefect_server.url.split("//", 1)[1].split("/", 1)[0]) as proxy:
+        refused = proxy.add_fault("status", path=r"/decrement-with-lease$", method="POST", status=500, times=2)
+        with temporary_settings(updates={PREFECT_API_URL: f"http://{proxy.host}/api"}):
+            with held_lock(names, timeout_seconds=10):
+                pass
+    assert refused.injected == 2  # both refusals reached the client, which asked again
+    limit = prefect_server.api("GET", f"/v2/concurrency_limits/{names[0]}")  # read past the proxy
+    assert limit["active_slots"] == 0
