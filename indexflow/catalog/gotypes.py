@@ -59,6 +59,31 @@ class GoDecodeError(ValueError):
     """A value that Go's encoding/json refuses for the struct field it lands in."""
 
 
+def go_field(obj: Any, key: str) -> Any:
+    """Go's json field matching: exact name first, then a case-insensitive one."""
+    if not isinstance(obj, dict):
+        return None
+    if key in obj:
+        return obj[key]
+    low = key.lower()
+    for k, v in obj.items():  # a plain loop: absent keys are the common case in entries
+        if isinstance(k, str) and k.lower() == low:
+            return v
+    return None
+
+
+def field_str(obj: Any, key: str) -> str:
+    """A string field, "" when absent or not a string (Go leaves the zero value)."""
+    value = go_field(obj, key)
+    return value if isinstance(value, str) else ""
+
+
+def field_list(obj: Any, key: str) -> list:
+    """A list field, [] when absent or not a list."""
+    value = go_field(obj, key)
+    return value if isinstance(value, list) else []
+
+
 def blob_error(schema: str, blob: dict) -> str | None:
     """opm's load error for a typed blob whose fields do not fit its struct (`parse bundle: ...`), or None."""
     if schema not in SHAPES:

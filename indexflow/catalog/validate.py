@@ -8,13 +8,15 @@ compare the tree as a set of leaf paths (its child order is Go-map order in opm)
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from indexflow.catalog import fbcload, fbcmodel, gotypes
-from indexflow.catalog.csvmeta import field_list, field_str, go_field
+from indexflow.catalog.gotypes import field_list, field_str, go_field
 from indexflow.catalog.fbcmodel import goq as _goq
 from indexflow.catalog.gojson import go_json
 from indexflow.catalog.limits import excerpt
@@ -65,9 +67,9 @@ def validate_report(directory: Path | str) -> Report:
 
 
 def _validate_tree(directory: Path) -> fbcmodel.Node | None:
-    """Load and check, in a function of its own so the blobs and the model are freed (by reference
-    counting) before the cyclic collector resumes: its first pass would otherwise walk all of them."""
-    return fbcmodel.validate_model(_to_model(list(_load_blobs(directory))))
+    """Load and check, in a function of its own so the model is freed (by reference counting)
+    before the cyclic collector resumes: its first pass would otherwise walk all of it."""
+    return fbcmodel.validate_model(_to_model(_load(directory)))
 
 
 def validate_fbc(directory: Path | str) -> None:
@@ -80,10 +82,30 @@ def validate_fbc(directory: Path | str) -> None:
 # --- loading (fbcload.py: the tree walk, .indexignore, bounded parsing) ------------------------
 
 
-def _load_blobs(root: Path) -> Iterator[dict]:
+def _load(root: Path) -> dict[str, list]:
+    """Every blob of the tree by schema, in file order; a well-formed bundle blob is kept only as
+    its `_PlainBundle` summary (anything else whole, for the general path).
+
+    Each document is summarised as soon as it is decoded, so its hundred-odd dicts and strings are
+    freed while still in the processor's cache (and their memory reused by the next document):
+    decoding and freeing a 7,000-bundle catalog this way costs two thirds of decoding it all first.
+    opm's order of errors is kept: a loading error anywhere wins over a typed-field error, so the
+    first typed error is only raised once every file has loaded."""
+    by_schema: dict[str, list] = {}
+    typed_error = None
     for rel, path in fbcload.catalog_files(root):
         for doc in fbcload.documents(fbcload.read_text(path, f"{root.name}/{rel}")):
-            yield _meta(doc)
+            blob = _meta(doc)
+            schema = blob["schema"] if "schema" in blob else go_field(blob, "schema")
+            kept: dict | _PlainBundle | None = _plain_bundle(blob) if schema == "olm.bundle" else None
+            if kept is None:
+                kept = blob
+                if typed_error is None:
+                    typed_error = _typed_error(schema, blob)
+            by_schema.setdefault(schema, []).append(kept)
+    if typed_error is not None:
+        raise _Invalid(typed_error)
+    return by_schema
 
 
 _META_KEYS = ("schema", "package", "name")
@@ -124,20 +146,11 @@ _MESSAGE_LIMIT = 1000  # a loading error quotes names from the file: a 100 KB na
 # --- declarative config -> model ----------------------------------------------------------
 
 
-def _to_model(blobs: list[dict]) -> list[fbcmodel.Package]:
-    by_schema: dict[str, list[dict]] = {}
-    plain: dict[int, _PlainBundle] = {}  # id(blob) -> what a well-formed bundle blob holds
-    for blob in blobs:
-        schema = blob["schema"] if "schema" in blob else go_field(blob, "schema")
-        found = _plain_bundle(blob) if schema == "olm.bundle" else None
-        if found is None:
-            _check_typed(schema, blob)
-        else:
-            plain[id(blob)] = found
-        by_schema.setdefault(schema, []).append(blob)
+def _to_model(by_schema: dict[str, list]) -> list[fbcmodel.Package]:
+    """opm's ConvertToModel: packages, then channels, then bundles, then deprecations."""
     packages = _packages(by_schema.get("olm.package", []))
     entries = _channels(packages, by_schema.get("olm.channel", []))
-    _bundles(packages, entries, by_schema.get("olm.bundle", []), plain)
+    _bundles(packages, entries, by_schema.get("olm.bundle", []))
     by_package: dict[str, list[dict[str, dict]]] = {}
     for (p, _), chan in entries.items():
         by_package.setdefault(p, []).append(chan)
@@ -167,7 +180,7 @@ _STRING_PROPERTIES = {  # property types whose value is a struct of strings: the
 
 
 def _plain_bundle(blob: dict) -> _PlainBundle | None:
-    """What `_check_typed` and `_bundle_properties` would accept and return for a bundle blob
+    """What `_typed_error` and `_bundle_properties` would accept and return for a bundle blob
     written the usual way (exact key names, string fields, one olm.package property naming its
     package): one pass of dict lookups instead of Go's case-folding field matching per field.
 
@@ -214,19 +227,18 @@ def _plain_bundle(blob: dict) -> _PlainBundle | None:
     return name, pkg, image, package.get("version", ""), package.get("release", ""), has_objects, images
 
 
-def _check_typed(schema: str, blob: dict) -> None:
+def _typed_error(schema: str, blob: dict) -> str | None:
     """What opm's loader refuses before building the model: a field of the wrong JSON type, bad base64."""
     err = gotypes.blob_error(schema, blob)
-    if err:
-        raise _Invalid(err)
-    if schema != "olm.bundle":
-        return
+    if err or schema != "olm.bundle":
+        return err
     for i, prop in enumerate(field_list(blob, "properties")):
         if field_str(prop, "type") == "olm.bundle.object":
             err = gotypes.property_error("olm.bundle.object", go_field(prop, "value"))
             if err:
-                raise _Invalid(f'read bundle objects: package "{field_str(blob, "package")}", bundle '
-                               f'"{field_str(blob, "name")}": parse property at index {i} as bundle object: {err}')
+                return (f'read bundle objects: package "{field_str(blob, "package")}", bundle '
+                        f'"{field_str(blob, "name")}": parse property at index {i} as bundle object: {err}')
+    return None
 
 
 def _deprecations(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> None:
@@ -322,11 +334,11 @@ def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[
     return entries
 
 
-def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[dict],
-             plain: dict[int, _PlainBundle]) -> None:
+def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[dict | _PlainBundle]) -> None:
+    """Each bundle (a `_PlainBundle` summary, or a blob for the general path) into its channels."""
     channels_of: dict[str, list[tuple[fbcmodel.Channel, dict[str, dict]]]] = {}  # built once per package
     for blob in blobs:
-        quick = plain.get(id(blob))
+        quick = blob if type(blob) is tuple else None
         if quick is None:
             name, pkg = field_str(blob, "name"), field_str(blob, "package")
         else:
@@ -424,12 +436,22 @@ _REFERENCE = re.compile(rf"^((?:{_DOMAIN}/)?{_COMP}(?:/{_COMP})*)(?::[\w][\w.-]{
 
 
 def _check_images(pkg: str, bundle: str, image: str, related: list[str]) -> None:
-    """The bundle's image, then each related image, in opm's order (known-good ones skipped)."""
-    if image not in _GOOD_REFS and not _pinned_ref_ok(image):
-        _check_image(pkg, bundle, "image", image)
-    for i, ref in enumerate(related):
-        if ref not in _GOOD_REFS and not _pinned_ref_ok(ref):
-            _check_image(pkg, bundle, f"relatedImages[{i}].image", ref)
+    """The bundle's image, then each related image, in opm's order (known-good ones skipped:
+    catalogs repeat related images across a package's bundles, 40% of them in the community one)."""
+    if image not in _GOOD_REFS:
+        _check_ref(pkg, bundle, "image", image)
+    if not _GOOD_REFS.issuperset(related):
+        for i, ref in enumerate(related):
+            if ref not in _GOOD_REFS:
+                _check_ref(pkg, bundle, f"relatedImages[{i}].image", ref)
+
+
+def _check_ref(pkg: str, bundle: str, what: str, ref: str) -> None:
+    """Refuse `ref` with opm's message, or remember it as good."""
+    if not _pinned_ref_ok(ref):
+        _check_image(pkg, bundle, what, ref)
+    if len(_GOOD_REFS) < _GOOD_REFS_MAX:
+        _GOOD_REFS.add(ref)
 
 
 _SHA256_DIGEST = re.compile(r"sha256:[0-9a-fA-F]{64}")
@@ -462,6 +484,7 @@ def _name_ok(name: str) -> bool:
 
 
 _GOOD_REFS: set[str] = {""}  # references already found valid (catalogs repeat them across bundles)
+_GOOD_REFS_MAX = 65536  # (a long-running worker validates many catalogs: the set stays bounded)
 
 
 def _check_image(pkg: str, bundle: str, what: str, ref: str) -> None:
@@ -471,8 +494,6 @@ def _check_image(pkg: str, bundle: str, what: str, ref: str) -> None:
     reason = reference_error(ref)
     if reason:
         raise _Invalid(f'package "{pkg}" bundle "{bundle}" {what}: invalid image pull spec "{ref}": {reason}')
-    if len(_GOOD_REFS) < 65536:
-        _GOOD_REFS.add(ref)
 
 
 @functools.lru_cache(maxsize=65536)  # catalogs repeat the same related images across bundles
