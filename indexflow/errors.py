@@ -5,8 +5,6 @@ through the run's redaction step when the error is created (indexflow/redact.py)
 knows can reach a state message, a task state, a log line or the IIB endpoint through an error.
 """
 
-from indexflow.redact import redact
-
 
 class IndexflowError(Exception):
     """Base of every error caused by input or by a remote service, shown to users as-is.
@@ -19,6 +17,10 @@ class IndexflowError(Exception):
     exit_code = 1
 
     def __init__(self, *args: object, transient: bool = False) -> None:
+        # imported here: a command that raises no error (`fbc validate` of a good catalog) does not
+        # pay for redact's imports (logging, threading, traceback) at start-up
+        from indexflow.redact import redact
+
         super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
         self.transient = transient
 

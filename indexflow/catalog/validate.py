@@ -91,10 +91,16 @@ def _load(root: Path) -> dict[str, list]:
     decoding and freeing a 7,000-bundle catalog this way costs two thirds of decoding it all first.
     opm's order of errors is kept: a loading error anywhere wins over a typed-field error, so the
     first typed error is only raised once every file has loaded."""
-    by_schema: dict[str, list] = {}
+    by_schema: dict[str, list] = {"olm.bundle": []}
+    plain_bundles = by_schema["olm.bundle"]
     typed_error = None
     for rel, path in fbcload.catalog_files(root):
         for doc in fbcload.documents(fbcload.read_text(path, f"{root.name}/{rel}")):
+            if type(doc) is dict and doc.get("schema") == "olm.bundle":
+                summary = _plain_bundle(doc)  # (its keys are exact bundle keys: nothing for _meta to refuse)
+                if summary is not None:
+                    plain_bundles.append(summary)
+                    continue
             blob = _meta(doc)
             schema = blob["schema"] if "schema" in blob else go_field(blob, "schema")
             kept: dict | _PlainBundle | None = _plain_bundle(blob) if schema == "olm.bundle" else None
@@ -177,6 +183,7 @@ _STRING_PROPERTIES = {  # property types whose value is a struct of strings: the
     "olm.package.required": frozenset(("packageName", "versionRange")),
     "olm.gvk": frozenset(("group", "kind", "version")),
     "olm.gvk.required": frozenset(("group", "kind", "version"))}
+_GVK_KEYS = _STRING_PROPERTIES["olm.gvk"]
 
 
 def _plain_bundle(blob: dict) -> _PlainBundle | None:
@@ -198,6 +205,11 @@ def _plain_bundle(blob: dict) -> _PlainBundle | None:
             if type(prop) is not dict or prop.keys() != _PROPERTY_KEYS:
                 return None
             typ, value = prop["type"], prop["value"]
+            if typ == "olm.gvk":  # most properties (checked first: the same test as below, fewer steps)
+                if type(value) is not dict or not value.keys() <= _GVK_KEYS:
+                    return None
+                "".join(value.values())
+                continue
             shape = _STRING_PROPERTIES.get(typ)
             if shape is not None:
                 if type(value) is not dict or not value.keys() <= shape:

@@ -147,3 +147,16 @@ def test_a_damaged_property_among_plain_ones_is_refused(tmp_path: Path, prop: di
                              for i in range(20)] + [prop]
     report = validate_report(_write(tmp_path / "c", {"p/catalog.json": _package("p", [bundle])}))
     assert not report.passed and message in report.message, report.message
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"Package": "q"}, 'duplicate keys for key "package": [package Package]'),
+    ({"NAME": "x"}, 'duplicate keys for key "name": [name NAME]'),
+    ({"Schema": "olm.bundle"}, 'duplicate keys for key "schema": [schema Schema]'),
+])
+def test_a_bundle_document_with_folded_duplicate_meta_keys_is_refused(tmp_path: Path, extra: dict,
+                                                                        message: str) -> None:
+    """Bundle documents skip the generic document check when the shortcut reads them: one whose
+    keys fold onto another (Go's case-insensitive matching) must still be refused by that check."""
+    report = validate_report(_write(tmp_path / "c", {"p/catalog.json": _package("p", [_bundle("1.0.0", **extra)])}))
+    assert report.message == message
