@@ -26,12 +26,18 @@ GROUPS = [
     "indexflow.app.reconcile_cmd",  # reconcile
     "indexflow.app.serve_cmd",  # serve
 ]
+# groups whose module is all a command of theirs needs: `indexflow fbc validate` builds only the
+# catalog verbs' parser, without importing the other groups (yaml, subprocess, socket, dataclasses:
+# ~35 ms, an eighth of validating a 7,000-bundle catalog)
+SELF_CONTAINED = {"db": "indexflow.catalog.cli", "fbc": "indexflow.catalog.cli"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Every group's parser; only one module's when `argv` starts with a SELF_CONTAINED group."""
     parser = argparse.ArgumentParser(prog="indexflow", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="group", required=True)
-    for name in GROUPS:
+    first = argv[0] if argv else None
+    for name in [SELF_CONTAINED[first]] if first in SELF_CONTAINED else GROUPS:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a group not built yet must not break the others
@@ -43,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)
