@@ -188,6 +188,9 @@ _goq = goq
 
 
 def validate_bundle(b: Bundle) -> list[Node]:
+    if b.name and not b.release and b.package_props == 1 and (b.image or b.has_objects) and b.deprecation is None \
+            and "" not in b.skips and (not b.skip_range or _range_error(b.skip_range) is None):
+        return []  # the usual bundle, none of the checks below can fail (no release: its name is its normalized name)
     errs: list[Node] = []
     if not b.name:
         errs.append(Node("name must be set"))

@@ -4,12 +4,14 @@ cache of good image references) must give the verdicts and messages of the gener
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import random
 from pathlib import Path
 
 import pytest
 
+from indexflow.catalog import fbcmodel
 from indexflow.catalog import validate as fbc_validate
 from indexflow.catalog.validate import validate_report
 
@@ -160,3 +162,38 @@ def test_a_bundle_document_with_folded_duplicate_meta_keys_is_refused(tmp_path: 
     keys fold onto another (Go's case-insensitive matching) must still be refused by that check."""
     report = validate_report(_write(tmp_path / "c", {"p/catalog.json": _package("p", [_bundle("1.0.0", **extra)])}))
     assert report.message == message
+
+
+def _expected_bundle_errors(b: fbcmodel.Bundle) -> list[str]:
+    """opm's bundle checks, written out from model.go's Bundle.Validate (the oracle)."""
+    errs = [] if b.name else ["name must be set"]
+    normalized = f"{b.package}-v{b.version}-{b.release}" if b.release else b.name
+    if b.name != normalized:
+        errs.append(f'name "{b.name}" does not match normalized name "{normalized}"')
+    errs += [f"skip[{i}] is empty" for i, s in enumerate(b.skips) if not s]
+    if b.skip_range == ">>1":
+        errs.append('invalid skipRange ">>1": Could not parse Range ">>1": Could not parse comparator ">>" in ">>1"')
+    if b.package_props != 1:
+        errs.append('must be exactly one property with type "olm.package"')
+    if not b.image and not b.has_objects:
+        errs.append("bundle image must be set")
+    if b.deprecation == "":
+        errs.append("invalid deprecation: message must be set")
+    if b.release and "+" in b.version:
+        errs.append("cannot use build metadata in version with a release version")
+    return errs
+
+
+def test_bundle_checks_of_the_usual_bundle_shortcut_agree_with_opms_rules() -> None:
+    """validate_bundle returns early for the usual bundle; every combination of the fields its checks
+    read must still give exactly opm's messages (a condition left out of the shortcut fails here)."""
+    checked = 0
+    for name, release, version, props, image, objects, deprecation, skips, skip_range in itertools.product(
+            ["", "p.v1.0.0", "p-v1.0.0-2"], ["", "2"], ["1.0.0", "1.0.0+b"], [0, 1, 2], ["", "q.io/p:1"],
+            [False, True], [None, "", "old"], [[], ["a"], ["a", ""]], ["", ">=1.0.0", ">>1"]):
+        b = fbcmodel.Bundle(name=name, version=version, skips=skips, skip_range=skip_range, image=image,
+                            package_props=props, has_objects=objects, package="p", release=release,
+                            deprecation=deprecation)
+        assert [node.msg for node in fbcmodel.validate_bundle(b)] == _expected_bundle_errors(b), b
+        checked += 1
+    assert checked == 3 * 2 * 2 * 3 * 2 * 2 * 3 * 3 * 3
