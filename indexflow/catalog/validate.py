@@ -101,14 +101,12 @@ def _load(root: Path) -> dict[str, list]:
                 if summary is not None:
                     plain_bundles.append(summary)
                     continue
+            # the general path (a bundle here is not plain: its exact "schema" key was tried above)
             blob = _meta(doc)
             schema = blob["schema"] if "schema" in blob else go_field(blob, "schema")
-            kept: dict | _PlainBundle | None = _plain_bundle(blob) if schema == "olm.bundle" else None
-            if kept is None:
-                kept = blob
-                if typed_error is None:
-                    typed_error = _typed_error(schema, blob)
-            by_schema.setdefault(schema, []).append(kept)
+            if typed_error is None:
+                typed_error = _typed_error(schema, blob)
+            by_schema.setdefault(schema, []).append(blob)
     if typed_error is not None:
         raise _Invalid(typed_error)
     return by_schema
