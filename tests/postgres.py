@@ -13,6 +13,7 @@ import atexit
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -51,7 +52,17 @@ class Cluster:
         return f"postgresql+asyncpg://{USER}@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        self.service.stop()
+        """Fast shutdown (SIGINT: clients cut off), quietly: this runs at exit, after pytest's summary
+        line, which tests/mutants.py reads as the last line of the output."""
+        proc = self.service.proc
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
