@@ -8,10 +8,11 @@ import itertools
 import json
 import random
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from indexflow.catalog import fbcmodel
+from indexflow.catalog import fbcmodel, gotypes
 from indexflow.catalog import validate as fbc_validate
 from indexflow.catalog.validate import validate_report
 
@@ -197,3 +198,32 @@ def test_bundle_checks_of_the_usual_bundle_shortcut_agree_with_opms_rules() -> N
         assert [node.msg for node in fbcmodel.validate_bundle(b)] == _expected_bundle_errors(b), b
         checked += 1
     assert checked == 3 * 2 * 2 * 3 * 2 * 2 * 3 * 3 * 3
+
+
+def _accepted(check: Callable[[str], object], text: str) -> bool:
+    try:
+        check(text)
+    except gotypes.GoDecodeError:
+        return False
+    return True
+
+
+def test_base64_check_accepts_exactly_what_gos_decoder_accepts() -> None:
+    """check_go_base64 recognises well-formed text in one pass; Go's symbol-by-symbol decoder is the
+    oracle (padding in the middle, three '=', a non-ASCII letter, line breaks, lengths off by one)."""
+    rng = random.Random(14)
+    texts = ["".join(rng.choice("QUJD+/=\n\ré9") for _ in range(rng.randint(0, 13))) for _ in range(30000)]
+    texts += ["QUJD", "QUI=", "QQ==", "Q===", "QQ=Q", "=QUJ", "QUJDQUJD\n", "QUJ\nD", "QUJé", "QU\udc80D"]
+    verdicts = [(t, _accepted(gotypes.check_go_base64, t)) for t in texts]
+    assert verdicts == [(t, _accepted(gotypes._decode_symbols, t)) for t in texts]
+    assert 1000 < sum(ok for _, ok in verdicts) < len(texts) - 1000  # both verdicts are exercised
+
+
+def test_an_icon_with_a_lone_surrogate_is_one_sentence(tmp_path: Path) -> None:
+    """JSON can escape a lone surrogate (Go's decoder makes it U+FFFD, 3 bytes); the Go-exact base64
+    decoder used to raise UnicodeEncodeError on it (a traceback) instead of Go's message."""
+    package = {"schema": "olm.package", "name": "p", "icon": {"base64data": "QU\udc80D", "mediatype": "image/png"}}
+    root = tmp_path / "c" / "p"
+    root.mkdir(parents=True)
+    (root / "catalog.json").write_text(json.dumps(package))  # (ensure_ascii: written as \udc80)
+    assert validate_report(root.parent).message == "parse package: illegal base64 data at input byte 2"
