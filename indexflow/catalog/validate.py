@@ -91,17 +91,17 @@ def _load(root: Path) -> dict[str, list]:
     decoding and freeing a 7,000-bundle catalog this way costs two thirds of decoding it all first.
     opm's order of errors is kept: a loading error anywhere wins over a typed-field error, so the
     first typed error is only raised once every file has loaded."""
-    by_schema: dict[str, list] = {"olm.bundle": []}
-    plain_bundles = by_schema["olm.bundle"]
+    by_schema: dict[str, list] = {"olm.bundle": [], "olm.channel": []}
     typed_error = None
     for rel, path in fbcload.catalog_files(root):
         for doc in fbcload.documents(fbcload.read_text(path, f"{root.name}/{rel}")):
-            if type(doc) is dict and doc.get("schema") == "olm.bundle":
-                summary = _plain_bundle(doc)  # (its keys are exact bundle keys: nothing for _meta to refuse)
+            if type(doc) is dict and (schema := doc.get("schema")) in ("olm.bundle", "olm.channel"):
+                # (a summary needs exact key names: nothing for _meta or _typed_error to refuse)
+                summary = _plain_bundle(doc) if schema == "olm.bundle" else _plain_channel(doc)
                 if summary is not None:
-                    plain_bundles.append(summary)
+                    by_schema[schema].append(summary)
                     continue
-            # the general path (a bundle here is not plain: its exact "schema" key was tried above)
+            # the general path (a bundle or channel here is not plain: its exact "schema" was tried above)
             blob = _meta(doc)
             schema = blob["schema"] if "schema" in blob else go_field(blob, "schema")
             if typed_error is None:
@@ -322,11 +322,16 @@ def _dns1123_label_errors(name: str) -> list[str]:
     return errs
 
 
-def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
-    """(package, channel) -> entry name -> entry; the model channels start empty."""
-    entries: dict[tuple[str, str], dict[str, dict]] = {}
+def _channels(packages: dict[str, fbcmodel.Package],
+              blobs: list[dict | _PlainChannel]) -> dict[tuple[str, str], dict[str, _Edges]]:
+    """(package, channel) -> entry name -> its edges; the model channels start empty."""
+    entries: dict[tuple[str, str], dict[str, _Edges]] = {}
     for blob in blobs:
-        pkg, name = field_str(blob, "package"), field_str(blob, "name")
+        if type(blob) is tuple:
+            pkg, name, edges = blob
+        else:
+            pkg, name = field_str(blob, "package"), field_str(blob, "name")
+            edges = [(field_str(e, "name"), _entry_edges(e)) for e in field_list(blob, "entries")]
         if pkg not in packages:
             raise _Invalid(f'unknown package "{pkg}" for channel "{name}"')
         if not name:
@@ -334,19 +339,44 @@ def _channels(packages: dict[str, fbcmodel.Package], blobs: list[dict]) -> dict[
         if name in packages[pkg].channels:
             raise _Invalid(f'package "{pkg}" has duplicate channel "{name}"')
         packages[pkg].channels[name] = fbcmodel.Channel(name)
-        seen: dict[str, dict] = {}
-        for entry in field_list(blob, "entries"):
-            ename = field_str(entry, "name")
+        seen: dict[str, _Edges] = {}
+        for ename, entry_edges in edges:
             if ename in seen:
                 raise _Invalid(f'invalid package "{pkg}", channel "{name}": duplicate entry "{ename}"')
-            seen[ename] = entry
+            seen[ename] = entry_edges
         entries[(pkg, name)] = seen
     return entries
 
 
+_Edges = tuple[str, list[str], str]  # a channel entry's (replaces, skips, skipRange)
+_PlainChannel = tuple[str, str, list[tuple[str, _Edges]]]  # (package, name, [(entry name, edges)])
+_CHANNEL_KEYS = frozenset(("schema", "name", "package", "entries"))
+
+
+def _plain_channel(blob: dict) -> _PlainChannel | None:
+    """What `_typed_error` accepts and `_channels` reads of a channel blob written the usual way
+    (exact key names, string fields, no properties), in one pass: a 7,000-bundle catalog has as many
+    channel entries, each otherwise checked against Go's struct shape and then read field by field.
+
+    None means "not that simple": the general path then runs and reports what opm reports."""
+    if not blob.keys() <= _CHANNEL_KEYS:
+        return None
+    pkg, name, entries = blob.get("package", ""), blob.get("name", ""), blob.get("entries", [])
+    if type(pkg) is not str or type(name) is not str or type(entries) is not list:
+        return None
+    found = []
+    for entry in entries:
+        edges = _plain_edges(entry) if type(entry) is dict else None
+        ename = entry.get("name", "") if edges is not None else None
+        if type(ename) is not str:
+            return None
+        found.append((ename, edges))
+    return pkg, name, found
+
+
 def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[dict | _PlainBundle]) -> None:
     """Each bundle (a `_PlainBundle` summary, or a blob for the general path) into its channels."""
-    channels_of: dict[str, list[tuple[fbcmodel.Channel, dict[str, dict]]]] = {}  # built once per package
+    channels_of: dict[str, list[tuple[fbcmodel.Channel, dict[str, _Edges]]]] = {}  # built once per package
     for blob in blobs:
         quick = blob if type(blob) is tuple else None
         if quick is None:
@@ -380,11 +410,11 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
         if pkg not in channels_of:
             channels_of[pkg] = [(ch, entries.get((pkg, n), {})) for n, ch in packages[pkg].channels.items()]
         for channel, channel_entries in channels_of[pkg]:
-            entry = channel_entries.get(name)
-            if entry is None:
+            edges = channel_entries.get(name)
+            if edges is None:
                 continue
             found = True
-            replaces, skips, skip_range = _entry_edges(entry)
+            replaces, skips, skip_range = edges
             channel.bundles[name] = fbcmodel.Bundle(
                 name=name, version=version, replaces=replaces, skips=skips, skip_range=skip_range, image=image,
                 has_objects=has_objects, package=pkg, release=release)
@@ -395,16 +425,24 @@ def _bundles(packages: dict[str, fbcmodel.Package], entries: dict, blobs: list[d
 _ENTRY_KEYS = frozenset(("name", "replaces", "skips", "skipRange"))
 
 
-def _entry_edges(entry: dict) -> tuple[str, list[str], str]:
+def _entry_edges(entry: dict) -> _Edges:
     """A channel entry's (replaces, skips, skipRange); exact key names (the usual case) are
     read directly, anything else through Go's case-folding field matching."""
+    edges = _plain_edges(entry) if isinstance(entry, dict) else None
+    if edges is not None:
+        return edges
+    return (field_str(entry, "replaces"), [s if isinstance(s, str) else "" for s in field_list(entry, "skips")],
+            field_str(entry, "skipRange"))
+
+
+def _plain_edges(entry: dict) -> _Edges | None:
+    """The edges of an entry with exact key names and string fields, or None."""
     if entry.keys() <= _ENTRY_KEYS:
         replaces, skips, skip_range = entry.get("replaces", ""), entry.get("skips", []), entry.get("skipRange", "")
         if type(replaces) is str and type(skip_range) is str and type(skips) is list \
                 and all(type(s) is str for s in skips):
-            return replaces, list(skips), skip_range
-    return (field_str(entry, "replaces"), [s if isinstance(s, str) else "" for s in field_list(entry, "skips")],
-            field_str(entry, "skipRange"))
+            return replaces, skips, skip_range
+    return None
 
 
 def _bundle_properties(blob: dict, name: str, pkg: str) -> tuple[str, str, bool]:
