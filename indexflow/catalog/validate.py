@@ -173,7 +173,6 @@ def _to_model(by_schema: dict[str, list]) -> list[fbcmodel.Package]:
 # (name, package, image, version, release, has bundle objects, related images)
 _PlainBundle = tuple[str, str, str, str, str, bool, list[str]]
 _BUNDLE_KEYS = frozenset(("schema", "name", "package", "image", "properties", "relatedImages"))
-_PROPERTY_KEYS = frozenset(("type", "value"))
 _RELATED_KEYS = frozenset(("name", "image"))
 _OBJECT_KEYS = frozenset(("data",))
 _STRING_PROPERTIES = {  # property types whose value is a struct of strings: their exact keys
@@ -200,9 +199,9 @@ def _plain_bundle(blob: dict) -> _PlainBundle | None:
     package, has_objects = None, False
     try:  # a TypeError (a non-string joined, an unhashable type) also means "not that simple"
         for prop in props:
-            if type(prop) is not dict or prop.keys() != _PROPERTY_KEYS:
+            if type(prop) is not dict or len(prop) != 2:
                 return None
-            typ, value = prop["type"], prop["value"]
+            typ, value = prop["type"], prop["value"]  # (two keys, both found: exactly type and value)
             if typ == "olm.gvk":  # most properties (checked first: the same test as below, fewer steps)
                 if type(value) is not dict or not value.keys() <= _GVK_KEYS:
                     return None
@@ -224,7 +223,7 @@ def _plain_bundle(blob: dict) -> _PlainBundle | None:
                 has_objects = has_objects or bool(value["data"].strip("\r\n"))
             elif type(typ) is not str or typ in gotypes.PROPERTY_SHAPES:
                 return None
-    except TypeError:
+    except (TypeError, KeyError):  # KeyError: a property of two keys that are not type and value
         return None
     if package is None or package.get("packageName", "") != pkg:
         return None
