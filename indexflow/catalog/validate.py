@@ -189,7 +189,7 @@ def _plain_bundle(blob: dict) -> _PlainBundle | None:
     package): one pass of dict lookups instead of Go's case-folding field matching per field.
 
     None means "not that simple": the general path then runs and reports what opm reports."""
-    if not blob.keys() <= _BUNDLE_KEYS:
+    if not _BUNDLE_KEYS.issuperset(blob):
         return None
     name, pkg, image = blob.get("name"), blob.get("package"), blob.get("image", "")
     props, related = blob.get("properties"), blob.get("relatedImages", [])
@@ -203,13 +203,13 @@ def _plain_bundle(blob: dict) -> _PlainBundle | None:
                 return None
             typ, value = prop["type"], prop["value"]  # (two keys, both found: exactly type and value)
             if typ == "olm.gvk":  # most properties (checked first: the same test as below, fewer steps)
-                if type(value) is not dict or not value.keys() <= _GVK_KEYS:
+                if type(value) is not dict or not _GVK_KEYS.issuperset(value):
                     return None
                 "".join(value.values())
                 continue
             shape = _STRING_PROPERTIES.get(typ)
             if shape is not None:
-                if type(value) is not dict or not value.keys() <= shape:
+                if type(value) is not dict or not shape.issuperset(value):
                     return None
                 "".join(value.values())  # every value a string (join, in C, refuses anything else)
                 if typ == "olm.package":
@@ -229,7 +229,7 @@ def _plain_bundle(blob: dict) -> _PlainBundle | None:
         return None
     images = []
     for rel in related:
-        if type(rel) is not dict or not rel.keys() <= _RELATED_KEYS or type(rel.get("name", "")) is not str \
+        if type(rel) is not dict or not _RELATED_KEYS.issuperset(rel) or type(rel.get("name", "")) is not str \
                 or type(rel.get("image", "")) is not str:
             return None
         images.append(rel.get("image", ""))
@@ -358,7 +358,7 @@ def _plain_channel(blob: dict) -> _PlainChannel | None:
     channel entries, each otherwise checked against Go's struct shape and then read field by field.
 
     None means "not that simple": the general path then runs and reports what opm reports."""
-    if not blob.keys() <= _CHANNEL_KEYS:
+    if not _CHANNEL_KEYS.issuperset(blob):
         return None
     pkg, name, entries = blob.get("package", ""), blob.get("name", ""), blob.get("entries", [])
     if type(pkg) is not str or type(name) is not str or type(entries) is not list:
@@ -436,7 +436,7 @@ def _entry_edges(entry: dict) -> _Edges:
 
 def _plain_edges(entry: dict) -> _Edges | None:
     """The edges of an entry with exact key names and string fields, or None."""
-    if entry.keys() <= _ENTRY_KEYS:
+    if _ENTRY_KEYS.issuperset(entry):
         replaces, skips, skip_range = entry.get("replaces", ""), entry.get("skips", []), entry.get("skipRange", "")
         if type(replaces) is str and type(skip_range) is str and type(skips) is list \
                 and all(type(s) is str for s in skips):
