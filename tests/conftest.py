@@ -40,6 +40,10 @@ def shared_opted_out() -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # every Prefect client here talks to a server the suite started; one made after the session's server
+    # is gone (a log flush at exit) must fail, not start an ephemeral API that outlives the run holding
+    # its output pipe (tests/mutants.py waited 20 minutes on one)
+    os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
     if not (SHARED / "conformance").is_dir() and os.environ.get(WITHOUT_SHARED) != "1":
         raise pytest.UsageError(f"{SHARED / 'conformance'} is missing, so the opm golden cases cannot run: put the "
                                 f"shared/ folder beside the checkout, or set {WITHOUT_SHARED}=1 to skip them knowingly")

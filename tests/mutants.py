@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -78,16 +79,33 @@ def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> str:
     fixture that did not come up proves nothing about the mutant)."""
     env = {**os.environ, "PYTHONPATH": str(tree), "INDEXFLOW_CACHE_DIR": tempfile.mkdtemp(prefix="mutant-cache-")}
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
-    try:
-        run = subprocess.run(cmd, cwd=tree, env=env, timeout=timeout, capture_output=True, text=True)
-    except subprocess.TimeoutExpired:
+    # output to a file, not a pipe: a process pytest left behind must not keep its verdict from us
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        finally:
+            _kill_group(proc.pid)
+        out.seek(0)
+        lines = [line for line in out.read().splitlines() if line.strip()]
+    if returncode is None:
         return f"error: no result in {timeout:.0f} s"
-    summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
-    if run.returncode == 0:
+    summary = lines[-1] if lines else ""
+    if returncode == 0:
         return "passed"
-    if run.returncode == 1 and re.search(r"\d+ failed", summary) and not re.search(r"\d+ errors?\b", summary):
+    if returncode == 1 and re.search(r"\d+ failed", summary) and not re.search(r"\d+ errors?\b", summary):
         return "failed"
-    return f"error: pytest exit code {run.returncode}: {summary[:120]}"
+    return f"error: pytest exit code {returncode}: {summary[:120]}"
+
+
+def _kill_group(pgid: int) -> None:
+    """What the run left in its session (servers, flow threads' helpers) goes with it."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def verdict(mutant: Mutant, baseline: bool, timeout: float) -> str:

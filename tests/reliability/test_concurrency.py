@@ -101,7 +101,7 @@ def test_different_targets_publish_in_parallel(proxied_env, clean_proxies):
     busy, free = private_target(proxied_env, "conc-a"), private_target(proxied_env, "conc-b", ocp="v4.16")
     HELD.clear()
     RELEASE.clear()
-    holder = threading.Thread(target=hold_target_lock, args=(lock_parts(proxied_env, busy),))
+    holder = threading.Thread(target=hold_target_lock, args=(lock_parts(proxied_env, busy),), daemon=True)
     holder.start()
     try:
         assert HELD.wait(120), "could not take the other target's lock"
@@ -121,7 +121,7 @@ def test_lock_key_matches_the_flow(proxied_env, clean_proxies):
     target, other_tag = private_target(proxied_env, "conc-held"), private_target(proxied_env, "conc-other")
     HELD.clear()
     RELEASE.clear()
-    holder = threading.Thread(target=hold_target_lock, args=(lock_parts(proxied_env, other_tag),))
+    holder = threading.Thread(target=hold_target_lock, args=(lock_parts(proxied_env, other_tag),), daemon=True)
     holder.start()
     assert HELD.wait(120)
     released_at: list[float] = []
@@ -137,6 +137,10 @@ def test_lock_key_matches_the_flow(proxied_env, clean_proxies):
         RELEASE.set()
 
     threading.Thread(target=release_once_waiting, daemon=True).start()
-    (start, _end), = _check_both_ok(_run_together(proxied_env, [target], "held"))
-    holder.join(60)
-    assert start >= released_at[0], "the merge published while its target's lock was held"
+    try:
+        (start, _end), = _check_both_ok(_run_together(proxied_env, [target], "held"))
+    finally:  # a merge that did not wait must not leave the holder running past the test (and its server)
+        released = list(released_at)
+        RELEASE.set()
+        holder.join(60)
+    assert released and start >= released[0], "the merge published while its target's lock was held"
