@@ -22,6 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexflow.app.serve_cmd import signal_group
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -86,8 +88,8 @@ def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> str:
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             returncode = None
-        finally:
-            _kill_group(proc.pid)
+        finally:  # what the run left in its session (servers, flow threads' helpers) goes with it
+            signal_group(proc.pid, signal.SIGKILL)
         out.seek(0)
         lines = [line for line in out.read().splitlines() if line.strip()]
     if returncode is None:
@@ -99,13 +101,6 @@ def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> str:
         return "failed"
     return f"error: pytest exit code {returncode}: {summary[:120]}"
 
-
-def _kill_group(pgid: int) -> None:
-    """What the run left in its session (servers, flow threads' helpers) goes with it."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def verdict(mutant: Mutant, baseline: bool, timeout: float) -> str:

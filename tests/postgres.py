@@ -10,6 +10,7 @@ release engineers' server runs on PostgreSQL (docs/OPERATIONS.md), so the tests 
 from __future__ import annotations
 
 import atexit
+import functools
 import glob
 import os
 import shutil
@@ -20,12 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexflow.app.serve_cmd import signal_group
 from tests.prefect_server import Service, free_port, start
 
 USER = "prefect"  # the cluster's superuser; trust auth on loopback only
 STARTUP_TIMEOUT = 60.0
 
 
+@functools.cache
 def bindir() -> Path:
     """Debian's versioned directory (its binaries are not on PATH), newest version first."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
@@ -55,13 +58,11 @@ class Cluster:
         """Fast shutdown (SIGINT: clients cut off), quietly: this runs at exit, after pytest's summary
         line, which tests/mutants.py reads as the last line of the output."""
         proc = self.service.proc
+        signal_group(proc.pid, signal.SIGINT)
         try:
-            os.killpg(proc.pid, signal.SIGINT)
             proc.wait(timeout=30)
-        except ProcessLookupError:
-            pass
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
 

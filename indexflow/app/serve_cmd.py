@@ -83,7 +83,7 @@ def stop_all(children: list[Child], grace: float = STOP_GRACE) -> None:
     for child in live:
         print(f"stopping {child.name}", flush=True)
     for group in groups:
-        _signal_group(group, signal.SIGTERM)
+        signal_group(group, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for child in live:
         try:
@@ -95,7 +95,7 @@ def stop_all(children: list[Child], grace: float = STOP_GRACE) -> None:
     leftover = {c.proc.pid for c in live if c.proc.poll() is None}  # not reaped: its pid is not reused
     leftover |= {g for pid in below if _running(pid) and (g := _pgid(pid)) in groups}
     for group in leftover:
-        _signal_group(group, signal.SIGKILL)  # what outlived the grace
+        signal_group(group, signal.SIGKILL)  # what outlived the grace
     for child in live:
         child.proc.wait(timeout=KILL_WAIT)
 
@@ -135,7 +135,8 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def signal_group(pgid: int, sig: int) -> None:
+    """Signal a process group; one that has ended already needs nothing."""
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:  # it ended between the check and the signal

@@ -8,8 +8,6 @@ compare the tree as a set of leaf paths (its child order is Go-map order in opm)
 from __future__ import annotations
 
 import functools
-import itertools
-import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
