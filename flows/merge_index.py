@@ -220,7 +220,7 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     db = catalog.working_copy(source_db, s.workdir / "db" / "index.db")
     with story.step(report.ADDING):
         catalog.add_missing_bundles(db, [b.bundlePath for b in result.missing], req.mode, s.registry,
-                                    s.workdir / "bundles", cfg.registry_concurrency,
+                                    cfg.registry_concurrency,
                                     modes={**cfg.graph_update_modes, **req.graph_update_modes},
                                     release_order=cfg.add_in_release_order)
     if cfg.add_in_release_order:  # a bundle a later release left off its channel is not there to deprecate

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from indexflow.catalog import merge as fbc_merge
-from indexflow.catalog.add import add_bundles, confirm_added, fetch_bundles
+from indexflow.catalog.add import add_bundles, confirm_added, fetch_bundle_images
+from indexflow.catalog.bundlecache import cached_image_files
 from indexflow.catalog.db import BundleRecord, list_bundles, vouch
 from indexflow.catalog.fbcload import write_fresh
 from indexflow.catalog.deprecate import deprecate_truncate
@@ -57,8 +57,7 @@ def working_copy(db_path: Path, dest: Path) -> Path:
 
 @task(name="add missing bundles", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
-def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client: RegistryClient, scratch: Path,
-                        concurrency: int, modes: dict[str, str] | None = None, release_order: bool = False) -> int:
+def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client: RegistryClient, concurrency: int, modes: dict[str, str] | None = None, release_order: bool = False) -> int:
     """Pull (or reuse) and parse the missing bundles concurrently, then add them in one transaction,
     each package in its own graph mode (`modes`, package -> mode; the others in `mode`), optionally
     one release at a time (`release_order`, see add_bundles)."""
@@ -70,11 +69,9 @@ def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client: Regis
         vouch(db_path)  # the engine's own output, copied back
         return len(refs)
     cache = cache_root() / "bundles"
-    for d in (cache, scratch):
-        with slots.disk_errors(d):
-            d.mkdir(parents=True, exist_ok=True)
     try:
-        bundles = fetch_bundles(refs, lambda ref: unpacked_bundle(client, ref, cache, scratch), concurrency)
+        bundles = fetch_bundle_images(client, refs, concurrency,
+                                      files=lambda c, ref: cached_image_files(c, ref, cache))
         # IIB adds with `opm registry add --enable-alpha`
         add_bundles(db_path, bundles, mode, enable_alpha=True, modes=modes, release_order=release_order)
         if not release_order:  # released one by one, a later release may leave an earlier one off its channel
@@ -96,32 +93,6 @@ def prefixed(exc: IndexflowError, prefix: str) -> IndexflowError:
     wrapped.__dict__.update(exc.__dict__)
     Exception.__init__(wrapped, f"{prefix}: {exc}")
     return wrapped
-
-
-def unpacked_bundle(client: RegistryClient, ref: str, cache: Path, scratch: Path) -> Path:
-    """A digest-pinned bundle never changes: unpack it once per machine and reuse it on every later
-    merge (a re-run after a failure pulls nothing). Tag refs are unpacked afresh into `scratch`.
-    The cache is size-bound (`registry/cache.py`): a hit is marked used, the run evicts at its end."""
-    if "@sha256:" not in ref:
-        with slots.disk_errors(scratch):
-            fresh = tempfile.mkdtemp(dir=scratch, prefix="bundle-")
-        return Path(client.pull_bundle(ref, fresh))
-    slot = cache / ref.rsplit("@", 1)[1].replace(":", "-")
-    if slot.is_dir():
-        slots.touch(slot)
-        return slot
-    with slots.disk_errors(cache):
-        part = Path(tempfile.mkdtemp(dir=cache, prefix=".part-"))
-    try:
-        client.pull_bundle(ref, part)
-    except BaseException:
-        shutil.rmtree(part, ignore_errors=True)
-        raise
-    try:
-        part.rename(slot)
-    except OSError:  # another worker unpacked the same digest first; theirs is identical
-        shutil.rmtree(part, ignore_errors=True)
-    return slot
 
 
 @task(name="deprecatetruncate chunk", cache_policy=NO_CACHE)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from indexflow.catalog.addchecks import bundle_errors
-from indexflow.catalog.bundle import Bundle, load_bundle_dir, load_bundle_files
+from indexflow.catalog.bundle import Bundle, BundleFiles, load_bundle_dir, load_bundle_files
 from indexflow.catalog.db import create_db, require_current, write_transaction
 from indexflow.catalog.fbcmodel import check_range
 from indexflow.catalog.graph import (GRAPH_INDEXES, BundleMeta, DbState, Entry, aggregate, scratch_indexes,
@@ -77,13 +77,15 @@ def _dir_bytes(bundle_dir: Path) -> int:
     return total
 
 
-def fetch_bundle_images(client: Any, refs: list[str], concurrency: int = 16) -> list[Bundle]:
+def fetch_bundle_images(client: Any, refs: list[str], concurrency: int = 16,
+                        files: Callable[[Any, str], BundleFiles] = image_files) -> list[Bundle]:
     """Read every bundle image through the registry client, in memory, and parse it, concurrently.
 
     The fast way to load many bundles: no layer files, no unpacked trees (see catalog/image.py).
+    `files` reads one image's files (a caching reader may stand in: catalog/bundlecache.py).
     Registry failures propagate as the client's RegistryError (retryable); bad bundles as CatalogError.
     """
-    return _load_all(refs, lambda ref: load_bundle_files(image_files(client, ref), ref), concurrency)
+    return _load_all(refs, lambda ref: load_bundle_files(files(client, ref), ref), concurrency)
 
 
 def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, Path] | None = None,

@@ -1,6 +1,6 @@
 """The on-disk caches' size bound (least recently used out first) and their disk errors as one sentence.
 
-Unpacked bundles (`$INDEXFLOW_CACHE_DIR/bundles/<digest>/`) and pulled index.db files
+Pulled bundles' files (`$INDEXFLOW_CACHE_DIR/bundles/<digest>/files`, catalog/bundlecache.py) and pulled index.db files
 (`$INDEXFLOW_CACHE_DIR/index-db/<digest>/`) are kept across runs, one directory ("slot") per digest.
 A slot's mtime is its last use (`touch` on every hit). `evict` removes the least recently used slots
 until the slots together take at most `Limits.cache_max_bytes` (`INDEXFLOW_CACHE_MAX_BYTES`); a

@@ -38,13 +38,13 @@ def test_added_in_the_packages_mode_and_again_from_the_cache(tmp_path: Path, loc
     first, second = tmp_path / "a.db", tmp_path / "b.db"
     for db in (first, second):
         shutil.copyfile(source, db)
-    assert add_missing_bundles.fn(first, refs, "replaces", registry_client, tmp_path / "s1", 2,
+    assert add_missing_bundles.fn(first, refs, "replaces", registry_client, 2,
                                   modes={"dotvirt-operator": "semver"}) == 4
     entries = [e for e in dump(first)["channel_entries"] if e["package"] == "dotvirt-operator"]
     want = golden("add-semver-dotvirt")["channel_entries"]
     assert [(e["bundle"], e["replaces"], e["depth"]) for e in entries] == \
         [(e["bundle"], e["replaces"], e["depth"]) for e in want]
-    assert add_missing_bundles.fn(second, refs, "replaces", None, tmp_path / "s2", 2,  # no client: no pulls
+    assert add_missing_bundles.fn(second, refs, "replaces", None, 2,  # no client: no pulls
                                   modes={"dotvirt-operator": "semver"}) == 4
     assert second.read_bytes() == first.read_bytes()
     fbc_a, fbc_b = migrate_to_fbc.fn(first, tmp_path / "fbc-a", None), migrate_to_fbc.fn(second, tmp_path / "fbc-b", None)

@@ -36,7 +36,7 @@ def test_merge_adds_a_substitute_bundle(tmp_path: Path, local_registry, registry
                            annotations={"olm.substitutesFor": "prometheusoperator.0.14.0"})
     ref = f"{local_registry.host}/peers/prometheus-bundle:rebuild"
     push_bundle_image(registry_client, ImageRef.parse(ref), rebuild, LABELS)
-    assert add_missing_bundles.fn(db, [ref], "replaces", registry_client, tmp_path / "scratch", 2) == 1
+    assert add_missing_bundles.fn(db, [ref], "replaces", registry_client, 2) == 1
     con = sqlite3.connect(db)
     try:
         head = con.execute("SELECT head_operatorbundle_name FROM channel WHERE name = 'preview'").fetchone()[0]
