@@ -9,7 +9,9 @@ message that leaves this module is scrubbed of the token anyway, in case a serve
 from __future__ import annotations
 
 import base64
+import fcntl
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -86,14 +88,46 @@ def _run(cmd: git.Git, args: list[str], url: str, token: str, what: str) -> str:
         raise _fail(what, exc, token) from None
 
 
-def clone_branch(url: str, branch: str, dest: Path, token: str) -> git.Repo:
-    """Shallow clone of one branch into `dest` (IIB: `Error cloning remote repository for <url>`)."""
+def clone_branch(url: str, branch: str, dest: Path, token: str, mirror: Path | None = None) -> git.Repo:
+    """Shallow clone of one branch into `dest` (IIB: `Error cloning remote repository for <url>`).
+
+    With `mirror` (this machine's bare copy of `url`, made on first use), the branch's tip is fetched
+    into the mirror, which transfers nothing when it has not moved, and `dest` is cloned from there:
+    a merge of an unchanged catalog repo then asks the remote one question instead of packing and
+    sending the whole branch again (0.6 s of a warm merge's 4.8 s on the community catalog). A mirror
+    that fails for any reason is removed and the clone made straight from `url`, whose error is the
+    one reported."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    what = f"Error cloning remote repository for {url} (branch {branch})"
+    if mirror is not None:
+        try:
+            return _clone_through(Path(mirror), url, branch, dest, token, what)
+        except PublishError:
+            shutil.rmtree(mirror, ignore_errors=True)
+            shutil.rmtree(dest, ignore_errors=True)
     _run(git.Git(str(dest.parent)),
-         ["clone", "--depth", "1", "--single-branch", "--branch", branch, "--", url, str(dest)],
-         url, token, f"Error cloning remote repository for {url} (branch {branch})")
+         ["clone", "--depth", "1", "--single-branch", "--branch", branch, "--", url, str(dest)], url, token, what)
     return git.Repo(dest)
+
+
+def _clone_through(mirror: Path, url: str, branch: str, dest: Path, token: str, what: str) -> git.Repo:
+    """Update `mirror`'s copy of `branch` from `url`, then clone `dest` from the mirror (no links to it,
+    so evicting or repairing the mirror later cannot break `dest`); `dest`'s origin is `url`."""
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    with open(mirror.parent / f"{mirror.name}.lock", "a") as lock:  # one fetch per mirror at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (mirror / "HEAD").is_file():
+            shutil.rmtree(mirror, ignore_errors=True)
+            _run(git.Git(str(mirror.parent)), ["init", "-q", "--bare", str(mirror)], url, token, what)
+            _run(git.Git(str(mirror)), ["config", "gc.auto", "0"], url, token, what)
+        _run(git.Git(str(mirror)), ["fetch", "-q", "--depth", "1", "--no-tags", "--", url,
+                                    f"+refs/heads/{branch}:refs/heads/{branch}"], url, token, what)
+        _run(git.Git(str(dest.parent)), ["clone", "-q", "--single-branch", "--branch", branch, "--",
+                                         str(mirror), str(dest)], url, token, what)
+    repo = git.Repo(dest)
+    repo.git.remote("set-url", "origin", url)
+    return repo
 
 
 def commit_all(repo: git.Repo, message: str, author_name: str, author_email: str) -> str:

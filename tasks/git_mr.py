@@ -5,6 +5,7 @@ Each write is journaled with the state before it (`branch_record`, `mr_record`) 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import git
@@ -15,17 +16,24 @@ from indexflow import gitlab_mr, gitops
 from indexflow.errors import PublishError
 from indexflow.gitlab_mr import MergeRequests
 from indexflow.journal import BRANCH, MR, Record
+from indexflow.registry.artifacts import cache_root
 from tasks.retry import transient_only
 
 
 @task(name="clone Git configs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
 def clone_configs(url: str, branch: str, dest: Path, token: str) -> Path:
-    """Shallow clone of the OCP branch; the repo must hold `configs/` (IIB's layout)."""
-    gitops.clone_branch(url, branch, dest, token)
+    """Shallow clone of the OCP branch (through this machine's mirror of `url`, see gitops.clone_branch);
+    the repo must hold `configs/` (IIB's layout)."""
+    gitops.clone_branch(url, branch, dest, token, mirror=git_mirror(url))
     if not (dest / "configs").is_dir():
         raise PublishError(f"Catalogs directory not found in {url} (branch {branch})")
     return dest
+
+
+def git_mirror(url: str) -> Path:
+    """Where this machine keeps its bare copy of the catalog repo at `url` (named by a hash of it)."""
+    return cache_root() / "git" / hashlib.sha256(url.encode()).hexdigest()[:32]
 
 
 @task(name="commit and push feature branch", cache_policy=NO_CACHE)

@@ -122,3 +122,45 @@ def test_large_push_goes_through_chunked_transfer(stack, catalog_repo, tmp_path)
     again = gitops.clone_branch(catalog_repo.url, "big", tmp_path / "again", stack.git_token)
     assert again.head.commit.hexsha == sha
     assert (tmp_path / "again" / "configs" / "big.bin").stat().st_size == 3 << 20
+
+
+def test_a_mirror_clone_follows_the_remote_and_keeps_no_token(stack, catalog_repo, tmp_path) -> None:  # noqa: ANN001
+    """Through the machine's mirror: the clone is the remote branch's tip, also after the branch moved
+    (the mirror must not serve its old copy), shallow, with the remote as origin, and no token on disk."""
+    mirror = tmp_path / "cache" / "git" / "m"
+    first = gitops.clone_branch(catalog_repo.url, "v4.17", tmp_path / "a", stack.git_token, mirror=mirror)
+    assert first.head.commit.hexsha == stack.git.refs(catalog_repo.project)["v4.17"]
+    (tmp_path / "a" / "configs" / "moved.json").write_text("{}")
+    moved = gitops.commit_all(first, "move the branch", "a", "a@b")
+    gitops.push_branch(first, "v4.17", catalog_repo.url, stack.git_token)
+
+    second = gitops.clone_branch(catalog_repo.url, "v4.17", tmp_path / "b", stack.git_token, mirror=mirror)
+    assert second.head.commit.hexsha == moved == stack.git.refs(catalog_repo.project)["v4.17"]
+    assert (tmp_path / "b" / "configs" / "moved.json").is_file()
+    assert second.git.rev_parse("--is-shallow-repository") == "true"
+    assert second.remote("origin").url == catalog_repo.url
+    assert (mirror / "HEAD").is_file()
+    assert _grep(tmp_path, stack.git_token) == []
+
+
+@pytest.mark.parametrize("damage", ["objects gone", "not a repository"])
+def test_a_broken_mirror_is_replaced(stack, catalog_repo, tmp_path, damage: str) -> None:  # noqa: ANN001
+    mirror = tmp_path / "mirror"
+    gitops.clone_branch(catalog_repo.url, "v4.17", tmp_path / "a", stack.git_token, mirror=mirror)
+    if damage == "objects gone":
+        for pack in (mirror / "objects").rglob("*"):
+            if pack.is_file():
+                pack.write_bytes(b"")
+    else:
+        (mirror / "HEAD").write_text("garbage\n")
+    repo = gitops.clone_branch(catalog_repo.url, "v4.17", tmp_path / "b", stack.git_token, mirror=mirror)
+    assert repo.head.commit.hexsha == stack.git.refs(catalog_repo.project)["v4.17"]
+    assert (tmp_path / "b" / "configs" / "etcd" / "catalog.json").is_file()
+
+
+def test_a_refused_token_through_the_mirror_is_the_same_sentence(catalog_repo, tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(PublishError) as err:
+        gitops.clone_branch(catalog_repo.url, "v4.17", tmp_path / "clone", "wrong-token", mirror=tmp_path / "m")
+    assert str(err.value) == (f"Error cloning remote repository for {catalog_repo.url} (branch v4.17): "
+                              "authentication failed (the token was refused)")
+    assert not (tmp_path / "m").exists()
