@@ -164,3 +164,16 @@ def test_a_refused_token_through_the_mirror_is_the_same_sentence(catalog_repo, t
     assert str(err.value) == (f"Error cloning remote repository for {catalog_repo.url} (branch v4.17): "
                               "authentication failed (the token was refused)")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("branch", ["v4.*", "v4.17:refs/heads/x", "v4.17/../x"])
+def test_a_branch_that_is_not_plain_never_reaches_the_mirror(stack, catalog_repo, tmp_path, branch: str) -> None:  # noqa: ANN001
+    """The branch comes from the index image's label: a glob or a second refspec half must not make the
+    mirror fetch other branches; the plain clone reports the branch as missing."""
+    mirror = tmp_path / "m"
+    gitops.clone_branch(catalog_repo.url, "v4.17", tmp_path / "first", stack.git_token, mirror=mirror)
+    refs = (mirror / "refs" / "heads").iterdir
+    assert [p.name for p in refs()] == ["v4.17"]
+    with pytest.raises(PublishError, match=r"^Error cloning remote repository for "):
+        gitops.clone_branch(catalog_repo.url, branch, tmp_path / "clone", stack.git_token, mirror=mirror)
+    assert [p.name for p in refs()] == ["v4.17"]  # untouched: a failed mirror clone would have removed it
