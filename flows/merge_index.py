@@ -23,7 +23,6 @@ from pydantic import Field
 from blocks.settings import MergeSettings
 from blocks.tokens import REFERENCE_ONLY, local_overwrite_token, overwrite_token
 from indexflow import redact
-from indexflow.catalog.db import BundleRecord
 from indexflow.errors import IndexflowError, PublishError
 from indexflow.gitlab_mr import MergeRequests, resolve_git_url
 from indexflow.merge import diff as merge_diff
@@ -51,8 +50,7 @@ def run_name() -> str:
 
 # persist_result + json: the result dict lands in the result storage `indexflow setup` makes the
 # server's default, so `prefect flow-run inspect` and the REST API point at it from the final state
-# workers: the label/validation chunks in flight, plus the missing bundles' add that runs beside them
-@flow(name="merge-index-image", task_runner=ThreadPoolTaskRunner(max_workers=registry_checks.CHUNKS_IN_FLIGHT + 1),
+@flow(name="merge-index-image", task_runner=ThreadPoolTaskRunner(max_workers=registry_checks.CHUNKS_IN_FLIGHT),
       validate_parameters=True, flow_run_name=run_name, persist_result=True, result_serializer="json",
       log_prints=False, on_crashed=[recovery.repair_hook], on_cancellation=[recovery.repair_hook])
 def merge_index_image(
@@ -206,21 +204,25 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
     with story.step(report.VALIDATING):
         registry_checks.validate_all(s.registry, [b.bundlePath for b in [*source_bundles, *target_bundles, *target_tails]],
                                      cfg.validation_chunks, cfg.registry_concurrency, story)
-    # which bundles are missing needs no labels: they are pulled and added to a local copy of the
-    # source db while the labels are read (the label reads leave a core idle; nothing remote is written)
-    missing = merge_diff.missing_bundles(source_bundles, [*target_bundles, *target_tails]) if target_bundles else []
+    with story.step(report.FINDING_MISSING):
+        labels, resolved_deprecations = registry_checks.labels_and_deprecations(
+            s.registry, source_bundles, [*target_bundles, *target_tails], req.deprecation_list, cfg.validation_chunks,
+            cfg.registry_concurrency)
+        allow = merge_diff.allow_no_ocp_version(req.ignore_bundle_ocp_version, cfg.no_ocp_label_allow_list,
+                                                prep.target.resolved if prep.target else None,
+                                                prep.source.resolved)
+        result = merge_diff.plan_diff(source_bundles, target_bundles, labels, prep.ocp_version, allow,
+                                      resolved_deprecations, target_tails)
+        story.found(diff=result, dry_run=req.dry_run, **report.found_facts(result, None))
+        report.diff_artifacts(story, result, "dry run: not published" if req.dry_run else "")
+        if req.deprecation_list and not result.deprecation_matches:
+            get_run_logger().warning("Deprecation list was set but no bundles were found for deprecation.")
     db = catalog.working_copy(source_db, s.workdir / "db" / "index.db")
-    adding = catalog.add_missing_bundles.submit(db, [b.bundlePath for b in missing], req.mode, s.registry,
-                                                cfg.registry_concurrency,
-                                                modes={**cfg.graph_update_modes, **req.graph_update_modes},
-                                                release_order=cfg.add_in_release_order)
-    try:
-        result, labels = find_missing(s, req, story, prep, source_bundles, target_bundles, target_tails)
-    except BaseException:
-        adding.wait()  # it writes under the run's workdir, which the session removes
-        raise
     with story.step(report.ADDING):
-        adding.result()
+        catalog.add_missing_bundles(db, [b.bundlePath for b in result.missing], req.mode, s.registry,
+                                    cfg.registry_concurrency,
+                                    modes={**cfg.graph_update_modes, **req.graph_update_modes},
+                                    release_order=cfg.add_in_release_order)
     if cfg.add_in_release_order:  # a bundle a later release left off its channel is not there to deprecate
         result = merge_diff.listed_only(result, catalog.read_bundles(db), [*source_bundles, *target_bundles,
                                                                             *target_tails])
@@ -250,27 +252,6 @@ def build_catalog(s: Session, req: MergeRequest, story: report.MergeStory) -> Bu
                  index_db_pulls=[p for p in (source_pull, target_pull) if p],
                  lock_key=plan.lock_parts(git_url, prep.ocp_version, req.effective_index, refs.canonical),
                  removed_packages=tuple(removed_packages))
-
-
-def find_missing(s: Session, req: MergeRequest, story: report.MergeStory, prep: Prepared,
-                 source_bundles: list[BundleRecord], target_bundles: list[BundleRecord],
-                 target_tails: list[BundleRecord]) -> tuple[merge_diff.MergeDiff, dict]:
-    """A2 step 4: the label reads and the diff (missing, OCP-invalid, to deprecate), reported."""
-    cfg = s.settings
-    with story.step(report.FINDING_MISSING):
-        labels, resolved_deprecations = registry_checks.labels_and_deprecations(
-            s.registry, source_bundles, [*target_bundles, *target_tails], req.deprecation_list, cfg.validation_chunks,
-            cfg.registry_concurrency)
-        allow = merge_diff.allow_no_ocp_version(req.ignore_bundle_ocp_version, cfg.no_ocp_label_allow_list,
-                                                prep.target.resolved if prep.target else None,
-                                                prep.source.resolved)
-        result = merge_diff.plan_diff(source_bundles, target_bundles, labels, prep.ocp_version, allow,
-                                      resolved_deprecations, target_tails)
-        story.found(diff=result, dry_run=req.dry_run, **report.found_facts(result, None))
-        report.diff_artifacts(story, result, "dry run: not published" if req.dry_run else "")
-        if req.deprecation_list and not result.deprecation_matches:
-            get_run_logger().warning("Deprecation list was set but no bundles were found for deprecation.")
-    return result, labels
 
 
 def publish(s: Session, req: MergeRequest, story: report.MergeStory, built: Built, lock: HeldLock) -> dict[str, Any]:
