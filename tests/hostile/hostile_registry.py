@@ -108,13 +108,21 @@ class HostileServer:
                     server.received.append(req)
                     server.in_flight += watched
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                pending = [watched]
+
+                def answered() -> None:
+                    """Counted done once, before the client can see the end of a chunked body: the
+                    client may send its next request the moment it does, before this thread runs on."""
+                    with server._lock:
+                        server.in_flight -= pending.pop() if pending else 0
+
+                self._answered = answered
                 try:
                     self._send(server._answer(req))
                 except (BrokenPipeError, ConnectionResetError, OSError):
                     self.close_connection = True
                 finally:
-                    with server._lock:
-                        server.in_flight -= watched
+                    answered()
 
             def _send(self, reply: Reply) -> None:
                 if reply.raw is not None:
@@ -150,6 +158,7 @@ class HostileServer:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
                     self.wfile.flush()
                 if chunked:
+                    self._answered()
                     self.wfile.write(b"0\r\n\r\n")
 
             do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _any
