@@ -57,7 +57,8 @@ def working_copy(db_path: Path, dest: Path) -> Path:
 
 @task(name="add missing bundles", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
-def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client: RegistryClient, concurrency: int, modes: dict[str, str] | None = None, release_order: bool = False) -> int:
+def add_missing_bundles(db_path: Path, refs: list[str], mode: str, client: RegistryClient, concurrency: int,
+                        modes: dict[str, str] | None = None, release_order: bool = False) -> int:
     """Pull (or reuse) and parse the missing bundles concurrently, then add them in one transaction,
     each package in its own graph mode (`modes`, package -> mode; the others in `mode`), optionally
     one release at a time (`release_order`, see add_bundles)."""

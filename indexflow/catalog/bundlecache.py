@@ -24,7 +24,6 @@ from typing import Any
 from indexflow.catalog.bundle import BundleFiles
 from indexflow.catalog.image import holding, image_files
 from indexflow.registry import cache as slots
-from indexflow.registry import digests
 from indexflow.registry.refs import ImageRef
 
 PACK = "files"
@@ -88,7 +87,7 @@ def cached_image_files(client: Any, ref: str, cache: Path) -> BundleFiles:
     digest = ImageRef.parse(ref).digest
     if digest is None:
         return image_files(client, ref)
-    slot = cache / digests.check(digest, ref).replace(":", "-")  # hex only: no path can be made of it
+    slot = slots.slot(cache, digest, ref)
     if slot.is_dir():
         files = _read(slot)
         if files is not None:

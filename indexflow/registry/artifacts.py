@@ -24,7 +24,7 @@ from pathlib import Path
 
 from indexflow.errors import RegistryError
 from indexflow.merge import plan
-from indexflow.registry import cache, digests
+from indexflow.registry import cache
 from indexflow.registry.auth import DockerAuth
 from indexflow.registry.client import OCI_MANIFEST, RegistryClient, sha256
 from indexflow.registry.refs import ImageRef
@@ -105,7 +105,7 @@ class IndexDbArtifacts:
         return PulledDb(slot / DB_NAME, digest, True)
 
     def _slot(self, digest: str) -> Path:
-        return self.cache_dir / digests.check(digest, "index.db artifact").replace(":", "-")
+        return cache.slot(self.cache_dir, digest, "index.db artifact")
 
     def _cached(self, digest: str) -> Path | None:
         path = self._slot(digest) / DB_NAME

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from indexflow.errors import RegistryError
+from indexflow.registry import digests
 
 GRACE = 300.0
 
@@ -31,6 +32,12 @@ def disk_errors(path: Path) -> Iterator[None]:
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
         raise RegistryError(f"cannot write under {path}: {reason}") from None
+
+
+def slot(folder: Path, digest: str, where: str) -> Path:
+    """`digest`'s slot under `folder`, named `<algorithm>-<hex>`: only a checked digest names one, so
+    no text from a manifest or a ref can make a path (RegistryError naming `where` otherwise)."""
+    return folder / digests.check(digest, where).replace(":", "-")
 
 
 def touch(slot: Path) -> None:
