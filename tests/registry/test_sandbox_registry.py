@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,6 +26,25 @@ def test_generated_config_and_clean_stop() -> None:
     assert proc.poll() is not None and not root.exists()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{registry.url}/v2/", timeout=2)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().partition("=")[::2] for item in raw if item)
+
+
+def test_registry_runs_with_the_go_runtime_settings_and_a_callers_own_win(monkeypatch) -> None:  # noqa: ANN001
+    """GOGC/GOMEMLIMIT halve the registry's CPU per blob GET on a shared box (GO_RUNTIME's comment)."""
+    monkeypatch.delenv("GOGC", raising=False)
+    monkeypatch.delenv("GOMEMLIMIT", raising=False)
+    with LocalRegistry() as registry:
+        env = _environ(registry._proc.pid)
+        assert (env.get("GOGC"), env.get("GOMEMLIMIT")) == ("off", "256MiB")
+        assert httpx.get(f"{registry.url}/v2/", timeout=5).status_code == 200
+    monkeypatch.setenv("GOGC", "150")
+    with LocalRegistry() as registry:
+        env = _environ(registry._proc.pid)
+        assert (env.get("GOGC"), env.get("GOMEMLIMIT")) == ("150", "256MiB")
 
 
 def test_htpasswd_variant_writes_a_docker_config(monkeypatch) -> None:  # noqa: ANN001
