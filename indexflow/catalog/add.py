@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from indexflow.catalog.addchecks import bundle_errors
-from indexflow.catalog.bundle import Bundle, BundleFiles, load_bundle_dir, load_bundle_files
+from indexflow.catalog.bundle import Bundle, BundleFiles, ManifestMemo, load_bundle_dir, load_bundle_files
 from indexflow.catalog.db import create_db, require_current, write_transaction
 from indexflow.catalog.fbcmodel import check_range
 from indexflow.catalog.graph import (GRAPH_INDEXES, BundleMeta, DbState, Entry, aggregate, scratch_indexes,
@@ -57,10 +57,12 @@ def fetch_bundles(refs: list[str], fetch: Callable[[str], Path], concurrency: in
     Parsing holds a bundle's files in memory: the bundles parsed at once share the byte allowance
     of in-memory image reads, so a few huge bundles wait instead of piling up (count alone, 16 x
     the 256 MiB bundle cap, would not bound it)."""
+    memo = ManifestMemo()
+
     def load(ref: str) -> Bundle:
         path = fetch(ref)
         with holding(_dir_bytes(path)):
-            return load_bundle_dir(path, ref)
+            return load_bundle_dir(path, ref, memo)
 
     return _load_all(refs, load, concurrency)
 
@@ -85,7 +87,8 @@ def fetch_bundle_images(client: Any, refs: list[str], concurrency: int = 16,
     `files` reads one image's files (a caching reader may stand in: catalog/bundlecache.py).
     Registry failures propagate as the client's RegistryError (retryable); bad bundles as CatalogError.
     """
-    return _load_all(refs, lambda ref: load_bundle_files(files(client, ref), ref), concurrency)
+    memo = ManifestMemo()
+    return _load_all(refs, lambda ref: load_bundle_files(files(client, ref), ref, memo), concurrency)
 
 
 def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, Path] | None = None,
@@ -102,10 +105,12 @@ def add_bundle_refs(db_path: Path | str, refs: list[str], local_dirs: dict[str, 
         if pulled and client is None:
             client = stack.enter_context(registry_client_for(pulled))
 
+        memo = ManifestMemo()
+
         def load(ref: str) -> Bundle:
             if ref in local_dirs:
-                return load_bundle_dir(local_dirs[ref], ref)
-            return load_bundle_files(image_files(client, ref), ref)
+                return load_bundle_dir(local_dirs[ref], ref, memo)
+            return load_bundle_files(image_files(client, ref), ref, memo)
 
         bundles = _load_all(refs, load, concurrency)
     add_bundles(db_path, bundles, mode, enable_alpha=enable_alpha, modes=modes)
