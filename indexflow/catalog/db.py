@@ -180,7 +180,7 @@ def _sql_words(sql: str | None) -> str:
 _CHECKED: dict[tuple, int] = {}  # file identity -> schema version, for files that passed the check
 
 
-def _identity(path: Path) -> tuple:
+def file_identity(path: Path) -> tuple:
     """What changes whenever the file's content can have changed: inode, size, times, the sqlite
     header (its change counter moves on every commit, even within one clock tick) and the stat of a
     WAL file beside it, whose pages a reader sees too."""
@@ -208,11 +208,11 @@ def check_index_db(path: Path | str) -> int:
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"database {path} does not exist")
-    key = _identity(path)
+    key = file_identity(path)
     if key in _CHECKED:
         return _CHECKED[key]
     version = _check_index_db(path)
-    if _identity(path) == key:  # unchanged while it was checked
+    if file_identity(path) == key:  # unchanged while it was checked
         _CHECKED[key] = version
     return version
 
@@ -223,11 +223,11 @@ def vouch(path: Path | str, copy_of: Path | str | None = None) -> None:
     `copy_of`, a byte copy of a file that passed the check. A warm merge reads four such ~60 MB dbs;
     their schema and version are still read (cheap); `copy_of` that never passed vouches for nothing."""
     path = Path(path)
-    if copy_of is not None and _identity(Path(copy_of)) not in _CHECKED:
+    if copy_of is not None and file_identity(Path(copy_of)) not in _CHECKED:
         return
-    key = _identity(path)
+    key = file_identity(path)
     version = _check_index_db(path, scan_columns=False)
-    if _identity(path) == key:
+    if file_identity(path) == key:
         _CHECKED[key] = version
 
 

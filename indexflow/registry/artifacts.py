@@ -122,14 +122,16 @@ class IndexDbArtifacts:
         (path.parent / "meta.json").write_text(json.dumps(meta))
 
     # -- writes --------------------------------------------------------------------------------
-    def push(self, ref: ImageRef | str, db_path: Path | str, annotations: dict[str, str]) -> str:
-        """Push `db_path` as the artifact's only layer (`application/vnd.sqlite`, title `index.db`)."""
+    def push(self, ref: ImageRef | str, db_path: Path | str, annotations: dict[str, str],
+             layer_digest: str | None = None) -> str:
+        """Push `db_path` as the artifact's only layer (`application/vnd.sqlite`, title `index.db`);
+        `layer_digest`, when the caller knows it, spares hashing the file again."""
         ref, db_path = ImageRef.coerce(ref), Path(db_path)
         if not db_path.is_file():
             raise RegistryError(f"Failed to push OCI artifact to {ref}: {db_path} is not a file")
         repo = ref.in_repository(ref.repository)
         try:
-            layer_digest = self.client.push_blob(repo, db_path)
+            layer_digest = self.client.push_blob(repo, db_path, layer_digest)
             self.client.push_blob(repo, b"{}")
             manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
                         "config": EMPTY_CONFIG,

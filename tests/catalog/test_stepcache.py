@@ -49,3 +49,45 @@ def test_only_the_most_recent_entries_stay(tmp_path: Path) -> None:
     cache.put(step_key("s", 3), src)
     assert cache.get(keys[0], None) is not None and cache.get(step_key("s", 3), None) is not None
     assert cache.get(keys[1], None) is None and cache.get(keys[2], None) is None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_db_copied_from_an_entry_is_keyed_by_the_digest_put_recorded(tmp_path: Path) -> None:
+    """The next step's key comes from the entry's note, not from reading the copy again: shown by an
+    entry whose bytes were changed behind the cache's back (the copy no longer hashes to the note)."""
+    db = tmp_path / "index.db"
+    shutil.copyfile(FIX / "etcd-full.db", db)
+    cache = StepCache(tmp_path / "cache")
+    cache.put("k" * 64, db)
+    (stored,) = (tmp_path / "cache").glob("*/*/out")
+    stored.write_bytes(stored.read_bytes()[:-1] + b"\x01")
+    dest = tmp_path / "copy.db"
+    note = cache.get("k" * 64, dest)
+    assert note == {"out_sha256": _sha256(db)}
+    assert file_digest(dest) == _sha256(db) != _sha256(dest)
+
+
+def test_a_known_digest_is_forgotten_when_the_db_changes(tmp_path: Path) -> None:
+    """A same-size sqlite write right after hashing: the digest follows the bytes (the file's identity
+    holds its times and the sqlite header, whose change counter moves even within one clock tick)."""
+    import sqlite3
+
+    db = tmp_path / "index.db"
+    shutil.copyfile(FIX / "etcd-full.db", db)
+    size = db.stat().st_size
+    before = file_digest(db)
+    assert before == _sha256(db)
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE operatorbundle SET version = version || '' WHERE rowid = 1")
+        con.execute("UPDATE package SET default_channel = default_channel")
+    con.close()
+    assert db.stat().st_size == size and _sha256(db) != before
+    assert file_digest(db) == _sha256(db)
+    (tmp_path / "other.db").write_bytes(db.read_bytes() + b"x")
+    assert file_digest(tmp_path / "other.db") == _sha256(tmp_path / "other.db")
