@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from indexflow.catalog.stepcache import file_digest
+from indexflow.catalog.stepcache import file_digest, remember_digest
 from indexflow.errors import RegistryError
 from indexflow.registry.artifacts import IndexDbArtifacts
 from tasks.retry import transient_only
@@ -46,6 +46,9 @@ def cached_index_db(artifacts: IndexDbArtifacts, ref: str) -> tuple[Path, str]:
     if not path.is_file():  # local cache was cleared while the Prefect result survived
         state = pull_index_db.with_options(refresh_cache=True)(artifacts, ref, digest, return_state=True)
         path = Path(state.result())
+    layer = artifacts.layer_digest(path)
+    if layer and layer.startswith("sha256:"):  # checked when downloaded: the step keys need not read it
+        remember_digest(path, layer.removeprefix("sha256:"))
     return path, state.name
 
 

@@ -22,7 +22,7 @@ from indexflow.catalog.db import BundleRecord, list_bundles, vouch
 from indexflow.catalog.fbcload import write_fresh
 from indexflow.catalog.deprecate import deprecate_truncate
 from indexflow.catalog.migrate import migrate
-from indexflow.catalog.stepcache import StepCache, file_digest, step_key, tree_digest
+from indexflow.catalog.stepcache import StepCache, file_digest, remember_digest, step_key, tree_digest
 from indexflow.catalog.validate import validate_fbc
 from indexflow.errors import CatalogError, IndexflowError
 from indexflow.registry import cache as slots
@@ -52,6 +52,7 @@ def working_copy(db_path: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(db_path, dest)
     vouch(dest, copy_of=db_path)
+    remember_digest(dest, file_digest(db_path))  # the add step's key
     return dest
 
 

@@ -49,6 +49,12 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def remember_digest(path: Path, digest: str) -> None:
+    """Let `file_digest` answer `digest` for `path` until the file changes: for a file whose bytes were
+    checked against that digest (a verified download, a copy of such a file)."""
+    _know(file_identity(Path(path)), digest)
+
+
 def _know(key: tuple, digest: str) -> None:
     if len(_KNOWN) >= _KNOWN_MAX:
         _KNOWN.clear()

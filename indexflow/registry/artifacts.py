@@ -109,12 +109,20 @@ class IndexDbArtifacts:
 
     def _cached(self, digest: str) -> Path | None:
         path = self._slot(digest) / DB_NAME
+        return path if self.layer_digest(path) is not None else None
+
+    @staticmethod
+    def layer_digest(path: Path) -> str | None:
+        """The verified layer digest a cached index.db was downloaded (or pushed) under, while the file
+        is still as it was written (size and mtime); None for any other file."""
         try:
-            meta = json.loads((self._slot(digest) / "meta.json").read_text())
+            meta = json.loads((path.parent / "meta.json").read_text())
             stat = path.stat()
         except (OSError, ValueError):
             return None
-        return path if (stat.st_size, stat.st_mtime_ns) == (meta.get("size"), meta.get("mtime_ns")) else None
+        if not isinstance(meta, dict) or (stat.st_size, stat.st_mtime_ns) != (meta.get("size"), meta.get("mtime_ns")):
+            return None
+        return meta.get("layer") if isinstance(meta.get("layer"), str) else None
 
     def _remember(self, path: Path, layer_digest: str) -> None:
         stat = path.stat()

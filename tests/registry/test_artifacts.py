@@ -94,3 +94,20 @@ def test_oras_package_reads_ours_and_we_read_theirs(artifacts: IndexDbArtifacts,
                      manifest_annotations={"request_id": "8", "request_type": "merge"})
     pulled = artifacts.pull(theirs)
     assert pulled.downloaded and pulled.path.read_bytes() == (work / "index.db").read_bytes()
+
+
+def test_a_cached_db_is_known_by_its_verified_layer_digest_while_unchanged(artifacts: IndexDbArtifacts,
+                                                                           registry_client: RegistryClient,
+                                                                           tmp_path: Path) -> None:
+    import hashlib
+
+    ref = artifacts.canonical_ref("registry.example/rh-osbs/iib-pub-pending:v4.18")
+    artifacts.push(ref, _db(tmp_path / "one.db", 5), {"request_id": "1"})
+    pulled = IndexDbArtifacts(registry_client, artifacts.registry, cache_dir=tmp_path / "fresh").pull(ref)
+    layer = registry_client.manifest(ref).json["layers"][0]["digest"]
+    assert layer == "sha256:" + hashlib.sha256(pulled.path.read_bytes()).hexdigest()
+    assert IndexDbArtifacts.layer_digest(pulled.path) == layer
+    assert IndexDbArtifacts.layer_digest(tmp_path / "one.db") is None  # not a cached file
+    with open(pulled.path, "ab") as f:
+        f.write(b"x")  # changed in place: no longer what was checked
+    assert IndexDbArtifacts.layer_digest(pulled.path) is None
