@@ -151,7 +151,9 @@ def commit_all(repo: git.Repo, message: str, author_name: str, author_email: str
 def push_branch(repo: git.Repo, branch: str, url: str, token: str, force: bool = False) -> None:
     """Push the current HEAD to `branch` on `url`; a rejected push (e.g. non-fast-forward) raises."""
     refspec = f"{'+' if force else ''}HEAD:refs/heads/{branch}"
-    _run(repo.git, ["push", "--porcelain", url, refspec], url, token,
+    # No delta search: re-rendered catalog files barely delta against their old versions (whole-corpus
+    # merge, 87 files: a 415 KB pack instead of 351 KB) and the search cost 0.31 s of CPU instead of 0.07.
+    _run(repo.git, ["-c", "pack.window=0", "push", "--porcelain", url, refspec], url, token,
          f"Failed to push branch {branch} to {url}")
 
 

@@ -150,6 +150,29 @@ def test_merge_index_db_wins_per_file_and_git_only_packages_survive(etcd_db: Pat
     assert (configs / "git-only" / "catalog.json").read_text() == "kept"
 
 
+def test_merge_leaves_a_file_that_already_holds_the_bytes_untouched(etcd_db: Path, tmp_path: Path) -> None:
+    """An unchanged catalog file keeps its inode and times (so `git add` does not hash it again); one
+    that differs in bytes or mode is replaced (links in the checkout are refused before: check_tree)."""
+    migrate(etcd_db, tmp_path / "from_db")
+    want = (tmp_path / "from_db" / "etcd" / "catalog.json").read_bytes()
+    configs = tmp_path / "configs"
+    (configs / "etcd").mkdir(parents=True)
+    same = configs / "etcd" / "catalog.json"
+    same.write_bytes(want)
+    same.chmod(0o644)
+    os.utime(same, ns=(1, 1))
+    before = same.stat()
+    merge_catalog_dirs(tmp_path / "from_db", configs)
+    after = same.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, 1) and same.read_bytes() == want
+    same.chmod(0o600)
+    merge_catalog_dirs(tmp_path / "from_db", configs)
+    assert same.stat().st_ino != before.st_ino and same.stat().st_mode & 0o777 == 0o644
+    same.write_bytes(want[:-1] + b" ")
+    merge_catalog_dirs(tmp_path / "from_db", configs)
+    assert same.read_bytes() == want
+
+
 def test_merge_requires_both_dirs(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match=f"config directory does not exist: {tmp_path / 'nope'}"):
         merge_catalog_dirs(tmp_path / "nope", tmp_path)
