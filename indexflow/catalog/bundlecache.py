@@ -68,7 +68,7 @@ def _write(cache: Path, slot: Path, files: BundleFiles) -> None:
     """Publish the pack under `slot` by one rename (a reader sees a whole slot or none)."""
     with slots.disk_errors(cache):
         cache.mkdir(parents=True, exist_ok=True)
-        part = Path(tempfile.mkdtemp(dir=cache, prefix=".part-"))
+        part = Path(tempfile.mkdtemp(dir=cache, prefix=slots.PART))
     try:
         with slots.disk_errors(cache):
             (part / PACK).write_bytes(pack(files))

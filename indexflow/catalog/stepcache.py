@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from indexflow.catalog.db import file_identity
+from indexflow.registry.cache import PART, sweep_parts
 
 ENGINE = "indexflow-catalog-2"  # bump when a step's output for the same input changes
 DIGEST = "out_sha256"  # in an entry's note: the sha256 of its `out` file
@@ -114,7 +115,7 @@ class StepCache:
         if (slot / "note.json").is_file():
             return
         slot.parent.mkdir(parents=True, exist_ok=True)
-        part = Path(tempfile.mkdtemp(dir=slot.parent, prefix=".part-"))
+        part = Path(tempfile.mkdtemp(dir=slot.parent, prefix=PART))
         try:
             if out is not None and out.is_dir():
                 shutil.copytree(out, part / "out")
@@ -133,3 +134,5 @@ class StepCache:
                        key=lambda p: p.stat().st_mtime, reverse=True)
         for old in slots[self.keep:]:
             shutil.rmtree(old, ignore_errors=True)
+        for folder in self.root.glob("??"):  # entries a killed writer left half written
+            sweep_parts(folder)

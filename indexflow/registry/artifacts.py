@@ -96,7 +96,7 @@ class IndexDbArtifacts:
         slot = self._slot(digest)
         with cache.disk_errors(slot):
             slot.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=slot, prefix=".part-") as tmp:
+            with tempfile.TemporaryDirectory(dir=slot, prefix=cache.PART) as tmp:
                 part = self.client.download_blob(ref, layer["digest"], Path(tmp) / DB_NAME, layer["size"])
                 os.replace(part, slot / DB_NAME)
             self._remember(slot / DB_NAME, layer["digest"])

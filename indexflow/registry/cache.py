@@ -6,7 +6,9 @@ A slot's mtime is its last use (`touch` on every hit). `evict` removes the least
 until the slots together take at most `Limits.cache_max_bytes` (`INDEXFLOW_CACHE_MAX_BYTES`); a
 slot used in the last `GRACE` seconds is never removed, because a run in another thread or process
 may be reading it. Eviction scans every slot, so callers run it once per batch (after a run's bundles
-are added, after an index.db pull), not per file.
+are added, after an index.db pull), not per file. A writer builds an entry under a `.part-` name and
+renames it into place; one killed mid-write leaves that behind, so eviction also removes `.part-`
+entries older than `GRACE` (a live writer's are seconds old).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from indexflow.errors import RegistryError
 from indexflow.registry import digests
 
 GRACE = 300.0
+PART = ".part-"  # the prefix of an entry still being written (tempfile.mkdtemp(prefix=PART))
 
 
 @contextmanager
@@ -82,9 +85,9 @@ def evict(dirs: list[Path], max_bytes: int, now: float | None = None) -> list[Pa
     """Remove least recently used slots of the cache `dirs` (together) until they fit in `max_bytes`;
     returns what went."""
     now = time.time() if now is None else now
+    removed = [part for folder in dict.fromkeys(dirs) for part in sweep_parts(folder, now)]
     slots = sorted(_slots(dirs))
     total = sum(size for _, size, _ in slots)
-    removed = []
     for used, size, path in slots:
         if total <= max_bytes:
             break
@@ -93,4 +96,27 @@ def evict(dirs: list[Path], max_bytes: int, now: float | None = None) -> list[Pa
         shutil.rmtree(path, ignore_errors=True)
         total -= size
         removed.append(path)
+    return removed
+
+
+def sweep_parts(folder: Path, now: float | None = None) -> list[Path]:
+    """Remove the `.part-` entries of `folder` last changed more than `GRACE` ago: what writers killed
+    mid-write (kill -9, a lost node) left behind. Returns what went."""
+    now = time.time() if now is None else now
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(PART)]
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < GRACE:
+                continue
+        except OSError:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+        removed.append(Path(entry.path))
     return removed

@@ -91,3 +91,22 @@ def test_a_known_digest_is_forgotten_when_the_db_changes(tmp_path: Path) -> None
     assert file_digest(db) == _sha256(db)
     (tmp_path / "other.db").write_bytes(db.read_bytes() + b"x")
     assert file_digest(tmp_path / "other.db") == _sha256(tmp_path / "other.db")
+
+
+def test_prune_removes_entries_a_killed_writer_left_half_written(tmp_path: Path) -> None:
+    import time
+
+    from indexflow.registry.cache import GRACE
+
+    cache = StepCache(tmp_path / "cache")
+    dead = tmp_path / "cache" / "ab" / ".part-dead"
+    live = tmp_path / "cache" / "ab" / ".part-live"
+    for part in (dead, live):
+        part.mkdir(parents=True)
+        (part / "out").write_bytes(b"half")
+    os.utime(dead, (time.time() - GRACE - 60,) * 2)
+    db = tmp_path / "x.db"
+    db.write_bytes(b"x")
+    cache.put("ab" + "0" * 62, db)  # every put prunes
+    assert not dead.exists() and live.is_dir()
+    assert cache.get("ab" + "0" * 62, tmp_path / "back.db") is not None

@@ -92,6 +92,20 @@ def test_eviction_removes_least_recently_used_slots_first(tmp_path: Path) -> Non
     assert old.is_dir() and recent.is_dir() and (bundles / ".part-x").is_dir()
 
 
+def test_eviction_removes_what_writers_killed_mid_write_left_behind(tmp_path: Path) -> None:
+    """A `.part-` entry untouched for longer than GRACE is a dead writer's, even under the size bound;
+    a younger one may be a live writer's and stays."""
+    bundles = tmp_path / "bundles"
+    abandoned = _slot(bundles, ".part-dead", 4000, age=cache.GRACE + 60)
+    (bundles / ".part-file").write_bytes(b"x")
+    os.utime(bundles / ".part-file", (time.time() - 2 * cache.GRACE,) * 2)
+    live = _slot(bundles, ".part-live", 4000, age=5)
+    kept = _slot(bundles, "sha256-a", 4000, age=9000)
+    hidden = _slot(bundles, ".other", 10, age=9000)  # not ours to judge
+    assert sorted(cache.evict([bundles], max_bytes=10**9)) == sorted([abandoned, bundles / ".part-file"])
+    assert live.is_dir() and kept.is_dir() and hidden.is_dir() and not abandoned.exists()
+
+
 def test_eviction_keeps_slots_in_use_even_over_the_bound(tmp_path: Path) -> None:
     slots = [_slot(tmp_path / "bundles", f"sha256-{i}", 4000, age=5) for i in range(3)]
     assert cache.evict([tmp_path / "bundles"], max_bytes=1) == []
