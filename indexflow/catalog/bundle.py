@@ -179,7 +179,6 @@ class ManifestMemo:
             self._size += size
 
 
-
 def _stored_text(obj: dict, plain: bool) -> tuple[str | None, str | None]:
     """(Go's JSON of `obj` + newline, None) or (None, why it cannot be stored as JSON)."""
     try:

@@ -155,6 +155,22 @@ def read_bytes(path: Path, shown: str, limit: int | None = None) -> bytes:
     return data
 
 
+FILE_MODE = 0o644  # what write_fresh leaves
+
+
+def holds(path: Path, data: bytes) -> bool:
+    """Whether `path` is already what `write_fresh(path, data)` would leave: a plain FILE_MODE file
+    holding `data` (a link, another mode or other bytes: no)."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != FILE_MODE or st.st_size != len(data):
+        return False
+    with open(path, "rb") as fh:
+        return fh.read(len(data) + 1) == data
+
+
 def write_fresh(path: Path, data: bytes) -> None:
     """Write `data` as a new file and rename it over `path`: whatever entry `path` was (a link
     included) is replaced, never written through."""
@@ -164,7 +180,7 @@ def write_fresh(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import stat
 from pathlib import Path
 
 from indexflow.catalog import fbcload
@@ -57,20 +56,8 @@ def merge_catalog_dirs(from_dir: Path | str, into_dir: Path | str) -> None:
         if target.is_dir() and not target.is_symlink():
             raise CatalogError(f"cannot copy {src.name}/{rel} over the directory {dest.name}/{rel}")
         data = fbcload.read_bytes(path, f"{src.name}/{rel}")
-        if not _same_file(target, data):  # an unchanged file keeps its stat: `git add` need not hash it
+        if not fbcload.holds(target, data):  # an unchanged file keeps its stat: `git add` need not hash it
             fbcload.write_fresh(target, data)
-
-
-def _same_file(path: Path, data: bytes) -> bool:
-    """Whether `path` is already a plain 0644 file holding `data` (what write_fresh would leave)."""
-    try:
-        st = path.lstat()
-    except OSError:
-        return False
-    if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o644 or st.st_size != len(data):
-        return False
-    with open(path, "rb") as fh:
-        return fh.read(len(data) + 1) == data
 
 
 def enforce_json(directory: Path | str) -> list[Path]:

@@ -106,7 +106,7 @@ class StepCache:
         elif out.is_file():
             shutil.copyfile(out, dest)
             if isinstance(known.get(DIGEST), str):  # the bytes put() hashed: the next step's key needs no read
-                _know(file_identity(dest), known[DIGEST])
+                remember_digest(dest, known[DIGEST])
         return known
 
     def put(self, key: str, out: Path | None, note: dict | None = None) -> None:
