@@ -83,7 +83,7 @@ def bench_db(label: str, db: Path, work: Path, level: str | None) -> list[tuple]
 
 
 def find_7000(args: argparse.Namespace, work: Path) -> Path | None:
-    """--db7000, else a db bench/catalog.py --all left behind, else build one if asked."""
+    """--db7000, else build one if asked (bench/catalog.py's synthesis and batched add)."""
     if args.db7000:
         return args.db7000
     if args.build7000:
