@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from indexflow.errors import RegistryError
 from indexflow.merge import plan
@@ -93,19 +94,30 @@ class IndexDbArtifacts:
             return PulledDb(cached, digest, False)
         manifest = self.client.manifest(ref.with_digest(digest))
         layer = _db_layer(manifest.json, str(ref))
-        slot = self._slot(digest)
-        with cache.disk_errors(slot):
-            slot.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=slot, prefix=cache.PART) as tmp:
-                part = self.client.download_blob(ref, layer["digest"], Path(tmp) / DB_NAME, layer["size"])
-                os.replace(part, slot / DB_NAME)
-            self._remember(slot / DB_NAME, layer["digest"])
+        path = self._store(digest, layer["digest"],
+                           lambda part: self.client.download_blob(ref, layer["digest"], part, layer["size"]))
         # one bound for both caches: the bundle cache lives beside the default index.db cache
         cache.evict([self.cache_dir, self.cache_dir.parent / "bundles"], self.client.limits.cache_max_bytes)
-        return PulledDb(slot / DB_NAME, digest, True)
+        return PulledDb(path, digest, True)
 
     def _slot(self, digest: str) -> Path:
         return cache.slot(self.cache_dir, digest, "index.db artifact")
+
+    def _store(self, digest: str, layer_digest: str, fill: Callable[[Path], object]) -> Path:
+        """`fill` writes the index.db of `digest` into a `.part-` dir beside the slots, and one rename
+        publishes it. A writer killed midway leaves only that dir, which eviction sweeps once it is
+        GRACE old (inside a slot, as before, nothing ever looked at it)."""
+        slot = self._slot(digest)
+        with cache.disk_errors(self.cache_dir):
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=self.cache_dir, prefix=cache.PART) as tmp:
+                fill(Path(tmp) / DB_NAME)
+                slot.mkdir(exist_ok=True)
+                cache.touch(slot)  # an old empty slot is in use again: eviction must not take it now
+                cache.sweep_parts(slot)  # what a killed download left inside it under the old layout
+                os.replace(Path(tmp) / DB_NAME, slot / DB_NAME)
+            self._remember(slot / DB_NAME, layer_digest)
+        return slot / DB_NAME
 
     def _cached(self, digest: str) -> Path | None:
         path = self._slot(digest) / DB_NAME
@@ -154,15 +166,15 @@ class IndexDbArtifacts:
         return digest
 
     def _seed_cache(self, db_path: Path, digest: str, layer_digest: str) -> None:
-        """What we pushed is what a later pull would download: keep a copy under its digest."""
-        slot = self._slot(digest)
+        """What we pushed is what a later pull would download: keep a copy under its digest. Only an
+        optimisation: a cache that cannot take it (disk full) must not fail a push that has landed;
+        the next pull downloads it."""
         if self._cached(digest) is not None:
             return
-        slot.mkdir(parents=True, exist_ok=True)
-        part = slot / f".{DB_NAME}.{os.getpid()}"
-        shutil.copyfile(db_path, part)
-        os.replace(part, slot / DB_NAME)
-        self._remember(slot / DB_NAME, layer_digest)
+        try:
+            self._store(digest, layer_digest, lambda part: shutil.copyfile(db_path, part))
+        except RegistryError:
+            pass
 
     def restore(self, ref: ImageRef | str, digest: str) -> None:
         """Point the tag back at `digest` (an earlier artifact manifest in the same repository)."""

@@ -8,7 +8,7 @@ slot used in the last `GRACE` seconds is never removed, because a run in another
 may be reading it. Eviction scans every slot, so callers run it once per batch (after a run's bundles
 are added, after an index.db pull), not per file. A writer builds an entry under a `.part-` name and
 renames it into place; one killed mid-write leaves that behind, so eviction also removes `.part-`
-entries older than `GRACE` (a live writer's are seconds old).
+entries not written to for `GRACE` (a live writer's are seconds old, or hold a file being written).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def evict(dirs: list[Path], max_bytes: int, now: float | None = None) -> list[Pa
 
 
 def sweep_parts(folder: Path, now: float | None = None) -> list[Path]:
-    """Remove the `.part-` entries of `folder` last changed more than `GRACE` ago: what writers killed
+    """Remove the `.part-` entries of `folder` not written to for `GRACE`: what writers killed
     mid-write (kill -9, a lost node) left behind. Returns what went."""
     now = time.time() if now is None else now
     try:
@@ -110,7 +110,7 @@ def sweep_parts(folder: Path, now: float | None = None) -> list[Path]:
     removed = []
     for entry in entries:
         try:
-            if now - entry.stat(follow_symlinks=False).st_mtime < GRACE:
+            if now - _last_write(entry) < GRACE:
                 continue
         except OSError:
             continue
@@ -120,3 +120,14 @@ def sweep_parts(folder: Path, now: float | None = None) -> list[Path]:
             Path(entry.path).unlink(missing_ok=True)
         removed.append(Path(entry.path))
     return removed
+
+
+def _last_write(entry: os.DirEntry) -> float:
+    """When a part was last written to: its own mtime, or a direct child's when newer (a download
+    into a file inside does not change its dir's mtime, and may run longer than GRACE)."""
+    newest = entry.stat(follow_symlinks=False).st_mtime
+    if entry.is_dir(follow_symlinks=False):
+        with os.scandir(entry.path) as children:
+            for child in children:
+                newest = max(newest, child.stat(follow_symlinks=False).st_mtime)
+    return newest

@@ -104,7 +104,8 @@ def test_prune_removes_entries_a_killed_writer_left_half_written(tmp_path: Path)
     for part in (dead, live):
         part.mkdir(parents=True)
         (part / "out").write_bytes(b"half")
-    os.utime(dead, (time.time() - GRACE - 60,) * 2)
+    for path in (dead / "out", dead):  # the writer died long ago: nothing in its part was written since
+        os.utime(path, (time.time() - GRACE - 60,) * 2)
     db = tmp_path / "x.db"
     db.write_bytes(b"x")
     cache.put("ab" + "0" * 62, db)  # every put prunes

@@ -111,3 +111,64 @@ def test_a_cached_db_is_known_by_its_verified_layer_digest_while_unchanged(artif
     with open(pulled.path, "ab") as f:
         f.write(b"x")  # changed in place: no longer what was checked
     assert IndexDbArtifacts.layer_digest(pulled.path) is None
+
+
+def _parts_and_files(cache_dir: Path) -> tuple[list[str], list[str]]:
+    """(`.part-` entries at the top of the cache, every file under the digest slots), as names."""
+    parts = sorted(p.name for p in cache_dir.iterdir() if p.name.startswith(".part-"))
+    files = sorted(str(f.relative_to(cache_dir)) for slot in cache_dir.glob("sha256-*") for f in slot.rglob("*"))
+    return parts, files
+
+
+def test_a_download_killed_midway_leaves_only_a_part_that_eviction_sweeps(artifacts: IndexDbArtifacts,
+                                                                          local_registry, tmp_path: Path) -> None:  # noqa: ANN001
+    """kill -9 of a process while its index.db download hangs: what is left is one `.part-` dir beside the
+    slots (no slot holds anything), and the eviction of a later run removes it once GRACE old."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from indexflow.registry import cache
+    from sandbox.faultproxy import FaultProxy
+
+    ref = artifacts.canonical_ref("registry.example/rh-osbs/iib-pub-pending:v4.19")
+    artifacts.push(ref, _db(tmp_path / "one.db", 4), {"request_id": "1"})
+    cache_dir = tmp_path / "killed-cache"
+    with FaultProxy(local_registry.host) as proxy:
+        proxy.add_fault("hang", path=r"/blobs/sha256:", method="GET", times=100)
+        via_proxy = ref.replace(local_registry.host, proxy.host, 1)
+        code = ("import sys; from pathlib import Path; from indexflow.registry.client import RegistryClient; "
+                "from indexflow.registry.artifacts import IndexDbArtifacts; "
+                f"c = RegistryClient(insecure=({proxy.host!r},), timeout=60); "
+                f"IndexDbArtifacts(c, 'unused', cache_dir=Path({str(cache_dir)!r})).pull({via_proxy!r})")
+        root = Path(__file__).resolve().parents[2]
+        child = subprocess.Popen([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+        try:
+            deadline = time.monotonic() + 30
+            while not proxy.stats()["injected"]:  # the download's GET is held: the pull is mid-download
+                assert child.poll() is None and time.monotonic() < deadline, "the pull never reached its download"
+                time.sleep(0.05)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    parts, files = _parts_and_files(cache_dir)
+    assert len(parts) == 1 and files == []  # nothing half-written inside a slot
+    assert cache.evict([cache_dir], max_bytes=10**12) == []  # a live writer's part may be this young
+    assert [p.name for p in cache.evict([cache_dir], max_bytes=10**12, now=time.time() + cache.GRACE + 1)] == parts
+    assert _parts_and_files(cache_dir) == ([], [])
+
+
+def test_a_push_lands_even_when_the_local_cache_cannot_take_a_copy(artifacts: IndexDbArtifacts,
+                                                                   registry_client: RegistryClient,
+                                                                   tmp_path: Path) -> None:
+    """Seeding the pull cache with what was pushed is an optimisation: a cache dir that cannot be made
+    (here its parent is a file; root ignores permission bits) must not turn a landed push into a failure."""
+    (tmp_path / "not-a-dir").write_text("x")
+    blocked = IndexDbArtifacts(registry_client, artifacts.registry, cache_dir=tmp_path / "not-a-dir" / "cache")
+    ref = blocked.canonical_ref("registry.example/rh-osbs/iib-pub-pending:v4.20")
+    digest = blocked.push(ref, _db(tmp_path / "one.db", 2), {"request_id": "1"})
+    assert registry_client.resolve(ref) == digest
+    with pytest.raises(RegistryError, match=r"^cannot write under .*not-a-dir/cache: Not a directory$"):
+        blocked.pull(ref)

@@ -76,6 +76,7 @@ def _slot(folder: Path, name: str, size: int, age: float) -> Path:
     slot.mkdir(parents=True)
     (slot / "data").write_bytes(bytes(size))
     stamp = time.time() - age
+    os.utime(slot / "data", (stamp, stamp))
     os.utime(slot, (stamp, stamp))
     return slot
 
@@ -104,6 +105,17 @@ def test_eviction_removes_what_writers_killed_mid_write_left_behind(tmp_path: Pa
     hidden = _slot(bundles, ".other", 10, age=9000)  # not ours to judge
     assert sorted(cache.evict([bundles], max_bytes=10**9)) == sorted([abandoned, bundles / ".part-file"])
     assert live.is_dir() and kept.is_dir() and hidden.is_dir() and not abandoned.exists()
+
+
+def test_a_part_whose_file_is_still_being_written_is_not_swept(tmp_path: Path) -> None:
+    """A download appends to a file inside its part: the dir's own mtime stays at its creation, so
+    only the file shows the writer is alive (a slow index.db download can outlast GRACE)."""
+    part = _slot(tmp_path / "index-db", ".part-download", 4000, age=cache.GRACE + 60)
+    with (part / "data").open("ab") as f:
+        f.write(b"more")  # the writer's latest chunk
+    assert cache.sweep_parts(tmp_path / "index-db") == [] and part.is_dir()
+    later = time.time() + cache.GRACE + 1  # the writer died right after that chunk
+    assert cache.sweep_parts(tmp_path / "index-db", now=later) == [part] and not part.exists()
 
 
 def test_eviction_keeps_slots_in_use_even_over_the_bound(tmp_path: Path) -> None:
