@@ -16,6 +16,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.hostile.harness import CaseDirs, assert_no_secret, one_sentence, run_cli, run_python, succeeded
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -429,3 +431,30 @@ def test_write_fresh_replaces_a_link_instead_of_following_it(case_dirs: CaseDirs
     succeeded(run_python(f"from pathlib import Path\nfrom indexflow.catalog.fbcload import write_fresh\n"
                          f"write_fresh(Path({str(link)!r}), b'new')", env=case_dirs.env, memory=MEMORY))
     assert victim.read_text() == "precious" and not link.is_symlink() and link.read_text() == "new"
+
+
+# --- mode map files (`indexflow db add --mode-map`, `indexflow merge --graph-update-modes`) -------------
+
+MODE_MAPS = {
+    "billion-laughs": (BOMB, ["excessive aliasing"]),
+    "self-alias": ("etcd: &x [*x]\n", ["graph mode of package 'etcd'", "not a list"]),
+    "deep-json": ('{"etcd": ' * 100_000, ["nests too deeply"]),
+    "huge-list": ("etcd: [" + "x, " * 400_000 + "x]\n", ["graph mode of package 'etcd'", "not a list"]),
+    "repeated-yaml-key": ("etcd: semver\nother: replaces\netcd: replaces\n", ["gives 'etcd' more than once"]),
+    "repeated-json-key": ('{"etcd": {"updateGraph": "semver-mode", "updateGraph": null}}',
+                          ["gives 'updateGraph' more than once"]),
+}
+
+
+@pytest.mark.parametrize("name", list(MODE_MAPS))
+def test_hostile_mode_map_is_one_sentence_before_any_write(case_dirs: CaseDirs, name: str) -> None:
+    """A repeated key is refused rather than silently resolved (a parser keeps the last); an alias bomb
+    or a huge value is neither expanded nor quoted."""
+    text, fragments = MODE_MAPS[name]
+    path = case_dirs.out / "modes.yaml"
+    path.write_text(text)
+    db = case_dirs.out / "index.db"
+    outcome = run_cli("db", "add", str(db), "--mode-map", str(path), "-b", f"quay.io/etcd/bundle:0.6.1={ETCD}",
+                      env=case_dirs.env, memory=MEMORY, timeout=TIMEOUT)
+    _judge(case_dirs, outcome, f"mode map {path}", *fragments)
+    assert not db.exists()
