@@ -92,7 +92,7 @@ def remember_docker_config(config: Mapping[str, Any] | str | None) -> None:
 
         try:
             config = json.loads(config)
-        except ValueError:
+        except (ValueError, RecursionError):
             remember(config)
             return
     if not isinstance(config, Mapping):

@@ -211,7 +211,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ValidationError("The input data must be a JSON object") from None
 
 

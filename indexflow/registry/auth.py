@@ -91,7 +91,7 @@ class DockerAuth:
             return cls()
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise RegistryError(f"cannot read the registry auth file {path}: {exc.__class__.__name__}") from None
         return cls.from_dict(data, f"the registry auth file {path}")
 
@@ -103,7 +103,7 @@ class DockerAuth:
         if isinstance(data, (str, bytes)):
             try:
                 data = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise RegistryError(f"{source} is not JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("auths", {}), dict):
             raise RegistryError(f"{source} is not a docker config.json (no 'auths' object)")

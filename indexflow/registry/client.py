@@ -403,7 +403,7 @@ class RegistryClient:
             raise RegistryError(f"{child}: the manifest has no config blob")
         try:
             return json.loads(self.blob(child, digest))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RegistryError(f"{child}: the config blob is not JSON") from None
 
     def labels(self, ref: ImageRef | str) -> dict[str, str]:

@@ -458,3 +458,15 @@ def test_hostile_mode_map_is_one_sentence_before_any_write(case_dirs: CaseDirs, 
                       env=case_dirs.env, memory=MEMORY, timeout=TIMEOUT)
     _judge(case_dirs, outcome, f"mode map {path}", *fragments)
     assert not db.exists()
+
+
+def test_an_auth_file_nested_beyond_the_parser_is_one_sentence(case_dirs: CaseDirs) -> None:
+    """A docker config.json (`--auth-file`) is read before any pull: nesting that exhausts Python's JSON
+    parser names the file instead of ending in a RecursionError traceback."""
+    path = case_dirs.out / "config.json"
+    path.write_text('{"auths": ' * 5000 + "{}" + "}" * 5000)
+    db = case_dirs.out / "index.db"
+    outcome = run_cli("db", "add", str(db), "--auth-file", str(path), "-b", "quay.invalid/etcd/bundle:0.6.1",
+                      env=case_dirs.env, memory=MEMORY, timeout=TIMEOUT)
+    _judge(case_dirs, outcome, f"cannot read the registry auth file {path}: RecursionError")
+    assert not db.exists()

@@ -42,6 +42,14 @@ def test_docker_config_credentials_are_learnt_from_the_auth_field() -> None:
     assert_no_secret(message, [PASSWORD, "idtok-123456", auth])
 
 
+def test_a_docker_config_string_the_parser_cannot_read_is_masked_whole() -> None:
+    """A Secret value meant as a config.json but nested past Python's JSON parser: kept as one secret
+    (a RecursionError out of the redaction setup, before)."""
+    value = '{"auths": ' * 5000 + f'"{PASSWORD}-deep"' + "}" * 5000
+    redact.remember_docker_config(value)
+    assert redact.redact(f"echo {value}") == f"echo {redact.MASK}"
+
+
 def test_kubeconfig_user_credentials_are_learnt() -> None:
     kubeconfig = {"users": [{"name": "u", "user": {"token": "kube-bearer-token-1", "client-key-data": "S0VZREFUQQ=="}}],
                   "clusters": [{"cluster": {"server": "https://127.0.0.1:6443"}}]}

@@ -237,6 +237,15 @@ def test_an_endless_config_blob_is_refused_while_streaming(registry: HostileServ
     judged(run_python(code, env=case_dirs.env, memory=512 * MiB), digest, "blob is larger than the 16777216-byte limit")
 
 
+def test_a_config_blob_nested_beyond_the_parser_is_one_sentence(registry: HostileServer, case_dirs: CaseDirs) -> None:
+    """200,000 nested lists fit the 16 MiB config cap; Python's JSON parser runs out of stack on them."""
+    deep = b"[" * 200_000 + b"]" * 200_000
+    config = serve_blob(registry, "ns/app", deep)
+    serve_manifest(registry, "ns/app", "v1", json.dumps(image_manifest(config, len(deep), [])).encode())
+    code = client_code(registry, f"client.labels({registry.host + '/ns/app:v1'!r})")
+    judged(run_python(code, env=case_dirs.env, memory=512 * MiB), "/ns/app", "the config blob is not JSON")
+
+
 def test_a_layer_longer_than_its_descriptor_is_refused(registry: HostileServer, case_dirs: CaseDirs) -> None:
     digest = "sha256:" + "cd" * 32
     config = serve_blob(registry, "ns/app", b"{}")

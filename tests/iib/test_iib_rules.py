@@ -103,3 +103,15 @@ def test_state_history_keeps_every_transition_newest_first() -> None:
     body = request_json(build, {}, None, "https://iib/api/v1/builds/9/logs")
     assert body["state_history"] == history and body["updated"] == "2026-01-01T00:03:00.000000Z"
     assert body["logs"]["url"].endswith("/builds/9/logs") and body["index_image"] is None
+
+
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"a": ' * 5000 + b"1" + b"}" * 5000],
+                         ids=["deep-list", "deep-object"])
+def test_a_body_nested_beyond_the_parser_is_a_400_sentence(body: bytes) -> None:
+    """10 KB fit any body limit; Python's JSON parser runs out of stack on them (a 500 and a traceback
+    in the service log, before)."""
+    from indexflow.app.iib_api import parse_json
+
+    with pytest.raises(ValidationError) as err:
+        parse_json(body)
+    assert str(err.value) == "The input data must be a JSON object"
