@@ -29,6 +29,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from blocks.automations import apply_automations
 from blocks.settings import MergeSettings
+from indexflow import datafile
 from indexflow.errors import IndexflowError
 
 # prefect_kubernetes costs ~1 s to import (the kubernetes clients) and the batch flow imports this
@@ -47,13 +48,8 @@ class SetupError(IndexflowError):
 
 # -- reading the config ------------------------------------------------------------------------
 def read_yaml_file(path: Path, what: str, error: type[IndexflowError]) -> Any:
-    """An operator's YAML file; unreadable or malformed -> one sentence naming the file."""
-    try:
-        return yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise error(f"cannot read {what} {path} ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise error(f"{what} {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    """An operator's YAML file; unreadable, malformed or hostile -> one sentence naming the file."""
+    return datafile.load(path, what, error)
 
 
 def read_secret(where: str, ref: Any, base_dir: Path) -> str:

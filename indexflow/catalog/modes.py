@@ -7,21 +7,17 @@ file lets `indexflow db add --mode-map FILE` (and the merge) do the same in one 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from indexflow.catalog.fastyaml import YamlLimitError, check_limits
+from indexflow import datafile
 from indexflow.catalog.limits import excerpt
 from indexflow.errors import CatalogError
 
 MODES = ("replaces", "semver", "semver-skippatch")
 # the community pipeline's ci.yaml `updateGraph` values
 CI_MODES = {f"{m}-mode": m for m in MODES}
-MAX_MAP_BYTES = 4 << 20
 
 
 def mode_of(package: str, value: Any) -> str | None:
@@ -65,62 +61,6 @@ def normalise_mode_map(data: Any, source: str = "the mode map") -> dict[str, str
 
 
 def load_mode_map(path: Path) -> dict[str, str]:
-    """A mode map file: JSON or YAML, `{package: mode}` or the corpus's `ci_meta.json` shape.
-
-    The file is the user's, or whoever wrote it: YAML is held to the bundle manifests' budget
-    (aliasing, nesting), and a key given twice is refused, since a parser would silently keep the last."""
-    where = f"mode map {path}"
-    try:
-        if path.stat().st_size > MAX_MAP_BYTES:
-            raise CatalogError(f"{where} is larger than {MAX_MAP_BYTES >> 20} MiB")
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"cannot read {where}: {exc.__class__.__name__}") from None
-    try:
-        if text.lstrip().startswith("{"):
-            data = json.loads(text, object_pairs_hook=_unique_pairs)
-        else:
-            check_limits(text)
-            _no_repeated_keys(yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
-            data = yaml.safe_load(text)
-    except _RepeatedKey as exc:
-        raise CatalogError(f"{where} gives {excerpt(str(exc.args[0]))!r} more than once") from None
-    except YamlLimitError as exc:
-        raise CatalogError(f"{where}: {exc}") from None
-    except RecursionError:
-        raise CatalogError(f"{where} nests too deeply") from None
-    except (ValueError, yaml.YAMLError):
-        raise CatalogError(f"{where} is neither JSON nor YAML") from None
-    return normalise_mode_map(data, where)
-
-
-class _RepeatedKey(Exception):
-    """A mapping of the mode map file holds this key twice."""
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _RepeatedKey(key)
-        seen[key] = value
-    return seen
-
-
-def _no_repeated_keys(root: yaml.Node | None) -> None:
-    """Raise _RepeatedKey for a scalar key given twice in any mapping of a composed YAML document
-    (each node once: an alias makes the node graph share nodes, or even loop back)."""
-    todo, seen = ([root] if root is not None else []), set()
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
-            repeated = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
-            if repeated is not None:
-                raise _RepeatedKey(repeated)
-            todo += [v for _, v in node.value]
-        elif isinstance(node, yaml.SequenceNode):
-            todo += node.value
+    """A mode map file: JSON or YAML, `{package: mode}` or the corpus's `ci_meta.json` shape (read as
+    untrusted: indexflow/datafile.py)."""
+    return normalise_mode_map(datafile.load(path, "mode map", CatalogError), f"mode map {path}")

@@ -102,6 +102,24 @@ def test_unreadable_batch_file(tmp_path: Path) -> None:
         load_batch(tmp_path / "bad.yaml")
 
 
+@pytest.mark.parametrize("content, sentence", [
+    (b"merges:\n  - name: a\n    source_from_index: s:1\n    source_from_index: s:2\n",
+     "gives 'source_from_index' more than once"),  # PyYAML alone kept s:2 without a word
+    (("a: &a [" + ", ".join(["x"] * 9) + "]\n" + "".join(
+        f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))).encode(),
+     ": yaml: document contains excessive aliasing"),
+    (b"merges: [" + b"[" * 5000 + b"]" * 5000 + b"]\n", "is not valid YAML"),
+    (b"merges: [caf\xe9]\n", "(not UTF-8 text)"),
+], ids=["repeated-key", "alias-bomb", "deep", "latin-1"])
+def test_hostile_batch_file_is_one_sentence(tmp_path: Path, content: bytes, sentence: str) -> None:
+    path = tmp_path / "nightly.yaml"
+    path.write_bytes(content)
+    with pytest.raises(BatchFileError) as err:
+        load_batch(path)
+    assert str(err.value).startswith(f"batch file {path}") or str(err.value).startswith(f"cannot read batch file {path}")
+    assert sentence in str(err.value) and len(str(err.value)) < 300
+
+
 def test_summary_names_failures_and_links_runs() -> None:
     text = summary_markdown("b.yaml", [Outcome("a", "complete", "merged", "1234567890"),
                                        Outcome("b", "failed", "Failed: x | y")], "http://ui")
