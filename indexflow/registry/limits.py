@@ -55,7 +55,7 @@ class Limits:
                 value = kind(text)
             except ValueError:
                 value = -1
-            if value <= 0:
+            if not value > 0:  # NaN included
                 raise RegistryError(f"{_ENV[f.name]}={text!r} is not a positive {kind.__name__}")
             values[f.name] = value
         return cls(**values)  # type: ignore[arg-type]

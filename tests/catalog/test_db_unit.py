@@ -307,3 +307,18 @@ def test_unpacked_bundles_wait_for_the_shared_byte_allowance(monkeypatch: pytest
         assert worker.is_alive() and not done  # fetched (or fetching), but parsing waits for the bytes
     worker.join(60)
     assert sorted(fetched) == ["a", "b"] and [b.name for b in done[0]] == ["etcdoperator.v0.9.0"] * 2
+
+
+@pytest.mark.parametrize("value", ["ten minutes", "-5", "0", "nan"])
+def test_a_query_deadline_that_is_not_a_positive_number_is_one_sentence(tmp_path: Path, value: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, a typo silently ran with the default, a negative value failed every query as 'past the
+    deadline' and NaN disabled the deadline."""
+    db = tmp_path / "index.db"
+    create_db(db)
+    monkeypatch.setenv("INDEXFLOW_DB_QUERY_SECONDS", value)
+    with pytest.raises(CatalogError) as err:
+        list_bundles(db)
+    assert str(err.value) == f"INDEXFLOW_DB_QUERY_SECONDS={value!r} is not a positive number of seconds"
+    monkeypatch.setenv("INDEXFLOW_DB_QUERY_SECONDS", "0.5")
+    assert list_bundles(db) == []

@@ -31,6 +31,10 @@ def test_limits_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("INDEXFLOW_MAX_LAYER_ENTRIES", "lots")
     with pytest.raises(RegistryError, match="INDEXFLOW_MAX_LAYER_ENTRIES='lots' is not a positive int"):
         Limits.from_env()
+    monkeypatch.delenv("INDEXFLOW_MAX_LAYER_ENTRIES")
+    monkeypatch.setenv("INDEXFLOW_REGISTRY_DEADLINE", "nan")  # compares false both ways: no deadline at all
+    with pytest.raises(RegistryError, match="INDEXFLOW_REGISTRY_DEADLINE='nan' is not a positive float"):
+        Limits.from_env()
 
 
 def test_digests_of_both_algorithms_are_checked() -> None:
