@@ -64,9 +64,11 @@ def read_secret(where: str, ref: Any, base_dir: Path) -> str:
         return value
     path = (base_dir / Path(str(ref["from_file"])).expanduser())
     try:
-        value = path.read_text().strip()
+        value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise SetupError(f"{where}: cannot read {path} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise SetupError(f"{where}: cannot read {path} (not UTF-8 text)") from None
     if not value:
         raise SetupError(f"{where}: {path} is empty")
     return value

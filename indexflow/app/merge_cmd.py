@@ -62,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _token(args: argparse.Namespace) -> str | None:
     if args.overwrite_target_index_token_file:
         try:
-            return args.overwrite_target_index_token_file.read_text().strip() or None
-        except OSError:
+            return args.overwrite_target_index_token_file.read_text(encoding="utf-8").strip() or None
+        except (OSError, UnicodeDecodeError):
             raise ValidationError(f"cannot read the token file {args.overwrite_target_index_token_file}") from None
     return os.environ.get(TOKEN_ENV) or None
 

@@ -4,6 +4,8 @@ Writing to a real server is tested in test_deployments.py (one server per sessio
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,12 +13,15 @@ import pytest
 from indexflow.cli import main
 from tests.deploy.conftest import setup_file as config
 
+BINARY = os.path.realpath(sys.executable)  # a file that is not UTF-8 text (an ELF binary)
+
 @pytest.mark.parametrize("changes, message", [
     ({"gitlab__token": "glpat-inline"},
      "gitlab.token must be {from_env: VARIABLE} or {from_file: PATH}; secrets are never written in the config file"),
     ({"secrets": {"x": {"from_env": "SETUP_TEST_UNSET_VARIABLE"}}},
      "secrets.x: environment variable SETUP_TEST_UNSET_VARIABLE is not set or empty"),
     ({"kubernetes__kubeconfig": {"from_file": "missing.yaml"}}, "kubernetes.kubeconfig: cannot read"),
+    ({"kubernetes__kubeconfig": {"from_file": BINARY}}, f"kubernetes.kubeconfig: cannot read {BINARY} (not UTF-8 text)"),
     ({"kubernetes__context": "prod"}, "kubernetes.context 'prod' is not one of the kubeconfig's contexts"),
     ({"registry_auth__docker_config": {"from_env": "SETUP_TEST_GITLAB_TOKEN"}},
      "registry_auth.docker_config is not a docker config.json"),

@@ -470,3 +470,12 @@ def test_an_auth_file_nested_beyond_the_parser_is_one_sentence(case_dirs: CaseDi
                       env=case_dirs.env, memory=MEMORY, timeout=TIMEOUT)
     _judge(case_dirs, outcome, f"cannot read the registry auth file {path}: RecursionError")
     assert not db.exists()
+
+
+def test_a_token_file_that_is_not_text_is_one_sentence_that_quotes_none_of_it(case_dirs: CaseDirs) -> None:
+    """`indexflow merge --overwrite-target-index-token-file` of a binary file (a wrong path, say)."""
+    token = case_dirs.out / "token"
+    token.write_bytes(b"robot:" + SECRET.encode() + b"\xff\xfe")
+    outcome = run_cli("merge", "--source-from-index", "quay.invalid/ns/index:v4.17", "--overwrite-target-index-token-file",
+                      str(token), env=case_dirs.env, memory=MEMORY, timeout=TIMEOUT)
+    _judge(case_dirs, outcome, f"cannot read the token file {token}")
