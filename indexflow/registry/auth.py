@@ -61,11 +61,13 @@ def _entry_credentials(entry: dict, key: str) -> Credentials | None:
     if entry.get("auth"):
         try:
             user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, TypeError):  # TypeError: not a string at all
             raise RegistryError(f"the docker config entry for {key} has an auth value that is not base64 "
                                 "'user:password'") from None
         return Credentials(user, password)
     if entry.get("username") and entry.get("password"):
+        if not isinstance(entry["username"], str) or not isinstance(entry["password"], str):
+            raise RegistryError(f"the docker config entry for {key} has a username or password that is not a string")
         return Credentials(entry["username"], entry["password"])
     return None
 

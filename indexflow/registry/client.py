@@ -203,7 +203,12 @@ class RegistryClient:
         if isinstance(verify, str):
             import ssl
 
-            verify = ssl.create_default_context(cafile=verify)  # type: ignore[assignment]
+            try:
+                verify = ssl.create_default_context(cafile=verify)  # type: ignore[assignment]
+            except ssl.SSLError:  # before OSError: it is one
+                raise RegistryError(f"the CA file {key} holds no PEM certificate") from None
+            except OSError as exc:
+                raise RegistryError(f"cannot read the CA file {key} ({exc.strerror or exc.__class__.__name__})") from None
         return httpx.Client(transport=deadline.transport(verify, self._limits), timeout=self.timeout,
                             auth=self._auth, follow_redirects=True,
                             event_hooks={"request": [lambda r: self.stats.count(r.method)],

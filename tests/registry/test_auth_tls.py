@@ -52,6 +52,19 @@ def test_tls_htpasswd_with_ca_file_and_credentials(tls_registry: LocalRegistry) 
         assert client.stats.requests == 2  # basic auth sent up front after the first challenge: no 401s
 
 
+def test_a_ca_file_that_cannot_be_used_is_one_sentence(tls_registry: LocalRegistry, tmp_path) -> None:  # noqa: ANN001
+    """opm's --ca-file (or the settings' CA file) pointing at the wrong file: was an ssl.SSLError or a
+    FileNotFoundError traceback, raised where the registry's first connection pool is made."""
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a certificate\n-----END PRIVATE KEY-----\n")
+    ref = ImageRef.parse(f"{tls_registry.host}/secure/app:v1")
+    for path, message in [(tmp_path / "key.pem", f"the CA file {tmp_path / 'key.pem'} holds no PEM certificate"),
+                          (tmp_path / "none.pem", f"cannot read the CA file {tmp_path / 'none.pem'} (No such file or directory)")]:
+        with RegistryClient(ca_files={tls_registry.host: path}, retries=1) as client:
+            with pytest.raises(RegistryError) as err:
+                client.resolve(ref)
+        assert str(err.value) == message
+
+
 def test_tls_is_verified_by_default(tls_registry: LocalRegistry) -> None:
     auth = DockerAuth.from_config(tls_registry.auth_config_path)
     with RegistryClient(auth=auth, retries=1, backoff=0.01) as client:

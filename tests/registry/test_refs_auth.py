@@ -84,6 +84,13 @@ def test_bad_config_files(tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(RegistryError, match="not base64") as info:
         DockerAuth.from_config(tmp_path / "bad.json")
     assert "secret" not in str(info.value)
+    for entry, reason in [({"auth": 5}, "an auth value that is not base64 'user:password'"),
+                          ({"auth": ["dXNlcjpwdw=="]}, "an auth value that is not base64 'user:password'"),
+                          ({"username": "u", "password": 12345}, "a username or password that is not a string")]:
+        (tmp_path / "typed.json").write_text(json.dumps({"auths": {"quay.io": entry}}))
+        with pytest.raises(RegistryError) as info:  # was a TypeError out of base64 or, later, out of httpx
+            DockerAuth.from_config(tmp_path / "typed.json")
+        assert str(info.value) == f"the docker config entry for quay.io has {reason}"
 
 
 def test_parse_challenge() -> None:
