@@ -129,10 +129,16 @@ class StepCache:
         self.prune()
 
     def prune(self) -> None:
-        """Drop all but the `keep` most recently used entries."""
-        slots = sorted((p for p in self.root.glob("??/*") if not p.name.startswith(".")),
-                       key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in slots[self.keep:]:
+        """Drop all but the `keep` most recently used entries. Another run may be pruning the same
+        cache at the same moment: an entry that vanishes meanwhile is simply gone."""
+        used = []
+        for slot in self.root.glob("??/*"):
+            try:
+                if not slot.name.startswith("."):
+                    used.append((slot.stat().st_mtime, slot))
+            except OSError:
+                continue
+        for _, old in sorted(used, reverse=True)[self.keep:]:
             shutil.rmtree(old, ignore_errors=True)
         for folder in self.root.glob("??"):  # entries a killed writer left half written
             sweep_parts(folder)

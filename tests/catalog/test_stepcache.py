@@ -111,3 +111,17 @@ def test_prune_removes_entries_a_killed_writer_left_half_written(tmp_path: Path)
     cache.put("ab" + "0" * 62, db)  # every put prunes
     assert not dead.exists() and live.is_dir()
     assert cache.get("ab" + "0" * 62, tmp_path / "back.db") is not None
+
+
+def test_prune_skips_an_entry_that_vanishes_while_it_runs(tmp_path: Path) -> None:
+    """Two runs prune one cache at once: an entry the other removed between listing and stat must not
+    fail this run's step (it raised FileNotFoundError). A dangling link is such an entry, frozen."""
+    cache = StepCache(tmp_path / "cache", keep=1)
+    (tmp_path / "cache" / "cd").mkdir(parents=True)
+    (tmp_path / "cache" / "cd" / ("cd" + "1" * 62)).symlink_to(tmp_path / "removed-by-the-other-run")
+    db = tmp_path / "x.db"
+    db.write_bytes(b"x")
+    cache.put("ab" + "0" * 62, db)
+    cache.put("ef" + "0" * 62, db)  # keep=1: the older real entry goes
+    assert cache.get("ef" + "0" * 62, tmp_path / "back.db") is not None
+    assert cache.get("ab" + "0" * 62, tmp_path / "gone.db") is None
