@@ -437,6 +437,9 @@ def test_write_fresh_replaces_a_link_instead_of_following_it(case_dirs: CaseDirs
 
 MODE_MAPS = {
     "billion-laughs": (BOMB, ["excessive aliasing"]),
+    # the whole bomb inside the first bad value: quoting it with repr() was a MemoryError
+    "billion-laughs-in-one-value": ("etcd: [" + ", ".join(["&a [" + ", ".join(["lol"] * 9) + "]"] + [
+        f"&{n} [{', '.join(['*' + p] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi")]) + "]\n", ["excessive aliasing"]),
     "self-alias": ("etcd: &x [*x]\n", ["graph mode of package 'etcd'", "not a list"]),
     "deep-json": ('{"etcd": ' * 100_000, ["nests too deeply"]),
     "huge-list": ("etcd: [" + "x, " * 400_000 + "x]\n", ["graph mode of package 'etcd'", "not a list"]),
