@@ -32,11 +32,14 @@ def load(path: Path, what: str, error: type[IndexflowError], max_bytes: int = MA
     `error` with one sentence naming `what` and `path`."""
     where = f"{what} {path}"
     try:
-        if path.stat().st_size > max_bytes:
-            raise error(f"{where} is larger than {max_bytes >> 20} MiB")
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:  # the cap is on what is read: a stat says 0 for /dev/zero or a pipe
+            raw = fh.read(max_bytes + 1)
     except OSError as exc:
         raise error(f"cannot read {where} ({exc.strerror or exc.__class__.__name__})") from None
+    if len(raw) > max_bytes:
+        raise error(f"{where} is larger than {max_bytes >> 20} MiB")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise error(f"cannot read {where} (not UTF-8 text)") from None
     try:

@@ -482,3 +482,12 @@ def test_a_token_file_that_is_not_text_is_one_sentence_that_quotes_none_of_it(ca
     outcome = run_cli("merge", "--source-from-index", "quay.invalid/ns/index:v4.17", "--overwrite-target-index-token-file",
                       str(token), env=case_dirs.env, memory=MEMORY, timeout=TIMEOUT)
     _judge(case_dirs, outcome, f"cannot read the token file {token}")
+
+
+def test_an_endless_mode_map_is_refused_at_its_cap(case_dirs: CaseDirs) -> None:
+    """/dev/zero (or a pipe) has no size to check beforehand: reading it whole was a MemoryError."""
+    db = case_dirs.out / "index.db"
+    outcome = run_cli("db", "add", str(db), "--mode-map", "/dev/zero", "-b", f"quay.io/etcd/bundle:0.6.1={ETCD}",
+                      env=case_dirs.env, memory=MEMORY, timeout=TIMEOUT)
+    _judge(case_dirs, outcome, "mode map /dev/zero is larger than 4 MiB")
+    assert not db.exists()
