@@ -63,8 +63,13 @@ def _parse(text: str) -> Any:
         except json.JSONDecodeError:
             pass
     check_limits(text)
-    _no_repeated_keys(yaml.compose(text, Loader=_LOADER))
-    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - the C safe loader
+    loader = _LOADER(text)
+    try:  # what yaml.load does, with the composed node checked before it is built
+        node = loader.get_single_node()
+        _no_repeated_keys(node)
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
