@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from indexflow.catalog.limits import excerpt
+from indexflow.catalog.limits import query_seconds
 from indexflow.errors import CatalogError
 
 if TYPE_CHECKING:  # SQLAlchemy costs ~0.3 s to import: only open_db() needs it, so the CLI verbs skip it
@@ -87,29 +87,10 @@ class BundleRecord:
     bundlePath: str
 
 
-DEFAULT_QUERY_SECONDS = 600.0  # a whole-corpus migrate runs in tens of seconds on one connection
-
-
 def _deadline(con: sqlite3.Connection) -> None:
     """Interrupt any statement once the connection has lived `INDEXFLOW_DB_QUERY_SECONDS`."""
     end = time.monotonic() + query_seconds()
     con.set_progress_handler(lambda: int(time.monotonic() > end), 10_000)
-
-
-def query_seconds() -> float:
-    """`INDEXFLOW_DB_QUERY_SECONDS`, or the default; a value that is not a positive number is one
-    sentence (it used to fall back silently: a typo ran without the limit asked for, and a negative
-    value or NaN made every query fail, or none)."""
-    text = os.environ.get("INDEXFLOW_DB_QUERY_SECONDS", "").strip()
-    if not text:
-        return DEFAULT_QUERY_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:  # NaN included
-        raise CatalogError(f"INDEXFLOW_DB_QUERY_SECONDS={excerpt(text)!r} is not a positive number of seconds")
-    return seconds
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
