@@ -106,7 +106,10 @@ def test_hang_times_the_client_out(proxy):
 
 def test_drop_closes_mid_request_and_upstream_never_sees_it(proxy, registry):
     proxy.add_fault("drop", r"/manifests/", method="PUT")
-    with pytest.raises(httpx.RemoteProtocolError):
+    # the proxy closes with the request body unread in its socket: the kernel then answers with a
+    # reset instead of a plain close when the body arrived first, so the client sees either; both
+    # are a dropped connection (a 2xx, or any answer at all, would be the bug)
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         _push_image(proxy.url, "faultproxy/dropped", "v1")
     tags = httpx.get(f"http://{registry}/v2/faultproxy/dropped/tags/list", timeout=5)
     assert tags.status_code == 404 or not tags.json().get("tags")
