@@ -36,7 +36,8 @@ from indexflow.registry import deadline, digests
 from indexflow.registry.auth import DockerAuth, RegistryAuth
 from indexflow.registry.cache import disk_errors
 from indexflow.registry.limits import Limits
-from indexflow.registry.manifests import cap_redirect_body, check_manifest, header_digest, next_page, tag_page
+from indexflow.registry.manifests import (cap_redirect_body, check_config, check_manifest, header_digest, next_page,
+                                          tag_page)
 from indexflow.registry.refs import ImageRef
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -406,10 +407,7 @@ class RegistryClient:
         digest = (manifest.json.get("config") or {}).get("digest")
         if not digest:
             raise RegistryError(f"{child}: the manifest has no config blob")
-        try:
-            return json.loads(self.blob(child, digest))
-        except (ValueError, RecursionError):
-            raise RegistryError(f"{child}: the config blob is not JSON") from None
+        return check_config(self.blob(child, digest), str(child))
 
     def labels(self, ref: ImageRef | str) -> dict[str, str]:
         return dict((self.config(ref).get("config") or {}).get("Labels") or {})

@@ -63,6 +63,31 @@ def _check_descriptor(desc: object, where: str) -> None:
     for key, kind in (("annotations", dict), ("platform", dict), ("urls", list), ("mediaType", str)):
         if key in desc and not isinstance(desc[key], kind):
             raise RegistryError(f"{where}: descriptor {desc['digest']} has a malformed {key}")
+    platform = desc.get("platform") or {}
+    if not all(isinstance(platform.get(key, ""), str) for key in ("os", "architecture", "variant")):
+        raise RegistryError(f"{where}: descriptor {desc['digest']} has a malformed platform")
+
+
+def check_config(raw: bytes, where: str) -> dict:
+    """The image config JSON after checking what we read from it: an object whose `architecture`
+    is a string and whose `config.Labels` map strings to strings (a null label is "", as Go's
+    decoder reads it; any other value is refused as Go's is), so labels may be compared and split."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise RegistryError(f"{where}: the config blob is not JSON") from None
+    inner = body.get("config") if isinstance(body, dict) else None
+    labels = inner.get("Labels") if isinstance(inner, dict) else None
+    if (not isinstance(body, dict) or not isinstance(body.get("config", {}), (dict, type(None)))
+            or not isinstance(labels, (dict, type(None))) or not isinstance(body.get("architecture", ""), str)):
+        raise RegistryError(f"{where}: the config blob is not an image config (an object with a "
+                            f"string architecture and a config.Labels map)")
+    for name, value in (labels or {}).items():
+        if value is None:
+            labels[name] = ""
+        elif not isinstance(value, str):
+            raise RegistryError(f"{where}: the config blob's label {name[:80]!r} is not a string")
+    return body
 
 
 def tag_page(raw: bytes, where: str) -> list[str]:

@@ -246,6 +246,46 @@ def test_a_config_blob_nested_beyond_the_parser_is_one_sentence(registry: Hostil
     judged(run_python(code, env=case_dirs.env, memory=512 * MiB), "/ns/app", "the config blob is not JSON")
 
 
+@pytest.mark.parametrize("config, fragment", [
+    (b"[]", "not an image config"),
+    (b'{"config": ["Labels"]}', "not an image config"),
+    (b'{"config": {"Labels": ["com.redhat.openshift.versions=v4.17"]}}', "not an image config"),
+    (b'{"architecture": ["amd64"], "config": {}}', "not an image config"),
+    (b'{"config": {"Labels": {"com.redhat.openshift.versions": 4.17}}}',
+     "label 'com.redhat.openshift.versions' is not a string"),
+], ids=["list", "config-list", "labels-list", "architecture-list", "label-number"])
+def test_a_config_blob_of_the_wrong_shape_is_one_sentence(config: bytes, fragment: str, registry: HostileServer,
+                                                          case_dirs: CaseDirs) -> None:
+    """Labels are split and compared (the OCP range), arches hashed: a config whose JSON has another
+    shape was an AttributeError, ValueError or TypeError traceback, or a number where a label is read."""
+    digest = serve_blob(registry, "ns/app", config)
+    serve_manifest(registry, "ns/app", "v1", json.dumps(image_manifest(digest, len(config), [])).encode())
+    code = client_code(registry, f"print(client.labels({registry.host + '/ns/app:v1'!r}))\n"
+                                 f"print(client.arches({registry.host + '/ns/app:v1'!r}))")
+    judged(run_python(code, env=case_dirs.env), "/ns/app", fragment)
+
+
+def test_a_null_label_reads_as_empty_like_go(registry: HostileServer, case_dirs: CaseDirs) -> None:
+    config = b'{"architecture": "arm64", "config": {"Labels": {"a": null, "b": "x"}}}'
+    digest = serve_blob(registry, "ns/app", config)
+    serve_manifest(registry, "ns/app", "v1", json.dumps(image_manifest(digest, len(config), [])).encode())
+    code = client_code(registry, f"print(client.labels({registry.host + '/ns/app:v1'!r}), "
+                                 f"client.arches({registry.host + '/ns/app:v1'!r}))")
+    outcome = run_python(code, env=case_dirs.env)
+    assert succeeded(outcome).strip() == "{'a': '', 'b': 'x'} ['arm64']"
+
+
+def test_an_index_whose_platform_is_not_strings_is_one_sentence(registry: HostileServer,
+                                                                case_dirs: CaseDirs) -> None:
+    child = "sha256:" + "ef" * 32
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [{"mediaType": OCI_MANIFEST, "digest": child, "size": 10,
+                            "platform": {"os": "linux", "architecture": ["amd64", "arm64"]}}]}
+    serve_manifest(registry, "ns/app", "v1", json.dumps(index).encode())
+    code = client_code(registry, f"print(client.arches({registry.host + '/ns/app:v1'!r}))")
+    judged(run_python(code, env=case_dirs.env), "/ns/app", "malformed platform")
+
+
 def test_a_layer_longer_than_its_descriptor_is_refused(registry: HostileServer, case_dirs: CaseDirs) -> None:
     digest = "sha256:" + "cd" * 32
     config = serve_blob(registry, "ns/app", b"{}")
