@@ -115,7 +115,10 @@ class DigestCache(_Store):
 
     def confirmed(self, ref: ImageRef) -> bool:
         seen = self.get(f"{ref.name}@{ref.digest}") if ref.digest else None
-        return seen is not None and time.time() - float(seen) < self.MAX_AGE
+        try:
+            return seen is not None and time.time() - float(seen) < self.MAX_AGE
+        except (TypeError, ValueError):
+            return False  # not a time: asked again, like an old confirmation
 
     def confirm(self, ref: ImageRef, digest: str) -> None:
         self.put(f"{ref.name}@{digest}", str(time.time()))
@@ -127,8 +130,15 @@ class LabelCache(_Store):
     table = "labels"
 
     def labels(self, digest: str) -> dict[str, str] | None:
+        """None for a miss, and for an entry that is not a map of strings (another version's, or a
+        damaged file's): a bad cache entry costs a request, never the run."""
         value = self.get(digest)
-        return json.loads(value) if value is not None else None
+        try:
+            labels = json.loads(value) if value is not None else None
+        except (TypeError, ValueError, RecursionError):
+            return None
+        ok = isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())
+        return labels if ok else None
 
     def store(self, digest: str, labels: dict[str, str]) -> None:
         self.put(digest, json.dumps(labels, sort_keys=True))

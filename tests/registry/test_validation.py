@@ -3,6 +3,7 @@ budgets cold and warm (persistent caches under $INDEXFLOW_CACHE_DIR), tags alway
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -134,3 +135,20 @@ def test_a_cache_dir_that_cannot_be_created_is_a_cold_cache(tmp_path: Path, loca
     with _fresh(local_registry) as client:
         assert validate_pullspecs(client, bundles["digests"][:2], cache=cache) == {}  # flush fails quietly
     assert blocked.read_text() == ""
+
+
+def test_malformed_cache_entries_are_misses(tmp_path: Path, local_registry, bundles: dict) -> None:  # noqa: ANN001
+    """Rows another version (or a damaged disk) left: each one is asked again, none fails the run."""
+    path, pullspecs = tmp_path / "registry-cache.sqlite", bundles["digests"][:4]
+    refs = [ImageRef.parse(p) for p in pullspecs]
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE confirmed (ref TEXT PRIMARY KEY, seen REAL)")
+        con.execute("CREATE TABLE labels (digest TEXT PRIMARY KEY, labels TEXT)")
+        con.execute("INSERT INTO confirmed VALUES (?, 'yesterday')", (f"{refs[0].name}@{refs[0].digest}",))
+        con.executemany("INSERT INTO labels VALUES (?, ?)", [
+            (refs[0].digest, "{not json"), (refs[1].digest, '["a"]'), (refs[2].digest, '{"%s": 4.17}' % OCP)])
+    with _fresh(local_registry) as client:
+        assert validate_pullspecs(client, pullspecs[:1], cache=DigestCache(path)) == {}
+        assert client.stats.by_method().get("GET") == 2  # probe + the manifest: asked again
+        labels = read_bundle_labels(client, pullspecs, cache=LabelCache(path))
+    assert [labels[p][OCP] for p in pullspecs] == ["v4.10", "v4.11", "v4.12", "v4.13"]  # as built
