@@ -94,6 +94,9 @@ class IndexDbArtifacts:
             return PulledDb(cached, digest, False)
         manifest = self.client.manifest(ref.with_digest(digest))
         layer = _db_layer(manifest.json, str(ref))
+        if layer["size"] > self.client.limits.index_db_bytes:  # refused before a byte is written to disk
+            raise RegistryError(f"Failed to pull OCI artifact {ref}: its index.db is {layer['size']} bytes, more than "
+                                f"the {self.client.limits.index_db_bytes}-byte limit (INDEXFLOW_MAX_INDEX_DB_BYTES)")
         path = self._store(digest, layer["digest"],
                            lambda part: self.client.download_blob(ref, layer["digest"], part, layer["size"]))
         # one bound for both caches: the bundle cache lives beside the default index.db cache

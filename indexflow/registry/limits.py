@@ -3,9 +3,9 @@
 Registries, bundle images and index.db artifacts come from people we do not trust, so every read
 has a ceiling that is checked while the bytes arrive (never after reading them whole): a manifest
 may be 4 MiB (containerd's limit), a layer's tar stream may unpack to 256 MiB and hold 10,000
-entries per image, one request may take 300 s in all, whatever the per-read timeout. The defaults
-are generous for bundles (tens of files, KBs to a few MB); each can be changed by an environment
-variable (`Limits.from_env`, listed in docs/DESIGN.md "Limits").
+entries per image, an index.db artifact may be 4 GiB, one request may take 300 s in all, whatever
+the per-read timeout. The defaults are generous for bundles (tens of files, KBs to a few MB); each
+can be changed by an environment variable (`Limits.from_env`, listed in docs/DESIGN.md "Limits").
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from indexflow.errors import IndexflowError, RegistryError
 _ENV = {"manifest_bytes": "INDEXFLOW_MAX_IMAGE_MANIFEST_BYTES", "unpacked_bytes": "INDEXFLOW_MAX_UNPACKED_BYTES",
         "layer_entries": "INDEXFLOW_MAX_LAYER_ENTRIES", "tag_pages": "INDEXFLOW_MAX_TAG_PAGES",
         "request_deadline": "INDEXFLOW_REGISTRY_DEADLINE", "cache_max_bytes": "INDEXFLOW_CACHE_MAX_BYTES",
-        "load_bytes": "INDEXFLOW_BUNDLE_LOAD_BYTES"}
+        "load_bytes": "INDEXFLOW_BUNDLE_LOAD_BYTES", "index_db_bytes": "INDEXFLOW_MAX_INDEX_DB_BYTES"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Limits:
     request_deadline: float = 300.0  # seconds for one request, retries, redirects and token fetch included
     cache_max_bytes: int = 10 << 30  # bundle + index.db caches under $INDEXFLOW_CACHE_DIR, LRU-evicted
     load_bytes: int = 512 << 20  # compressed layer bytes of bundles read in memory at once
+    index_db_bytes: int = 4 << 30  # one index.db artifact layer (real ones are tens to hundreds of MB)
 
     @classmethod
     def from_env(cls) -> "Limits":

@@ -475,6 +475,32 @@ def _db_artifact(registry: HostileServer, data: bytes) -> str:
     return f"{registry.host}/index-db/app:v1"
 
 
+def test_an_index_db_declaring_100_gib_is_refused_before_its_download(registry: HostileServer,
+                                                                      case_dirs: CaseDirs) -> None:
+    """The layer's declared size was the only bound on the download: an artifact announcing 100 GiB
+    (and a registry that streams that much) filled the cache disk before the digest could fail."""
+    config, layer = serve_blob(registry, "index-db/app", b"{}"), "sha256:" + "ab" * 32
+    registry.route(f"/v2/index-db/app/blobs/{layer}", Reply(200, {}, endless()))
+    manifest = image_manifest(config, 2, [(layer, 100 << 30)])
+    manifest["layers"][0].update(mediaType="application/vnd.sqlite",
+                                 annotations={"org.opencontainers.image.title": "index.db"})
+    serve_manifest(registry, "index-db/app", "v1", json.dumps(manifest).encode())
+    body = ("from indexflow.registry.artifacts import IndexDbArtifacts\n"
+            f"IndexDbArtifacts(client, 'x').pull({registry.host + '/index-db/app:v1'!r})")
+    judged(run_python(client_code(registry, body), env=case_dirs.env), "index-db/app:v1",
+           f"index.db is {100 << 30} bytes, more than the {4 << 30}-byte limit (INDEXFLOW_MAX_INDEX_DB_BYTES)")
+    assert not any("/blobs/" in p for p in registry.paths())
+
+
+def test_the_index_db_limit_is_an_operator_setting(registry: HostileServer, case_dirs: CaseDirs) -> None:
+    ref = _db_artifact(registry, bytes(2 * MiB))
+    body = f"from indexflow.registry.artifacts import IndexDbArtifacts\nIndexDbArtifacts(client, 'x').pull({ref!r})"
+    env = {**case_dirs.env, "INDEXFLOW_MAX_INDEX_DB_BYTES": str(MiB)}
+    judged(run_python(client_code(registry, body), env=env), f"more than the {MiB}-byte limit")
+    env["INDEXFLOW_MAX_INDEX_DB_BYTES"] = str(2 * MiB)  # exactly its size: pulled
+    succeeded(run_python(client_code(registry, body), env=env))
+
+
 def test_a_full_cache_disk_is_one_sentence_naming_the_path(registry: HostileServer, case_dirs: CaseDirs) -> None:
     ref = _db_artifact(registry, bytes(2 * MiB))
     body = f"from indexflow.registry.artifacts import IndexDbArtifacts\nIndexDbArtifacts(client, 'x').pull({ref!r})"
