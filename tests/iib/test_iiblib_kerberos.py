@@ -183,6 +183,9 @@ def test_iib_error_bodies(alice: IIBClient, krb_api: str, tls_files: tuple[Path,
     chunked = alice.iib_session.post(MERGE, data=iter([b"[" + b"1," * 40_000] * 2 + [b"1]"]))
     assert chunked.status_code == 413
     assert httpx.get(f"{base}/healthcheck", verify=ca, timeout=API_TIMEOUT).json() == {"status": "Health check OK"}
+    for page in (str(2 ** 63), "9" * 4000):  # an offset past the database's integers was a 500
+        far = httpx.get(f"{base}/builds", params={"page": page}, verify=ca, timeout=API_TIMEOUT)
+        assert (far.status_code, far.json()) == (404, {"error": "The requested resource was not found"})
     bad_state = httpx.get(f"{base}/builds", params={"state": "done"}, verify=ca, timeout=API_TIMEOUT)
     assert (bad_state.status_code, bad_state.json()["error"]) == (
         400, "done is not a valid build request state. Valid states are: complete, failed, in_progress")
