@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from packaging.version import InvalidVersion, Version
 
+from indexflow.catalog.limits import excerpt
 from indexflow.errors import ValidationError
 
 OCP_LABEL = "com.redhat.openshift.versions"
@@ -17,8 +18,8 @@ def parse_index_ocp_version(value: str) -> Version:
     """The index's delivery version (`v4.17`) as a comparable version; IIB's message when unparsable."""
     try:
         return Version(value.replace("v", ""))
-    except InvalidVersion:
-        raise ValidationError(f'Invalid OCP version, "{value}", specified in Index Image') from None
+    except (InvalidVersion, ValueError):  # ValueError: a number past Python's 4,300-digit limit
+        raise ValidationError(f'Invalid OCP version, "{excerpt(value)}", specified in Index Image') from None
 
 
 def _v(text: str) -> Version:

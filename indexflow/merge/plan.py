@@ -10,12 +10,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from indexflow.catalog.limits import excerpt
 from indexflow.errors import ValidationError
 
 VERSION_LABEL = "com.redhat.index.delivery.version"
 SCOPE_LABEL = "com.redhat.index.delivery.distribution_scope"
 DEFAULT_OCP = "v4.5"  # IIB: a missing delivery label means v4.5, whatever the index
 _SCOPE_ORDER = {"dev": 0, "stage": 1, "prod": 2}
+MAX_LABEL = 128  # a delivery label is a short token ("v4.17", "prod"); it names a Git branch
 _LAST_SEGMENT = re.compile(r"^(?P<name>[^:@/]+):(?P<tag>[^@/]*)(@.*)?$")
 
 
@@ -32,12 +34,23 @@ class IndexInfo:
     @classmethod
     def from_labels(cls, pullspec: str, resolved: str, labels: Mapping[str, str],
                     arches: Iterable[str]) -> "IndexInfo":
-        return cls(pullspec, resolved, labels.get(VERSION_LABEL) or DEFAULT_OCP,
-                   labels.get(SCOPE_LABEL) or "prod", frozenset(arches))
+        """The delivery labels become a Git branch, lock keys, build metadata and error messages:
+        a value that is not a short printable token is refused here, before any of them."""
+        ocp, scope = labels.get(VERSION_LABEL) or DEFAULT_OCP, labels.get(SCOPE_LABEL) or "prod"
+        if not _token(ocp):
+            raise ValidationError(f'Invalid OCP version, "{excerpt(ocp)}", specified in Index Image')
+        if not _token(scope):
+            raise ValidationError(f'Invalid distribution scope, "{excerpt(scope)}", specified in Index Image '
+                                  f"{pullspec}")
+        return cls(pullspec, resolved, ocp, scope, frozenset(arches))
 
     @property
     def digest(self) -> str:
         return self.resolved.rsplit("@", 1)[1]
+
+
+def _token(label: str) -> bool:
+    return len(label) <= MAX_LABEL and label.isprintable() and not any(c.isspace() for c in label)
 
 
 def narrow_scope(requested: str | None, resolved: str) -> str:

@@ -48,3 +48,9 @@ def test_invalid_index_version_message(bad):
     assert str(err.value) == f'Invalid OCP version, "{bad}", specified in Index Image'
     with pytest.raises(ValidationError):
         is_bundle_version_valid("v4.6", bad, False)
+
+
+def test_an_index_version_past_pythons_digit_limit_is_the_same_sentence_cut_short():
+    with pytest.raises(ValidationError) as err:  # was a ValueError traceback (int of 5,000 digits)
+        parse_index_ocp_version("v4." + "9" * 5000)
+    assert str(err.value).startswith('Invalid OCP version, "v4.999') and len(str(err.value)) < 200

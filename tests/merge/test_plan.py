@@ -11,6 +11,27 @@ def test_index_info_defaults():
     assert (info.ocp_version, info.distribution_scope, info.digest) == ("v4.5", "prod", "sha256:ab")
 
 
+@pytest.mark.parametrize(("labels", "message"), [
+    ({plan.VERSION_LABEL: "v4.17\nRUN x"}, 'Invalid OCP version, "v4.17\\nRUN x", specified in Index Image'),
+    ({plan.VERSION_LABEL: "v4.17 "}, 'Invalid OCP version, "v4.17 ", specified in Index Image'),
+    ({plan.VERSION_LABEL: "4." + "1." * 200_000 + "1"}, 'Invalid OCP version, "4.1.1.'),
+    ({plan.SCOPE_LABEL: "x" * 1_000_000}, 'Invalid distribution scope, "xxx'),
+])
+def test_index_labels_that_are_not_short_tokens_are_refused_with_an_excerpt(labels, message):
+    """The delivery labels come from the index image's config (anyone who can push it): they name a
+    Git branch and land in lock keys, build metadata and messages, so a label of a megabyte or with
+    a line break stops here, quoted only in part."""
+    with pytest.raises(ValidationError) as err:
+        plan.IndexInfo.from_labels("r/i:v", "r/i@sha256:ab", labels, ["amd64"])
+    assert str(err.value).startswith(message) and len(str(err.value)) < 250
+
+
+def test_index_labels_as_real_indexes_carry_them_are_kept():
+    info = plan.IndexInfo.from_labels("r/i:v", "r/i@sha256:ab", {plan.VERSION_LABEL: "v4.17",
+                                                                 plan.SCOPE_LABEL: "stage"}, ["amd64"])
+    assert (info.ocp_version, info.distribution_scope) == ("v4.17", "stage")
+
+
 @pytest.mark.parametrize(("req", "resolved", "out"), [
     (None, "prod", "prod"), ("dev", "prod", "dev"), ("stage", "stage", "stage"), ("prod", "dev", None),
     ("prod", "stage", None), ("stage", "dev", None), (None, "dev", "dev"), ("dev", "stage", "dev"),
