@@ -20,6 +20,7 @@ GROUP, VERSION, PLURAL = "tekton.dev", "v1", "pipelineruns"
 SHA_LABEL = "pipelinesascode.tekton.dev/sha"
 API_TIMEOUT = 30.0
 SUCCESS_REASONS = frozenset({"Succeeded", "Completed"})
+MAX_MESSAGE = 2000  # characters of a PipelineRun's condition message kept in errors and states
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -83,7 +84,7 @@ def outcome(pr: dict) -> Outcome:
     if not conditions:
         return Outcome(False, False, "", "initializing")
     cond = conditions[0]
-    reason, message, status = cond.get("reason") or "", cond.get("message") or "", cond.get("status")
+    reason, message, status = cond.get("reason") or "", _cut(cond.get("message") or ""), cond.get("status")
     if reason in SUCCESS_REASONS:
         return Outcome(True, True, reason, message)
     failed = f"Pipelinerun {name} failed" + (f": {message}" if message else "")
@@ -96,6 +97,14 @@ def outcome(pr: dict) -> Outcome:
     if status == "False":
         return Outcome(True, False, reason, failed)
     return Outcome(False, False, reason, message)
+
+
+def _cut(message: str) -> str:
+    """Tekton's message as IIB quotes it, up to MAX_MESSAGE characters: a step's output can put
+    megabytes there, and the text becomes the run's state, the IIB state reason and a log line."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
 
 
 def _result(pr: dict, key: str) -> str | None:

@@ -66,6 +66,8 @@ OUTCOMES = [  # (status, expected done, ok, message with {n} for the run name)
     (cond("False", "CouldntGetPipeline", "pipeline fbc not found"), True, False,
      "Pipelinerun {n} failed: pipeline fbc not found"),
     (cond("False", "PipelineValidationFailed"), True, False, "Pipelinerun {n} failed"),
+    (cond("False", "Failed", "step-build: " + "x" * 100_000), True, False,  # cut where it becomes a state
+     "Pipelinerun {n} failed: step-build: " + "x" * 1988 + "... (98012 more characters)"),
 ]
 
 
