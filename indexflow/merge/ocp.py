@@ -19,7 +19,12 @@ def parse_index_ocp_version(value: str) -> Version:
     try:
         return Version(value.replace("v", ""))
     except (InvalidVersion, ValueError):  # ValueError: a number past Python's 4,300-digit limit
-        raise ValidationError(f'Invalid OCP version, "{excerpt(value)}", specified in Index Image') from None
+        raise invalid_index_version(value) from None
+
+
+def invalid_index_version(value: str) -> ValidationError:
+    """IIB's sentence for an index delivery version it cannot use, quoting an excerpt of it."""
+    return ValidationError(f'Invalid OCP version, "{excerpt(value)}", specified in Index Image')
 
 
 def _v(text: str) -> Version:

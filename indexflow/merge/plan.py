@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from indexflow.catalog.limits import excerpt
 from indexflow.errors import ValidationError
+from indexflow.merge.ocp import invalid_index_version
 
 VERSION_LABEL = "com.redhat.index.delivery.version"
 SCOPE_LABEL = "com.redhat.index.delivery.distribution_scope"
@@ -38,7 +39,7 @@ class IndexInfo:
         a value that is not a short printable token is refused here, before any of them."""
         ocp, scope = labels.get(VERSION_LABEL) or DEFAULT_OCP, labels.get(SCOPE_LABEL) or "prod"
         if not _token(ocp):
-            raise ValidationError(f'Invalid OCP version, "{excerpt(ocp)}", specified in Index Image')
+            raise invalid_index_version(ocp)
         if not _token(scope):
             raise ValidationError(f'Invalid distribution scope, "{excerpt(scope)}", specified in Index Image '
                                   f"{pullspec}")

@@ -78,7 +78,7 @@ def check_config(raw: bytes, where: str) -> dict:
         raise RegistryError(f"{where}: the config blob is not JSON") from None
     inner = body.get("config") if isinstance(body, dict) else None
     labels = inner.get("Labels") if isinstance(inner, dict) else None
-    if (not isinstance(body, dict) or not isinstance(body.get("config", {}), (dict, type(None)))
+    if (not isinstance(body, dict) or not isinstance(inner, (dict, type(None)))
             or not isinstance(labels, (dict, type(None))) or not isinstance(body.get("architecture", ""), str)):
         raise RegistryError(f"{where}: the config blob is not an image config (an object with a "
                             f"string architecture and a config.Labels map)")
